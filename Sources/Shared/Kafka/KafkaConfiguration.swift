@@ -1,0 +1,118 @@
+/// What every Kafka client of Rapport needs: where the cluster is and the librdkafka properties that pass through
+/// unchanged (security, tuning).
+public struct KafkaConfiguration: Sendable, Equatable {
+    /// Bootstrap servers, `host:port`. Default: `["localhost:9092"]`.
+    public var bootstrapServers: [String] = ["localhost:9092"]
+    /// The client id the brokers see in logs and quotas. Default: `"rapport"`.
+    public var clientID: String = "rapport"
+    /// librdkafka properties applied last, overriding Rapport's own choices: `security.protocol`,
+    /// `sasl.mechanisms`, `ssl.ca.location`, … Each is validated by librdkafka when a client is created.
+    /// Default: none.
+    public var properties: [String: String] = [:]
+
+    /// A configuration with every default.
+    public init() {}
+
+    /// The librdkafka properties shared by consumers and producers.
+    var baseProperties: [String: String] {
+        ["bootstrap.servers": bootstrapServers.joined(separator: ","), "client.id": clientID]
+    }
+}
+
+/// A consumer in a group, committing offsets explicitly after its work is durable.
+public struct KafkaConsumerConfiguration: Sendable, Equatable {
+    /// How group members share partitions (`partition.assignment.strategy`).
+    public struct AssignmentStrategy: Sendable, Equatable {
+        let value: String
+        /// Incremental, cooperative rebalancing: only the partitions that move are revoked.
+        public static let cooperativeSticky = AssignmentStrategy(value: "cooperative-sticky")
+        /// Eager rebalancing: every member gives up every partition, then the group reassigns them.
+        public static let range = AssignmentStrategy(value: "range,roundrobin")
+    }
+
+    /// Where a partition with no committed offset starts (`auto.offset.reset`).
+    public struct OffsetReset: Sendable, Equatable {
+        let value: String
+        /// From the oldest message the broker keeps.
+        public static let earliest = OffsetReset(value: "earliest")
+        /// From the next message produced.
+        public static let latest = OffsetReset(value: "latest")
+    }
+
+    /// The cluster and pass-through properties.
+    public var kafka: KafkaConfiguration
+    /// The consumer group. Required.
+    public var groupID: String
+    /// How partitions are shared. Default: ``AssignmentStrategy/cooperativeSticky``.
+    public var assignmentStrategy: AssignmentStrategy = .cooperativeSticky
+    /// Where a partition without a committed offset starts. Default: ``OffsetReset/earliest``, so that no event
+    /// produced before the group first joined is skipped.
+    public var offsetReset: OffsetReset = .earliest
+    /// How long the group waits for a silent member before moving its partitions. Default: 45 s (Kafka's).
+    public var sessionTimeout: Duration = .seconds(45)
+    /// How often the member heartbeats. Default: 3 s.
+    public var heartbeatInterval: Duration = .seconds(3)
+    /// The longest time between two polls before the member is considered stuck and leaves. Default: 5 min.
+    public var maxPollInterval: Duration = .seconds(300)
+
+    /// A configuration for `groupID` on `kafka`, with every other default.
+    public init(kafka: KafkaConfiguration, groupID: String) {
+        self.kafka = kafka
+        self.groupID = groupID
+    }
+
+    /// Every librdkafka property of this consumer, pass-through properties last.
+    var librdkafkaProperties: [String: String] {
+        var properties = kafka.baseProperties
+        properties["group.id"] = groupID
+        properties["enable.auto.commit"] = "false"
+        properties["enable.auto.offset.store"] = "false"
+        properties["enable.partition.eof"] = "false"
+        properties["auto.offset.reset"] = offsetReset.value
+        properties["partition.assignment.strategy"] = assignmentStrategy.value
+        properties["session.timeout.ms"] = String(sessionTimeout.milliseconds)
+        properties["heartbeat.interval.ms"] = String(heartbeatInterval.milliseconds)
+        properties["max.poll.interval.ms"] = String(maxPollInterval.milliseconds)
+        properties.merge(kafka.properties) { _, passedThrough in passedThrough }
+        return properties
+    }
+}
+
+/// An idempotent producer that reports every message's delivery.
+public struct KafkaProducerConfiguration: Sendable, Equatable {
+    /// The cluster and pass-through properties.
+    public var kafka: KafkaConfiguration
+    /// How long the producer waits to fill a batch (`linger.ms`). Default: 5 ms.
+    public var linger: Duration = .milliseconds(5)
+    /// How long a message may take to be delivered, retries included, before its report is an error
+    /// (`message.timeout.ms`). Default: 30 s.
+    public var deliveryTimeout: Duration = .seconds(30)
+    /// Compression of message batches (`compression.codec`). Default: `"lz4"`.
+    public var compression: String = "lz4"
+
+    /// A configuration for `kafka` with every other default.
+    public init(kafka: KafkaConfiguration) {
+        self.kafka = kafka
+    }
+
+    /// Every librdkafka property of this producer, pass-through properties last. Idempotence (and so `acks=all`
+    /// and ordered retries) is always on.
+    var librdkafkaProperties: [String: String] {
+        var properties = kafka.baseProperties
+        properties["enable.idempotence"] = "true"
+        properties["linger.ms"] = String(linger.milliseconds)
+        properties["message.timeout.ms"] = String(deliveryTimeout.milliseconds)
+        properties["compression.codec"] = compression
+        properties.merge(kafka.properties) { _, passedThrough in passedThrough }
+        properties["enable.idempotence"] = "true"
+        return properties
+    }
+}
+
+extension Duration {
+    /// The duration in whole milliseconds, rounded down.
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,28 @@
+import Dispatch
+
+/// A serial queue on which one C handle's blocking calls run, off Swift's cooperative thread pool.
+///
+/// librdkafka's poll and flush and every libpq call block their thread; on a two-core machine the cooperative pool
+/// has two threads, so one blocked call there would stall the whole process (probes included). Each handle gets
+/// one of these: a caller awaits a whole unit of work (a batch poll, a transaction), never a single message.
+public struct BlockingQueue: Sendable {
+    private let queue: DispatchQueue
+
+    /// A serial queue named `label` (shown in debuggers and thread dumps).
+    public init(label: String) {
+        queue = DispatchQueue(label: label)
+    }
+
+    /// Runs `body` on the queue and returns its result to the awaiting task.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    /// Runs `body` on the queue, blocking the calling thread until it returns. Only for callers that are not on the
+    /// cooperative pool (a C callback thread, a `deinit`).
+    public func runAndWait<T>(_ body: () throws -> T) rethrows -> T {
+        try queue.sync(execute: body)
+    }
+}
