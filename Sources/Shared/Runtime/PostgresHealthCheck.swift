@@ -1,0 +1,36 @@
+import Logging
+import ServiceLifecycle
+
+/// Checks PostgreSQL every `interval` with `SELECT 1` and records the answer for `/readyz`.
+public final class PostgresHealthCheck: Service, Sendable {
+    private let client: PostgresClient
+    private let health: WorkerHealth
+    private let interval: Duration
+    private let logger: Logger
+
+    /// A check of `client` every `interval` (default 5 s).
+    public init(client: PostgresClient, health: WorkerHealth, interval: Duration = .seconds(5), logger: Logger) {
+        self.client = client
+        self.health = health
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var wasReachable = true
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            let reachable: Bool
+            do {
+                _ = try await client.withConnection { try $0.query("SELECT 1").count }
+                reachable = true
+            } catch {
+                reachable = false
+                if wasReachable { logger.warning("PostgreSQL unreachable", metadata: [LogKey.error: "\(error)"]) }
+            }
+            if reachable, !wasReachable { logger.info("PostgreSQL reachable again") }
+            wasReachable = reachable
+            health.postgresChecked(reachable: reachable)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+        }
+    }
+}

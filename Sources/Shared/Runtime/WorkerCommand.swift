@@ -1,0 +1,76 @@
+import ArgumentParser
+import Logging
+import Metrics
+import Prometheus
+
+/// A worker executable's command line: `run` (the default) and `migrate`.
+public struct WorkerCommand<Worker: WorkerDefinition>: AsyncParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            commandName: Worker.descriptor.name,
+            abstract: "Rapport \(Worker.descriptor.name). Configured by environment variables (see the README).",
+            subcommands: [RunWorker<Worker>.self, MigrateWorker<Worker>.self],
+            defaultSubcommand: RunWorker<Worker>.self
+        )
+    }
+
+    public init() {}
+}
+
+/// Runs the worker until SIGTERM or SIGINT.
+public struct RunWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "run", abstract: "Apply migrations, then consume until SIGTERM (the default).")
+    }
+
+    public init() {}
+
+    public func run() async throws {
+        let descriptor = Worker.descriptor
+        let configuration = try WorkerConfiguration(descriptor: descriptor, environment: Environment())
+        bootstrapLogging(format: configuration.logFormat, level: configuration.logLevel)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var logger = Logger(label: descriptor.name)
+        logger[metadataKey: LogKey.worker] = "\(descriptor.name)"
+        let group = try await WorkerApp.build(descriptor: descriptor, configuration: configuration, registry: registry, logger: logger)
+        try await group.run()
+        logger.info("stopped")
+    }
+}
+
+/// Applies the migrations and exits: for a Kubernetes Job before a rollout.
+public struct MigrateWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
+    public static var configuration: CommandConfiguration {
+        CommandConfiguration(commandName: "migrate", abstract: "Apply the schema migrations (under an advisory lock) and exit.")
+    }
+
+    public init() {}
+
+    public func run() async throws {
+        let descriptor = Worker.descriptor
+        let environment = Environment()
+        let postgresConfiguration = try PostgresConfiguration(environment: environment, applicationName: descriptor.name)
+        let level = try environment.choice("LOG_LEVEL", default: "info", among: Logger.Level.allCases.map(\.rawValue))
+        let format = try environment.choice("LOG_FORMAT", default: "json", among: ["json", "text"])
+        bootstrapLogging(format: WorkerConfiguration.LogFormat(rawValue: format) ?? .json, level: Logger.Level(rawValue: level) ?? .info)
+        let logger = Logger(label: descriptor.name)
+        let postgres = PostgresClient(configuration: postgresConfiguration, logger: logger)
+        defer { postgres.close() }
+        try await WorkerApp.migrate(descriptor: descriptor, postgres: postgres, logger: logger, timeout: .seconds(60))
+    }
+}
+
+/// Configures swift-log for the process; only entry points call it.
+func bootstrapLogging(format: WorkerConfiguration.LogFormat, level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        switch format {
+        case .json:
+            return JSONLogHandler(label: label, level: level)
+        case .text:
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}

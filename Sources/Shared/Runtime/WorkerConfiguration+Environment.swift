@@ -1,0 +1,27 @@
+import Logging
+
+extension WorkerConfiguration {
+    /// Reads a worker's configuration from the environment (the contract's table, plus Rapport's own tuning
+    /// variables). Every problem is reported with the variable's name.
+    ///
+    /// - Throws: ``ConfigurationError``.
+    public init(descriptor: WorkerDescriptor, environment: Environment) throws {
+        let kafka = try KafkaConfiguration(environment: environment, clientID: descriptor.name)
+        let groupID = try environment.string("KAFKA_GROUP_ID", default: descriptor.defaultGroupID)
+        self.init(
+            consumer: KafkaConsumerConfiguration(kafka: kafka, groupID: groupID),
+            producer: KafkaProducerConfiguration(kafka: kafka),
+            postgres: try PostgresConfiguration(environment: environment, applicationName: descriptor.name),
+            topics: try Topics(environment: environment),
+            httpPort: try environment.integer("HTTP_PORT", default: descriptor.defaultHTTPPort, in: 0...65535)
+        )
+        let level = try environment.choice(
+            "LOG_LEVEL", default: "info", among: Logger.Level.allCases.map(\.rawValue))
+        logLevel = Logger.Level(rawValue: level) ?? .info
+        logFormat = LogFormat(rawValue: try environment.choice("LOG_FORMAT", default: "json", among: ["json", "text"])) ?? .json
+        drainTimeout = .seconds(try environment.integer("DRAIN_TIMEOUT_SECONDS", default: 20, in: 1...3600))
+        livenessWindow = .seconds(try environment.integer("LIVENESS_WINDOW_SECONDS", default: 30, in: 1...3600))
+        batchSize = try environment.integer("BATCH_SIZE", default: batchSize, in: 1...100_000)
+        batchWait = .milliseconds(try environment.integer("BATCH_WAIT_MS", default: 100, in: 1...60_000))
+    }
+}

@@ -1,0 +1,47 @@
+import Logging
+
+/// Everything a worker process is configured with.
+public struct WorkerConfiguration: Sendable {
+    /// How logs are written.
+    public enum LogFormat: String, Sendable {
+        /// One JSON object per line (default).
+        case json
+        /// swift-log's plain text lines, for a terminal.
+        case text
+    }
+
+    /// The worker's consumer: group, cluster, pass-through properties.
+    public var consumer: KafkaConsumerConfiguration
+    /// The worker's producer (commands and dead letters).
+    public var producer: KafkaProducerConfiguration
+    /// PostgreSQL.
+    public var postgres: PostgresConfiguration
+    /// Topic names.
+    public var topics: Topics
+    /// The port of `/healthz`, `/readyz` and `/metrics`. Default: the worker's (8081, 8082, 8083).
+    public var httpPort: Int
+    /// The lowest level logged. Default: `info`.
+    public var logLevel: Logger.Level = .info
+    /// How logs are written. Default: ``LogFormat/json``.
+    public var logFormat: LogFormat = .json
+    /// How long shutdown may take to finish the batch in hand, flush and leave the group. Default: 20 s.
+    public var drainTimeout: Duration = .seconds(20)
+    /// `/healthz` fails when the poll loop has not turned for this long. Default: 30 s.
+    public var livenessWindow: Duration = .seconds(30)
+    /// The most messages one poll returns. Default: 500.
+    public var batchSize: Int = 500
+    /// How long a poll waits for its first message. Default: 100 ms.
+    public var batchWait: Duration = .milliseconds(100)
+
+    /// A configuration from its parts, with the remaining defaults.
+    public init(
+        consumer: KafkaConsumerConfiguration, producer: KafkaProducerConfiguration, postgres: PostgresConfiguration,
+        topics: Topics, httpPort: Int
+    ) {
+        self.consumer = consumer
+        self.producer = producer
+        self.postgres = postgres
+        self.topics = topics
+        self.httpPort = httpPort
+    }
+}
