@@ -26,8 +26,31 @@ extension PostgresConfiguration {
             if let message { PQfreemem(message) }
             throw ConfigurationError(variable, "not a valid libpq connection URI (\(Self.redactingQuoted(reason)))")
         }
-        PQconninfoFree(options)
+        defer { PQconninfoFree(options) }
+        // PQconninfoParse checks the syntax only; check the values libpq would reject at connect time.
+        var option = options
+        while let keyword = option.pointee.keyword {
+            defer { option += 1 }
+            guard let value = option.pointee.val.map({ String(cString: $0) }) else { continue }
+            switch String(cString: keyword) {
+            case "port":
+                for port in value.split(separator: ",", omittingEmptySubsequences: false) {
+                    guard let number = Int(port), (1...65535).contains(number) else {
+                        throw ConfigurationError(variable, "port must be a number from 1 to 65535")
+                    }
+                }
+            case "sslmode":
+                guard Self.sslModes.contains(value) else {
+                    throw ConfigurationError(variable, "sslmode must be one of \(Self.sslModes.joined(separator: ", "))")
+                }
+            default:
+                continue
+            }
+        }
     }
+
+    /// libpq's `sslmode` values.
+    static let sslModes = ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
     /// libpq's parse errors quote pieces of the string, which may be secret: keep the explanation, drop the quotes.
     static func redactingQuoted(_ message: String) -> String {
