@@ -21,11 +21,14 @@ struct Consume: AsyncParsableCommand {
     @Option(help: "Stop after this many messages.")
     var max: Int?
 
-    @Option(help: "Stop after this many seconds without a message (0: never).")
+    @Option(help: "Stop after this many seconds without a message once partitions are assigned (0: never).")
     var idleExit: Double = 0
 
     @Option(help: "Messages per poll.")
     var batch = 500
+
+    @Option(help: "Pretend each batch takes this long to process (milliseconds), before committing it.")
+    var paceMs = 0
 
     mutating func run() async throws {
         let environment = Environment()
@@ -41,24 +44,34 @@ struct Consume: AsyncParsableCommand {
         while max.map({ seen < $0 }) ?? true {
             let messages = try await consumer.poll(maxMessages: batch, maxWait: .milliseconds(200))
             if messages.isEmpty {
+                // Joining the group takes seconds: idleness counts only while partitions are held.
+                if consumer.assignment.isEmpty { idleSince = .now }
                 if idleExit > 0, ContinuousClock.now - idleSince > .milliseconds(Int(idleExit * 1000)) { break }
                 continue
             }
             idleSince = .now
+            // Messages are printed before their commit and the commit after it, so the output never claims a
+            // commit that did not happen, and a kill between the two loses no message from the record.
             var out = Data()
             for message in messages {
                 out.append(try encoder.encode(PrintedMessage(message)))
                 out.append(0x0A)
             }
+            FileHandle.standardOutput.write(out)
             seen += messages.count
+            if paceMs > 0 { try await Task.sleep(for: .milliseconds(paceMs)) }
             if commit {
                 let offsets = messages.nextOffsets
-                try await consumer.commit(offsets)
+                do {
+                    try await consumer.commit(offsets)
+                } catch let error as KafkaError where error.isRetriable {
+                    // Refused while the group rebalances: the next batch's commit covers these offsets.
+                    logger.warning("commit refused", metadata: ["error": "\(error)"])
+                    continue
+                }
                 let committed = Dictionary(uniqueKeysWithValues: offsets.map { ("\($0.key.partition)", $0.value) })
-                out.append(try encoder.encode(["committed": committed]))
-                out.append(0x0A)
+                FileHandle.standardOutput.write(try encoder.encode(["committed": committed]) + Data([0x0A]))
             }
-            FileHandle.standardOutput.write(out)
         }
         try await consumer.close()
     }

@@ -106,6 +106,8 @@ public struct JSONLogHandler: LogHandler {
             while start > pendingStart, isLocal(characters[start - 1]) { start -= 1 }
             var end = index + 1
             while end < characters.count, isDomain(characters[end]) { end += 1 }
+            // A sentence's full stop after an address is not part of its domain.
+            while end > index + 1, characters[end - 1] == "." { end -= 1 }
             let domain = characters[(index + 1)..<end]
             if start < index, domain.contains("."), domain.first != ".", domain.last != "." {
                 result += String(characters[pendingStart..<start]) + "<email>"

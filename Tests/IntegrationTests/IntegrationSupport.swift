@@ -1,0 +1,189 @@
+import Foundation
+import Logging
+import Shared
+import Testing
+
+/// Where the integration tests find PostgreSQL, Kafka and the built executables. `scripts/test` sets all of them;
+/// run by hand, they default to local services and the debug build.
+enum TestEnvironment {
+    static let variables = ProcessInfo.processInfo.environment
+
+    /// The repository's root.
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// `DATABASE_URL`, default `postgresql://rapport@127.0.0.1:5432/rapport`.
+    static let databaseURL = variables["DATABASE_URL"] ?? "postgresql://rapport@127.0.0.1:5432/rapport"
+
+    /// `KAFKA_BROKERS`, default `localhost:9092`.
+    static let kafkaBrokers = variables["KAFKA_BROKERS"] ?? "localhost:9092"
+
+    /// The folder holding the built executables: `RAPPORT_BIN_DIR`, default `.build/debug`.
+    static let binDirectory = URL(fileURLWithPath: variables["RAPPORT_BIN_DIR"] ?? root.appendingPathComponent(".build/debug").path)
+
+    /// The data folder of a PostgreSQL that `scripts/pg-start` started and the tests may stop and start
+    /// (`RAPPORT_PG_DIR`); unset when the tests were pointed at a server they do not own.
+    static let postgresDirectory = variables["RAPPORT_PG_DIR"]
+
+    /// Quiet: librdkafka reports every torn-down test cluster as brokers going down.
+    static let logger: Logger = {
+        var logger = Logger(label: "integration-tests")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    /// A name no earlier run used.
+    static func unique(_ prefix: String) -> String {
+        "\(prefix)-\(UInt32.random(in: .min ... .max))-\(Int(Date().timeIntervalSince1970))"
+    }
+
+    /// `DATABASE_URL` with its database replaced by `database`.
+    static func databaseURL(database: String) -> String {
+        let url = databaseURL
+        guard let scheme = url.range(of: "://") else { return url + " dbname=\(database)" }
+        let afterScheme = url[scheme.upperBound...]
+        let queryStart = afterScheme.firstIndex(of: "?") ?? url.endIndex
+        let authorityEnd = afterScheme[..<queryStart].firstIndex(of: "/") ?? queryStart
+        return String(url[..<authorityEnd]) + "/" + database + String(url[queryStart...])
+    }
+
+    /// A client on `DATABASE_URL`.
+    static func postgres(url: String = databaseURL, poolSize: Int = 4) -> PostgresClient {
+        var configuration = PostgresConfiguration(url: url)
+        configuration.poolSize = poolSize
+        configuration.applicationName = "rapport-tests"
+        return PostgresClient(configuration: configuration, logger: logger)
+    }
+
+    /// Creates an empty database, runs `body` with its URL, and drops it.
+    static func withFreshDatabase<T>(_ body: (String) async throws -> T) async throws -> T {
+        let name = unique("rapport_it").replacingOccurrences(of: "-", with: "_")
+        let admin = postgres(poolSize: 1)
+        defer { admin.close() }
+        _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(name)") }
+        do {
+            let result = try await body(databaseURL(database: name))
+            _ = try await admin.withConnection { try $0.execute("DROP DATABASE \(name) WITH (FORCE)") }
+            return result
+        } catch {
+            _ = try? await admin.withConnection { try $0.execute("DROP DATABASE \(name) WITH (FORCE)") }
+            throw error
+        }
+    }
+
+    /// The Kafka client settings pointing at `KAFKA_BROKERS`.
+    static func kafka(clientID: String = "rapport-tests") -> KafkaConfiguration {
+        var configuration = KafkaConfiguration()
+        configuration.bootstrapServers = kafkaBrokers.split(separator: ",").map(String.init)
+        configuration.clientID = clientID
+        return configuration
+    }
+}
+
+/// An executable of the package running as its own OS process, its output captured in files.
+final class ChildProcess: @unchecked Sendable {
+    // `@unchecked Sendable`: `Process` is used from one test at a time; its state is read through its own API.
+    let process = Process()
+    let stdoutURL: URL
+    let stderrURL: URL
+
+    /// Starts `executable` (a product of this package) with `arguments` and `environment` added to the tests' own.
+    init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("rapport-proc"))
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        stdoutURL = folder.appendingPathComponent("stdout")
+        stderrURL = folder.appendingPathComponent("stderr")
+        _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
+        process.executableURL = TestEnvironment.binDirectory.appendingPathComponent(executable)
+        process.arguments = arguments
+        var variables = TestEnvironment.variables
+        variables["KAFKA_BROKERS"] = TestEnvironment.kafkaBrokers
+        variables["DATABASE_URL"] = TestEnvironment.databaseURL
+        variables.merge(environment) { _, new in new }
+        process.environment = variables
+        process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
+        process.standardError = try FileHandle(forWritingTo: stderrURL)
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    var stdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+    var isRunning: Bool { process.isRunning }
+
+    /// Sends `signal` to the process.
+    func send(_ signal: Int32) {
+        kill(process.processIdentifier, signal)
+    }
+
+    /// Waits for the process to exit and returns its status (the signal number, negated, when a signal ended it).
+    /// - Throws: when it is still running after `timeout`; it is killed then.
+    @discardableResult
+    func waitForExit(timeout: Duration = .seconds(60)) async throws -> Int32 {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning {
+            if ContinuousClock.now > deadline {
+                send(SIGKILL)
+                throw TestFailure("\(process.executableURL?.lastPathComponent ?? "process") still running after \(timeout)")
+            }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return process.terminationReason == .uncaughtSignal ? -process.terminationStatus : process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { send(SIGKILL) }
+    }
+}
+
+/// A failed precondition of a test, with what was expected.
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+/// - Throws: ``TestFailure`` naming `what` on timeout.
+func eventually(_ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TestFailure("timed out after \(timeout) waiting for: \(what)") }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
+
+/// One message as `rapport-tool consume` prints it.
+struct ConsumedMessage: Decodable, Hashable {
+    let partition: Int32
+    let offset: Int64
+    let key: String?
+    let value: String
+    let headers: [String: String]
+}
+
+/// Parses `rapport-tool consume` output: messages, and the highest committed offset per partition.
+/// A line cut short by a kill is ignored.
+func parseConsumerOutput(_ text: String) -> (messages: [ConsumedMessage], committed: [Int32: Int64]) {
+    struct Committed: Decodable { let committed: [String: Int64] }
+    let decoder = JSONDecoder()
+    var messages: [ConsumedMessage] = []
+    var committed: [Int32: Int64] = [:]
+    for line in text.split(separator: "\n") {
+        let data = Data(line.utf8)
+        if let message = try? decoder.decode(ConsumedMessage.self, from: data) {
+            messages.append(message)
+        } else if let commit = try? decoder.decode(Committed.self, from: data) {
+            for (partition, offset) in commit.committed {
+                guard let number = Int32(partition) else { continue }
+                committed[number] = max(committed[number] ?? 0, offset)
+            }
+        }
+    }
+    return (messages, committed)
+}
+
+/// The `seq` of a message value `rapport-tool produce --count` generated.
+func sequenceNumber(_ value: String) -> Int? {
+    struct Generated: Decodable { let seq: Int }
+    return try? JSONDecoder().decode(Generated.self, from: Data(value.utf8)).seq
+}

@@ -1,0 +1,68 @@
+import Shared
+import Testing
+
+/// Producer failures come back as typed errors, one per message, never as a hang or a crash. These tests host their
+/// own mock cluster in-process, because they inject broker errors into it.
+@Suite struct KafkaProducerErrorTests {
+    let cluster: MockKafkaCluster
+    let producer: KafkaProducer
+
+    init() throws {
+        cluster = try MockKafkaCluster(brokers: 1, logger: TestEnvironment.logger)
+        try cluster.createTopic("errors", partitions: 1)
+        var kafka = KafkaConfiguration()
+        kafka.bootstrapServers = [cluster.bootstrapServers]
+        var configuration = KafkaProducerConfiguration(kafka: kafka)
+        configuration.deliveryTimeout = .seconds(5)
+        configuration.linger = .milliseconds(0)
+        producer = try KafkaProducer(configuration: configuration, logger: TestEnvironment.logger)
+    }
+
+    private func message(_ text: String) -> KafkaOutboundMessage {
+        KafkaOutboundMessage(topic: "errors", key: Array("k".utf8), value: Array(text.utf8))
+    }
+
+    @Test func aPermanentBrokerErrorIsTheMessagesTypedError() async throws {
+        cluster.pushRequestErrors(.produce, [.topicAuthorizationFailed])
+        let results = try await producer.send([message("refused")])
+        let error = try #require(results.first.flatMap { if case .failure(let error) = $0 { error } else { nil } })
+        #expect(error.code == .topicAuthorizationFailed)
+        #expect(!error.isRetriable)
+    }
+
+    @Test func transientBrokerErrorsAreRetriedByTheIdempotentProducer() async throws {
+        let leaderMoved = KafkaError.Code(rawValue: 6)  // NOT_LEADER_FOR_PARTITION
+        cluster.pushRequestErrors(.produce, [leaderMoved, leaderMoved])
+        let results = try await producer.send([message("a"), message("b")])
+        let offsets = try results.map { try $0.get().offset }
+        #expect(offsets.count == 2)
+        #expect(offsets[1] == offsets[0] + 1, "retries kept the order and wrote each message once")
+    }
+
+    @Test func anOversizedMessageFailsAloneWhileTheRestOfTheBatchIsDelivered() async throws {
+        let huge = KafkaOutboundMessage(topic: "errors", key: nil, value: Array(repeating: 0x61, count: 2_000_000))
+        let results = try await producer.send([message("before"), huge, message("after")])
+        #expect((try? results[0].get()) != nil)
+        #expect((try? results[2].get()) != nil)
+        guard case .failure(let error) = results[1] else {
+            Issue.record("a 2 MB message was accepted")
+            return
+        }
+        #expect(error.code == .messageSizeTooLarge)
+    }
+
+    @Test func anUnreachableClusterTimesOutAsARetriableError() async throws {
+        var kafka = KafkaConfiguration()
+        kafka.bootstrapServers = ["127.0.0.1:1"]  // nothing listens there
+        var configuration = KafkaProducerConfiguration(kafka: kafka)
+        configuration.deliveryTimeout = .seconds(1)
+        let stranded = try KafkaProducer(configuration: configuration, logger: TestEnvironment.logger)
+        let results = try await stranded.send([KafkaOutboundMessage(topic: "errors", key: nil, value: [1])])
+        guard case .failure(let error) = results[0] else {
+            Issue.record("delivered to a cluster that does not exist")
+            return
+        }
+        #expect(error.code == .messageTimedOut)
+        #expect(error.isRetriable)
+    }
+}
