@@ -87,14 +87,19 @@ final class ChildProcess: @unchecked Sendable {
     let stderrURL: URL
 
     /// Starts `executable` (a product of this package) with `arguments` and `environment` added to the tests' own.
-    init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+    convenience init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+        try self.init(at: TestEnvironment.binDirectory.appendingPathComponent(executable), arguments, environment: environment)
+    }
+
+    /// Starts the program at `url` with `arguments` and `environment` added to the tests' own.
+    init(at url: URL, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("rapport-proc"))
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         stdoutURL = folder.appendingPathComponent("stdout")
         stderrURL = folder.appendingPathComponent("stderr")
         _ = FileManager.default.createFile(atPath: stdoutURL.path, contents: nil)
         _ = FileManager.default.createFile(atPath: stderrURL.path, contents: nil)
-        process.executableURL = TestEnvironment.binDirectory.appendingPathComponent(executable)
+        process.executableURL = url
         process.arguments = arguments
         var variables = TestEnvironment.variables
         variables["KAFKA_BROKERS"] = TestEnvironment.kafkaBrokers

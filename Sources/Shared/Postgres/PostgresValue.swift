@@ -50,23 +50,37 @@ extension Bool: PostgresBindable, PostgresDecodable {
 }
 
 extension Date: PostgresBindable, PostgresDecodable {
-    /// RFC 3339 in UTC with microseconds, which PostgreSQL's `timestamptz` keeps exactly.
+    private static let secondsStyle = Date.ISO8601FormatStyle(timeZone: .gmt)
+
+    /// RFC 3339 in UTC with microseconds (`2026-11-25T05:54:55.123456Z`), the precision `timestamptz` keeps.
     public var postgresText: String {
-        formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt))
+        let microseconds = (timeIntervalSince1970 * 1_000_000).rounded()
+        let wholeSeconds = (microseconds / 1_000_000).rounded(.down)
+        let fraction = Int(microseconds - wholeSeconds * 1_000_000)
+        let base = Date(timeIntervalSince1970: wholeSeconds).formatted(Self.secondsStyle).dropLast()  // drop "Z"
+        let digits = String(fraction)
+        return base + "." + String(repeating: "0", count: 6 - digits.count) + digits + "Z"
     }
 
-    /// Parses `timestamptz` output in the ISO date style (`2026-11-25 05:54:55.123456+00`).
+    /// Parses `timestamptz` output in the ISO date style (`2026-11-25 05:54:55.123456+00`), to the microsecond.
     public init?(postgresText: String) {
-        var text = postgresText.replacingOccurrences(of: " ", with: "T")
-        if let sign = text.lastIndex(where: { $0 == "+" || $0 == "-" }), sign > text.index(text.startIndex, offsetBy: 10),
-            text.distance(from: sign, to: text.endIndex) == 3
-        {
-            text += ":00"
+        var text = Substring(postgresText)
+        // The zone: +00, +05:30, -08 …
+        guard let sign = text.lastIndex(where: { $0 == "+" || $0 == "-" }), text.distance(from: text.startIndex, to: sign) > 10 else {
+            return nil
         }
-        let withFraction = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
-        let plain = Date.ISO8601FormatStyle()
-        guard let date = (try? withFraction.parse(text)) ?? (try? plain.parse(text)) else { return nil }
-        self = date
+        var zone = String(text[sign...])
+        if zone.count == 3 { zone += ":00" }
+        text = text[..<sign]
+        var fraction = 0.0
+        if let dot = text.firstIndex(of: ".") {
+            guard let value = Double("0" + text[dot...]) else { return nil }
+            fraction = value
+            text = text[..<dot]
+        }
+        let iso = text.replacingOccurrences(of: " ", with: "T") + zone
+        guard let seconds = try? Date.ISO8601FormatStyle().parse(iso) else { return nil }
+        self = Date(timeIntervalSince1970: seconds.timeIntervalSince1970 + fraction)
     }
 }
 
