@@ -1,0 +1,139 @@
+import Foundation
+import Shared
+import Testing
+
+/// The worker executables as operators run them: migrations, configuration errors, probes, SIGTERM.
+@Suite(.serialized) struct WorkerProcessTests {
+    @Test func twoProcessesMigratingAtOnceApplyEachMigrationExactlyOnce() async throws {
+        try await TestEnvironment.withFreshDatabase { url in
+            let environment = ["DATABASE_URL": url, "LOG_FORMAT": "json"]
+            let first = try ChildProcess("CaptureWorker", ["migrate"], environment: environment)
+            let second = try ChildProcess("CaptureWorker", ["migrate"], environment: environment)
+            let third = try ChildProcess("ReceiptWorker", ["migrate"], environment: environment)
+            #expect(try await first.waitForExit() == 0, "\(first.stderr)")
+            #expect(try await second.waitForExit() == 0, "\(second.stderr)")
+            #expect(try await third.waitForExit() == 0, "\(third.stderr)")
+            // Exactly one of the two capture processes applied the migration; the other found nothing to do.
+            let applied = [first, second].map { $0.stdout.components(separatedBy: "\"migration applied\"").count - 1 }
+            #expect(applied.sorted() == [0, 1], "\(applied)")
+
+            let client = TestEnvironment.postgres(url: url, poolSize: 1)
+            defer { client.close() }
+            let rows = try await client.withConnection {
+                try $0.query("SELECT component, version FROM rapport_schema_migrations ORDER BY component, version")
+                    .map { "\(try $0.decode(String.self, at: 0) ?? "")/\(try $0.decode(Int.self, at: 1) ?? 0)" }
+            }
+            #expect(rows == ["capture/1", "receipt/1"])
+            let tables = try await client.withConnection {
+                try $0.query("SELECT count(*) FROM pg_tables WHERE tablename IN ('capture_shoppers', 'capture_identities', 'receipt_orders')")
+                    .first?.decode(Int.self, at: 0)
+            }
+            #expect(tables == 3)
+        }
+    }
+
+    @Test func anEditedMigrationIsRefusedAndAFailingOneLeavesNothingBehind() async throws {
+        try await TestEnvironment.withFreshDatabase { url in
+            let client = TestEnvironment.postgres(url: url, poolSize: 1)
+            defer { client.close() }
+            let migrator = Migrator(client: client, logger: TestEnvironment.logger)
+            let first = Migration(component: "t", version: 1, name: "one", sql: "CREATE TABLE t_one (id int)")
+            #expect(try await migrator.migrate([first]).count == 1)
+            #expect(try await migrator.migrate([first]).isEmpty)
+
+            var edited = first
+            edited.sql = "CREATE TABLE t_one (id bigint)"
+            await #expect(throws: MigrationError.self) { try await migrator.migrate([edited]) }
+
+            let good = Migration(component: "t", version: 2, name: "two", sql: "CREATE TABLE t_two (id int)")
+            let bad = Migration(component: "t", version: 3, name: "three", sql: "CREATE TABLE t_three (id no_such_type)")
+            let error = await #expect(throws: PostgresError.self) { try await migrator.migrate([first, good, bad]) }
+            #expect(error?.sqlState == "42704")
+            let leftovers = try await client.withConnection {
+                try $0.query("SELECT count(*) FROM pg_tables WHERE tablename = 't_two'").first?.decode(Int.self, at: 0)
+            }
+            #expect(leftovers == 0, "version 2 was rolled back with version 3")
+        }
+    }
+
+    @Test(arguments: [
+        (["KAFKA_BROKERS": ""], "KAFKA_BROKERS"),
+        (["KAFKA_BROKERS": "no-port-here"], "KAFKA_BROKERS"),
+        (["DATABASE_URL": "postgresql://rapport:hunter2@db:notaport/rapport"], "DATABASE_URL"),
+        (["DATABASE_URL": "postgresql://rapport:hunter2@db/rapport?sslmode=sometimes"], "DATABASE_URL"),
+        (["KAFKA_SASL_PASSWORD": "hunter2", "KAFKA_NO_SUCH_PROPERTY": "1"], "KAFKA_NO_SUCH_PROPERTY"),
+        (["KAFKA_SESSION_TIMEOUT_MS": "soon"], "KAFKA_SESSION_TIMEOUT_MS"),
+        (["HTTP_PORT": "http"], "HTTP_PORT"),
+        (["LOG_LEVEL": "loud"], "LOG_LEVEL"),
+    ])
+    func aBadSettingStopsTheWorkerWithOneLineNamingIt(environment: [String: String], variable: String) async throws {
+        for worker in ["CaptureWorker", "SurveyWorker"] {
+            let process = try ChildProcess(worker, [], environment: environment)
+            let status = try await process.waitForExit(timeout: .seconds(20))
+            #expect(status == 1)
+            let lines = process.stderr.split(separator: "\n")
+            #expect(lines.count == 1, "expected one line, got: \(process.stderr)")
+            #expect(lines.first?.contains(variable) == true, "\(process.stderr)")
+            #expect(!process.stderr.contains("hunter2"), "a secret was printed")
+            #expect(!process.stderr.contains("Backtrac") && !process.stderr.contains("Fatal error"))
+            #expect(process.stdout.isEmpty)
+        }
+    }
+
+    @Test func aWorkerJoinsItsGroupAnswersProbesAndDrainsOnSIGTERM() async throws {
+        let port = Int.random(in: 20_000...29_999)
+        let worker = try ChildProcess(
+            "SurveyWorker", [],
+            environment: ["HTTP_PORT": "\(port)", "KAFKA_GROUP_ID": TestEnvironment.unique("survey"), "KAFKA_SESSION_TIMEOUT_MS": "6000"])
+        defer { worker.send(SIGKILL) }
+        try await eventually("/healthz answers 200", timeout: .seconds(30)) { await probe(port, "/healthz")?.status == 200 }
+        try await eventually("/readyz answers 200 once the group assigned partitions", timeout: .seconds(30)) {
+            await probe(port, "/readyz")?.status == 200
+        }
+        let ready = try #require(await probe(port, "/readyz"))
+        #expect(ready.body.contains("\"postgres\":true") && ready.body.contains("\"kafka_assignment\":true"))
+        let metrics = try #require(await probe(port, "/metrics"))
+        #expect(metrics.status == 200)
+        #expect(metrics.body.contains("rapport_poll_loop_iterations_total"))
+        #expect(await probe(port, "/nope")?.status == 404)
+
+        worker.send(SIGTERM)
+        let started = ContinuousClock.now
+        #expect(try await worker.waitForExit(timeout: .seconds(25)) == 0)
+        #expect(ContinuousClock.now - started < .seconds(20), "drained within the default drain timeout")
+        let logLines = worker.stdout.split(separator: "\n")
+        #expect(logLines.allSatisfy { $0.hasPrefix("{\"ts\":") }, "JSON log lines only")
+        #expect(worker.stdout.contains("\"msg\":\"leaving the consumer group\""))
+        #expect(worker.stdout.contains("\"msg\":\"stopped\""))
+    }
+}
+
+/// `GET path` on the local probe port: status and body, or `nil` when nothing answers.
+func probe(_ port: Int, _ path: String) async -> (status: Int, body: String)? {
+    let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard socket >= 0 else { return nil }
+    defer { close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { return nil }
+    let request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    guard request.withCString({ send(socket, $0, strlen($0), 0) }) > 0 else { return nil }
+    var response: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let count = recv(socket, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        response.append(contentsOf: buffer[0..<count])
+    }
+    let text = String(decoding: response, as: UTF8.self)
+    guard let statusLine = text.split(separator: "\r\n").first, let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "") else {
+        return nil
+    }
+    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    return (status, body)
+}
