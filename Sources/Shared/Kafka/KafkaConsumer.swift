@@ -90,6 +90,8 @@ public final class KafkaConsumer: Sendable {
         var batch: [KafkaMessage] = []
         batch.reserveCapacity(min(maxMessages, 10_000))
         context.revokedDuringPoll.removeAll()
+        // Messages come in runs of one partition: remember the last topic instead of asking the cache each time.
+        var lastTopic: (handle: OpaquePointer, name: String)?
         while batch.count < maxMessages {
             let timeout = batch.isEmpty ? max(0, Int32(clamping: (deadline - clock.now).milliseconds)) : 0
             let polled = rd_kafka_consumer_poll(client, timeout)
@@ -115,7 +117,14 @@ public final class KafkaConsumer: Sendable {
                     metadata: [LogKey.kafkaError: "\(error.code.name)", LogKey.error: "\(String(cString: rd_kafka_message_errstr(polled)))"])
                 continue
             }
-            batch.append(KafkaMessage(copying: polled))
+            let topic: String
+            if let lastTopic, lastTopic.handle == message.rkt {
+                topic = lastTopic.name
+            } else {
+                topic = context.topicNames.name(of: message.rkt)
+                lastTopic = message.rkt.map { ($0, topic) }
+            }
+            batch.append(KafkaMessage(copying: polled, topic: topic))
         }
         return batch
     }
@@ -233,10 +242,9 @@ extension KafkaConsumer {
 }
 
 extension KafkaMessage {
-    /// Copies a message out of librdkafka.
-    init(copying pointer: UnsafeMutablePointer<rd_kafka_message_t>) {
+    /// Copies a message of `topic` out of librdkafka.
+    init(copying pointer: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) {
         let message = pointer.pointee
-        let topic = String(cString: rd_kafka_topic_name(message.rkt))
         let key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
         let value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
         var headers: [KafkaHeader] = []

@@ -1,25 +1,41 @@
 import CRdKafka
 import Logging
+import Synchronization
 
 /// An idempotent Kafka producer (`enable.idempotence=true`: no duplicates from its own retries, per-partition order
 /// kept) whose ``send(_:)`` returns only when every message of the batch has its delivery report.
 ///
-/// Batches are sent one at a time on the producer's own ``BlockingQueue``; the cost of crossing into async code is
-/// paid once per batch, not per message.
+/// A dedicated thread serves librdkafka's delivery reports for the producer's whole life, and each ``send(_:)``
+/// waits only for its own batch, so several batches can be in flight at once: the cost of crossing into async code
+/// is paid once per batch, and batches overlap on the wire as they would in a bare librdkafka loop.
 public final class KafkaProducer: Sendable {
     private let handle: RDKafkaHandle
     private let context: Context
-    private let queue: BlockingQueue
+    /// Where messages are handed to librdkafka (which may have to wait while its queue is full).
+    private let enqueueQueue: BlockingQueue
 
-    /// Creates a producer.
+    /// Creates a producer and starts its delivery-report thread.
     /// - Throws: ``ConfigurationError`` when librdkafka rejects a property.
     public init(configuration: KafkaProducerConfiguration, logger: Logger) throws {
         let context = Context(logger: logger)
-        handle = try RDKafkaHandle(kind: .producer, properties: configuration.librdkafkaProperties, context: context) {
+        let handle = try RDKafkaHandle(kind: .producer, properties: configuration.librdkafkaProperties, context: context) {
             rd_kafka_conf_set_dr_msg_cb($0, deliveryReport)
         }
+        self.handle = handle
         self.context = context
-        self.queue = BlockingQueue(label: "rapport.kafka.producer")
+        self.enqueueQueue = BlockingQueue(label: "rapport.kafka.producer.enqueue")
+        // The poll loop holds the handle, not the producer: dropping the producer stops the loop (see deinit), and
+        // the handle is destroyed when the loop lets go of it.
+        BlockingQueue(label: "rapport.kafka.producer.poll").start {
+            while !context.isStopped.load(ordering: .acquiring) {
+                rd_kafka_poll(handle.pointer, 100)
+            }
+            context.pollLoopEnded.store(true, ordering: .releasing)
+        }
+    }
+
+    deinit {
+        context.isStopped.store(true, ordering: .releasing)
     }
 
     /// Publishes `messages` and waits for every delivery report.
@@ -28,34 +44,40 @@ public final class KafkaProducer: Sendable {
     /// - Throws: ``KafkaError`` only when the producer itself is unusable (a fatal error, or closed); per-message
     ///   failures are in the results.
     public func send(_ messages: [KafkaOutboundMessage]) async throws -> [Result<KafkaDeliveryReport, KafkaError>] {
+        if let fatal = handle.fatalError() { throw fatal }
+        guard !context.isClosed.load(ordering: .acquiring) else {
+            throw KafkaError(code: .destroyed, reason: "producer is closed", isRetriable: false)
+        }
+        guard !messages.isEmpty else { return [] }
         let handle = self.handle
         let context = self.context
-        return try await queue.run {
-            if let fatal = handle.fatalError() { throw fatal }
-            guard !context.isClosed else { throw KafkaError(code: .destroyed, reason: "producer is closed", isRetriable: false) }
-            context.begin(count: messages.count)
-            for (index, message) in messages.enumerated() {
-                while true {
-                    guard let error = Self.enqueue(message, index: index, on: handle.pointer) else { break }
-                    let code = KafkaError.Code(rawValue: rd_kafka_error_code(error).rawValue)
-                    if code == .queueFull {
-                        rd_kafka_error_destroy(error)
-                        rd_kafka_poll(handle.pointer, 10)
-                        continue
+        let enqueueQueue = self.enqueueQueue
+        return await withCheckedContinuation { continuation in
+            let batch = DeliveryBatch(count: messages.count, continuation: continuation)
+            enqueueQueue.start {
+                for (index, message) in messages.enumerated() {
+                    let opaque = batch.opaque(forIndex: index)
+                    let topic = context.topicHandle(message.topic, client: handle.pointer)
+                    while true {
+                        guard let error = Self.enqueue(message, topic: topic, opaque: opaque, on: handle.pointer) else { break }
+                        if rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__QUEUE_FULL {
+                            // The poll thread frees room as deliveries complete.
+                            rd_kafka_error_destroy(error)
+                            rd_kafka_poll(handle.pointer, 10)
+                            continue
+                        }
+                        batch.record(index: index, .failure(KafkaError(consuming: error, "produce to \(message.topic)")))
+                        break
                     }
-                    context.record(index: index, .failure(KafkaError(consuming: error, "produce to \(message.topic)")))
-                    break
                 }
             }
-            while context.pending > 0 {
-                rd_kafka_poll(handle.pointer, 50)
-            }
-            return context.finish()
         }
     }
 
     /// Hands one message to librdkafka (copying its bytes); `nil` on success, else the error to inspect and destroy.
-    private static func enqueue(_ message: KafkaOutboundMessage, index: Int, on client: OpaquePointer) -> OpaquePointer? {
+    private static func enqueue(
+        _ message: KafkaOutboundMessage, topic: OpaquePointer, opaque: UnsafeMutableRawPointer, on client: OpaquePointer
+    ) -> OpaquePointer? {
         var headers: OpaquePointer?
         if !message.headers.isEmpty {
             headers = rd_kafka_headers_new(message.headers.count)
@@ -67,50 +89,57 @@ public final class KafkaProducer: Sendable {
                 }
             }
         }
-        let error: OpaquePointer? = message.topic.withCString { topic in
-            message.value.withUnsafeBytes { value in
+        let error: OpaquePointer? = message.value.withUnsafeBytes { value in
                 withKey(message.key) { key in
-                    var fields: [rd_kafka_vu_t] = []
-                    fields.reserveCapacity(7)
-                    var field = rd_kafka_vu_t()
-                    field.vtype = RD_KAFKA_VTYPE_TOPIC
-                    field.u.cstr = topic
-                    fields.append(field)
-                    field = rd_kafka_vu_t()
-                    field.vtype = RD_KAFKA_VTYPE_VALUE
-                    field.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                    field.u.mem.size = value.count
-                    fields.append(field)
-                    if let key {
-                        field = rd_kafka_vu_t()
-                        field.vtype = RD_KAFKA_VTYPE_KEY
-                        field.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                        field.u.mem.size = key.count
-                        fields.append(field)
+                    // At most seven fields, on the stack: no allocation per message.
+                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { fields in
+                        var count = 0
+                        func add(_ configure: (inout rd_kafka_vu_t) -> Void) {
+                            var field = rd_kafka_vu_t()
+                            configure(&field)
+                            fields.initializeElement(at: count, to: field)
+                            count += 1
+                        }
+                        add {
+                            $0.vtype = RD_KAFKA_VTYPE_RKT
+                            $0.u.rkt = topic
+                        }
+                        add {
+                            $0.vtype = RD_KAFKA_VTYPE_VALUE
+                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                            $0.u.mem.size = value.count
+                        }
+                        if let key {
+                            add {
+                                $0.vtype = RD_KAFKA_VTYPE_KEY
+                                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                                $0.u.mem.size = key.count
+                            }
+                        }
+                        add {
+                            $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                            $0.u.i = RD_KAFKA_MSG_F_COPY
+                        }
+                        add {
+                            $0.vtype = RD_KAFKA_VTYPE_OPAQUE
+                            $0.u.ptr = opaque
+                        }
+                        if let partition = message.partition {
+                            add {
+                                $0.vtype = RD_KAFKA_VTYPE_PARTITION
+                                $0.u.i32 = partition
+                            }
+                        }
+                        if let headers {
+                            add {
+                                $0.vtype = RD_KAFKA_VTYPE_HEADERS
+                                $0.u.headers = headers
+                            }
+                        }
+                        defer { fields.baseAddress?.deinitialize(count: count) }
+                        return rd_kafka_produceva(client, fields.baseAddress, count)
                     }
-                    field = rd_kafka_vu_t()
-                    field.vtype = RD_KAFKA_VTYPE_MSGFLAGS
-                    field.u.i = RD_KAFKA_MSG_F_COPY
-                    fields.append(field)
-                    field = rd_kafka_vu_t()
-                    field.vtype = RD_KAFKA_VTYPE_OPAQUE
-                    field.u.ptr = UnsafeMutableRawPointer(bitPattern: index + 1)
-                    fields.append(field)
-                    if let partition = message.partition {
-                        field = rd_kafka_vu_t()
-                        field.vtype = RD_KAFKA_VTYPE_PARTITION
-                        field.u.i32 = partition
-                        fields.append(field)
-                    }
-                    if let headers {
-                        field = rd_kafka_vu_t()
-                        field.vtype = RD_KAFKA_VTYPE_HEADERS
-                        field.u.headers = headers
-                        fields.append(field)
-                    }
-                    return rd_kafka_produceva(client, &fields, fields.count)
                 }
-            }
         }
         // On success librdkafka owns the headers; on failure they are still ours.
         if error != nil, let headers { rd_kafka_headers_destroy(headers) }
@@ -126,63 +155,128 @@ public final class KafkaProducer: Sendable {
     /// - Throws: ``KafkaError`` with ``KafkaError/Code/timedOut`` when some are still outstanding after `timeout`.
     public func flush(timeout: Duration = .seconds(10)) async throws {
         let handle = self.handle
-        try await queue.run {
+        try await enqueueQueue.run {
             let err = rd_kafka_flush(handle.pointer, Int32(clamping: timeout.milliseconds))
             guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, "flush producer") }
         }
     }
 
-    /// Flushes and refuses further sends. The client itself is destroyed with the last reference.
-    /// - Throws: ``KafkaError`` when the flush times out.
+    /// Flushes, refuses further sends and stops the delivery-report thread. The client is destroyed with the last
+    /// reference.
+    /// - Throws: ``KafkaError`` when the flush times out (the producer is closed all the same).
     public func close(timeout: Duration = .seconds(10)) async throws {
-        let context = self.context
+        context.isClosed.store(true, ordering: .releasing)
+        defer { context.isStopped.store(true, ordering: .releasing) }
         try await flush(timeout: timeout)
-        try await queue.run { context.isClosed = true }
     }
 }
 
 extension KafkaProducer {
-    /// The delivery state of the batch being sent. Touched only on the producer's queue: delivery reports are served
-    /// by `rd_kafka_poll`, which is called nowhere else.
+    /// The producer's flags, read by its threads, and its topic handles.
     final class Context: RDKafkaContext, @unchecked Sendable {
-        private var results: [Result<KafkaDeliveryReport, KafkaError>?] = []
-        private(set) var pending = 0
-        var isClosed = false
+        let isClosed = Atomic<Bool>(false)
+        let isStopped = Atomic<Bool>(false)
+        let pollLoopEnded = Atomic<Bool>(false)
+        /// `rd_kafka_topic_t` per topic name: created once, so that producing does not look the topic up by name
+        /// for every message; destroyed just before the client.
+        /// (Kept as bit patterns: an `OpaquePointer` is not `Sendable`.)
+        private let topics = Mutex<[String: UInt]>([:])
 
-        func begin(count: Int) {
-            results = Array(repeating: nil, count: count)
-            pending = count
+        func topicHandle(_ name: String, client: OpaquePointer) -> OpaquePointer {
+            let bits = topics.withLock { topics -> UInt in
+                if let topic = topics[name] { return topic }
+                let topic = UInt(bitPattern: rd_kafka_topic_new(client, name, nil))
+                topics[name] = topic
+                return topic
+            }
+            return OpaquePointer(bitPattern: bits)!
         }
 
-        func record(index: Int, _ result: Result<KafkaDeliveryReport, KafkaError>) {
-            guard results.indices.contains(index), results[index] == nil else { return }
-            results[index] = result
-            pending -= 1
-        }
-
-        func finish() -> [Result<KafkaDeliveryReport, KafkaError>] {
-            defer { results = [] }
-            return results.map { $0 ?? .failure(KafkaError(code: .fatal, reason: "no delivery report", isRetriable: true)) }
+        override func willDestroy(_ client: OpaquePointer) {
+            let handles = topics.withLock { topics in
+                defer { topics.removeAll() }
+                return Array(topics.values)
+            }
+            for bits in handles { rd_kafka_topic_destroy(OpaquePointer(bitPattern: bits)) }
         }
     }
 }
 
-/// librdkafka's delivery-report callback: files the report under the message's index in the batch being sent.
+/// The delivery state of one ``KafkaProducer/send(_:)``: a result slot per message, and the continuation resumed
+/// when the last report is in. It keeps itself alive (an unmanaged retain) until then, because librdkafka holds
+/// only raw pointers into it.
+private final class DeliveryBatch: @unchecked Sendable {
+    // `@unchecked Sendable`: `slots` is written once before any message is enqueued and only read afterwards;
+    // `state` is guarded by its mutex.
+    /// What a message's opaque points to: its batch and its index there.
+    struct Slot {
+        let batch: Unmanaged<DeliveryBatch>
+        let index: Int
+    }
+
+    private struct State {
+        var results: [Result<KafkaDeliveryReport, KafkaError>?]
+        var pending: Int
+        var continuation: CheckedContinuation<[Result<KafkaDeliveryReport, KafkaError>], Never>?
+    }
+
+    private let slots: UnsafeMutableBufferPointer<Slot>
+    private let state: Mutex<State>
+    private var selfReference: Unmanaged<DeliveryBatch>?
+
+    init(count: Int, continuation: CheckedContinuation<[Result<KafkaDeliveryReport, KafkaError>], Never>) {
+        slots = .allocate(capacity: count)
+        state = Mutex(State(results: Array(repeating: nil, count: count), pending: count, continuation: continuation))
+        let reference = Unmanaged.passRetained(self)
+        selfReference = reference
+        for index in 0..<count { slots.initializeElement(at: index, to: Slot(batch: reference, index: index)) }
+    }
+
+    deinit {
+        slots.deinitialize()
+        slots.deallocate()
+    }
+
+    func opaque(forIndex index: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(slots.baseAddress! + index)
+    }
+
+    func record(index: Int, _ result: Result<KafkaDeliveryReport, KafkaError>) {
+        let finished = state.withLock { state -> (CheckedContinuation<[Result<KafkaDeliveryReport, KafkaError>], Never>, [Result<KafkaDeliveryReport, KafkaError>])? in
+            guard state.results[index] == nil else { return nil }
+            state.results[index] = result
+            state.pending -= 1
+            guard state.pending == 0, let continuation = state.continuation else { return nil }
+            state.continuation = nil
+            return (continuation, state.results.map { $0! })
+        }
+        guard let (continuation, results) = finished else { return }
+        continuation.resume(returning: results)
+        selfReference?.release()
+    }
+
+    static func slot(_ opaque: UnsafeMutableRawPointer) -> Slot {
+        opaque.assumingMemoryBound(to: Slot.self).pointee
+    }
+}
+
+/// librdkafka's delivery-report callback: files the report in the slot the message's opaque points to.
 private let deliveryReport: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
     client, message, _ in
-    guard let client, let message, let context = KafkaProducer.Context.of(client) else { return }
-    let index = Int(bitPattern: message.pointee._private) - 1
-    let topic = String(cString: rd_kafka_topic_name(message.pointee.rkt))
+    guard let message, let opaque = message.pointee._private, let context = RDKafkaContext.of(client) else { return }
+    let slot = DeliveryBatch.slot(opaque)
     let err = message.pointee.err
+    let result: Result<KafkaDeliveryReport, KafkaError>
     if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-        let report = KafkaDeliveryReport(
-            topicPartition: TopicPartition(topic: topic, partition: message.pointee.partition), offset: message.pointee.offset)
-        context.record(index: index, .success(report))
+        let partition = TopicPartition(topic: context.topicNames.name(of: message.pointee.rkt), partition: message.pointee.partition)
+        result = .success(KafkaDeliveryReport(topicPartition: partition, offset: message.pointee.offset))
     } else {
+        let topic = context.topicNames.name(of: message.pointee.rkt)
         var error = KafkaError(err, "deliver to \(topic)")
         if err == RD_KAFKA_RESP_ERR__FATAL {
             error = KafkaError(code: error.code, reason: error.reason, isRetriable: false, isFatal: true)
         }
-        context.record(index: index, .failure(error))
+        result = .failure(error)
     }
+    slot.batch.takeUnretainedValue().record(index: slot.index, result)
 }

@@ -10,10 +10,15 @@ import Logging
 class RDKafkaContext: @unchecked Sendable {
     /// Where librdkafka's own log lines go.
     let logger: Logger
+    /// The client's topic names, for its message loops.
+    let topicNames = TopicNameCache()
 
     init(logger: Logger) {
         self.logger = logger
     }
+
+    /// Called just before the client is destroyed: release what must not outlive it (topic handles).
+    func willDestroy(_ client: OpaquePointer) {}
 
     /// Recovers the context of a client created by ``RDKafkaHandle``.
     static func of(_ client: OpaquePointer?) -> Self? {
@@ -91,6 +96,7 @@ final class RDKafkaHandle: @unchecked Sendable {
     }
 
     deinit {
+        context.willDestroy(pointer)
         rd_kafka_destroy(pointer)
         withExtendedLifetime(context) {}
     }

@@ -20,6 +20,11 @@ public struct BlockingQueue: Sendable {
         }
     }
 
+    /// Starts `body` on the queue without waiting for it (a long-lived loop, or work that reports back by itself).
+    public func start(_ body: @escaping @Sendable () -> Void) {
+        queue.async(execute: body)
+    }
+
     /// Runs `body` on the queue, blocking the calling thread until it returns. Only for callers that are not on the
     /// cooperative pool (a C callback thread, a `deinit`).
     public func runAndWait<T>(_ body: () throws -> T) rethrows -> T {

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// Rapport's benchmarks: numbers printed, never asserted. The README says how to run them and what they measured.
+@main
+struct RapportBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rapport-bench",
+        abstract: "Measure Rapport's throughput (build with -c release; see the README).",
+        subcommands: [FoundationBenchmark.self],
+        defaultSubcommand: FoundationBenchmark.self
+    )
+}
