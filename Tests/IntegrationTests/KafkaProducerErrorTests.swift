@@ -66,3 +66,15 @@ import Testing
         #expect(error.isRetriable)
     }
 }
+
+extension KafkaProducerErrorTests {
+    @Test func anIllegalTopicNameFailsItsMessageWithoutCrashing() async throws {
+        let illegal = String(repeating: "t", count: 600)  // librdkafka refuses names over 512 bytes
+        let results = try await producer.send([KafkaOutboundMessage(topic: illegal, key: nil, value: [1]), message("fine")])
+        #expect((try? results[1].get()) != nil)
+        guard case .failure = results[0] else {
+            Issue.record("a 600-character topic name was accepted")
+            return
+        }
+    }
+}

@@ -34,7 +34,9 @@ import Testing
         #expect(a.checksum == Migration(component: "x", version: 9, name: "z", sql: a.sql).checksum)
     }
 
-    @Test func everyWorkerShipsItsMigrations() throws {
-        #expect(try Migration.shared().isEmpty)
+    @Test func theSharedMigrationsLoadFromTheBundleInOrder() throws {
+        let migrations = try Migration.shared()
+        #expect(migrations.allSatisfy { $0.component == "shared" })
+        #expect(migrations.map(\.version) == migrations.map(\.version).sorted())
     }
 }

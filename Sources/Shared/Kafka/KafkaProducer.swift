@@ -30,7 +30,6 @@ public final class KafkaProducer: Sendable {
             while !context.isStopped.load(ordering: .acquiring) {
                 rd_kafka_poll(handle.pointer, 100)
             }
-            context.pollLoopEnded.store(true, ordering: .releasing)
         }
     }
 
@@ -57,7 +56,11 @@ public final class KafkaProducer: Sendable {
             enqueueQueue.start {
                 for (index, message) in messages.enumerated() {
                     let opaque = batch.opaque(forIndex: index)
-                    let topic = context.topicHandle(message.topic, client: handle.pointer)
+                    guard let topic = context.topicHandle(message.topic, client: handle.pointer) else {
+                        let err = rd_kafka_last_error()
+                        batch.record(index: index, .failure(KafkaError(err, "topic '\(message.topic)' refused")))
+                        continue
+                    }
                     while true {
                         guard let error = Self.enqueue(message, topic: topic, opaque: opaque, on: handle.pointer) else { break }
                         if rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__QUEUE_FULL {
@@ -176,20 +179,20 @@ extension KafkaProducer {
     final class Context: RDKafkaContext, @unchecked Sendable {
         let isClosed = Atomic<Bool>(false)
         let isStopped = Atomic<Bool>(false)
-        let pollLoopEnded = Atomic<Bool>(false)
         /// `rd_kafka_topic_t` per topic name: created once, so that producing does not look the topic up by name
         /// for every message; destroyed just before the client.
         /// (Kept as bit patterns: an `OpaquePointer` is not `Sendable`.)
         private let topics = Mutex<[String: UInt]>([:])
 
-        func topicHandle(_ name: String, client: OpaquePointer) -> OpaquePointer {
+        /// The handle of topic `name`; `nil` when librdkafka refuses the name (`rd_kafka_last_error` says why).
+        func topicHandle(_ name: String, client: OpaquePointer) -> OpaquePointer? {
             let bits = topics.withLock { topics -> UInt in
                 if let topic = topics[name] { return topic }
                 let topic = UInt(bitPattern: rd_kafka_topic_new(client, name, nil))
-                topics[name] = topic
+                if topic != 0 { topics[name] = topic }
                 return topic
             }
-            return OpaquePointer(bitPattern: bits)!
+            return OpaquePointer(bitPattern: bits)
         }
 
         override func willDestroy(_ client: OpaquePointer) {
@@ -237,8 +240,10 @@ private final class DeliveryBatch: @unchecked Sendable {
         slots.deallocate()
     }
 
+    /// What message `index`'s opaque points to. A batch has at least one message, so `slots` is allocated.
     func opaque(forIndex index: Int) -> UnsafeMutableRawPointer {
-        UnsafeMutableRawPointer(slots.baseAddress! + index)
+        guard let base = slots.baseAddress else { preconditionFailure("an empty delivery batch has no slots") }
+        return UnsafeMutableRawPointer(base + index)
     }
 
     func record(index: Int, _ result: Result<KafkaDeliveryReport, KafkaError>) {
@@ -248,7 +253,7 @@ private final class DeliveryBatch: @unchecked Sendable {
             state.pending -= 1
             guard state.pending == 0, let continuation = state.continuation else { return nil }
             state.continuation = nil
-            return (continuation, state.results.map { $0! })
+            return (continuation, state.results.map { $0 ?? .failure(KafkaError(code: .fatal, reason: "no delivery report", isRetriable: true)) })
         }
         guard let (continuation, results) = finished else { return }
         continuation.resume(returning: results)

@@ -5,10 +5,13 @@ enum TopicPartitionList {
     /// Builds a list the caller must free with `rd_kafka_topic_partition_list_destroy`.
     /// - Parameter offsets: Partitions, each with an offset or `nil` for librdkafka's "stored/committed" default.
     static func make(_ offsets: [(TopicPartition, Int64?)]) -> UnsafeMutablePointer<rd_kafka_topic_partition_list_t> {
-        let list = rd_kafka_topic_partition_list_new(Int32(offsets.count))!
+        // librdkafka aborts the process when it cannot allocate, so neither call returns NULL.
+        guard let list = rd_kafka_topic_partition_list_new(Int32(offsets.count)) else {
+            preconditionFailure("rd_kafka_topic_partition_list_new returned NULL")
+        }
         for (topicPartition, offset) in offsets {
-            let element = rd_kafka_topic_partition_list_add(list, topicPartition.topic, topicPartition.partition)!
-            element.pointee.offset = offset ?? Int64(RD_KAFKA_OFFSET_INVALID)
+            let element = rd_kafka_topic_partition_list_add(list, topicPartition.topic, topicPartition.partition)
+            element?.pointee.offset = offset ?? Int64(RD_KAFKA_OFFSET_INVALID)
         }
         return list
     }

@@ -50,9 +50,10 @@ public struct JSONLogHandler: LogHandler {
         // One write(2) per line: lines from concurrent tasks never interleave.
         var bytes = Array(line.utf8)
         bytes.withUnsafeMutableBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
             var offset = 0
             while offset < buffer.count {
-                let written = Foundation.write(1, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Foundation.write(1, base + offset, buffer.count - offset)
                 if written <= 0 { return }
                 offset += written
             }

@@ -51,9 +51,8 @@ public struct MigrateWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
         let descriptor = Worker.descriptor
         let environment = Environment()
         let postgresConfiguration = try PostgresConfiguration(environment: environment, applicationName: descriptor.name)
-        let level = try environment.choice("LOG_LEVEL", default: "info", among: Logger.Level.allCases.map(\.rawValue))
-        let format = try environment.choice("LOG_FORMAT", default: "json", among: ["json", "text"])
-        bootstrapLogging(format: WorkerConfiguration.LogFormat(rawValue: format) ?? .json, level: Logger.Level(rawValue: level) ?? .info)
+        let (format, level) = try WorkerConfiguration.logging(environment: environment)
+        bootstrapLogging(format: format, level: level)
         let logger = Logger(label: descriptor.name)
         let postgres = PostgresClient(configuration: postgresConfiguration, logger: logger)
         defer { postgres.close() }

@@ -15,13 +15,18 @@ extension WorkerConfiguration {
             topics: try Topics(environment: environment),
             httpPort: try environment.integer("HTTP_PORT", default: descriptor.defaultHTTPPort, in: 0...65535)
         )
-        let level = try environment.choice(
-            "LOG_LEVEL", default: "info", among: Logger.Level.allCases.map(\.rawValue))
-        logLevel = Logger.Level(rawValue: level) ?? .info
-        logFormat = LogFormat(rawValue: try environment.choice("LOG_FORMAT", default: "json", among: ["json", "text"])) ?? .json
+        (logFormat, logLevel) = try Self.logging(environment: environment)
         drainTimeout = .seconds(try environment.integer("DRAIN_TIMEOUT_SECONDS", default: 20, in: 1...3600))
         livenessWindow = .seconds(try environment.integer("LIVENESS_WINDOW_SECONDS", default: 30, in: 1...3600))
         batchSize = try environment.integer("BATCH_SIZE", default: batchSize, in: 1...100_000)
         batchWait = .milliseconds(try environment.integer("BATCH_WAIT_MS", default: 100, in: 1...60_000))
+    }
+
+    /// Reads `LOG_FORMAT` (`json`, `text`) and `LOG_LEVEL` (`trace` … `critical`).
+    /// - Throws: ``ConfigurationError`` naming the variable.
+    public static func logging(environment: Environment) throws -> (LogFormat, Logger.Level) {
+        let level = try environment.choice("LOG_LEVEL", default: "info", among: Logger.Level.allCases.map(\.rawValue))
+        let format = try environment.choice("LOG_FORMAT", default: "json", among: ["json", "text"])
+        return (LogFormat(rawValue: format) ?? .json, Logger.Level(rawValue: level) ?? .info)
     }
 }

@@ -24,10 +24,4 @@ public struct BlockingQueue: Sendable {
     public func start(_ body: @escaping @Sendable () -> Void) {
         queue.async(execute: body)
     }
-
-    /// Runs `body` on the queue, blocking the calling thread until it returns. Only for callers that are not on the
-    /// cooperative pool (a C callback thread, a `deinit`).
-    public func runAndWait<T>(_ body: () throws -> T) rethrows -> T {
-        try queue.sync(execute: body)
-    }
 }
