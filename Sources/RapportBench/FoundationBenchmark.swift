@@ -27,6 +27,9 @@ struct FoundationBenchmark: AsyncParsableCommand {
     @Option(help: "KafkaProducer.send calls in flight at once in the pipelined measurement.")
     var inFlight = 4
 
+    @Option(help: "How many times each Kafka measurement runs; the median is reported.")
+    var runs = 5
+
     @Option(help: "PostgreSQL rows per measurement.")
     var rows = 100_000
 
@@ -41,19 +44,29 @@ struct FoundationBenchmark: AsyncParsableCommand {
         logger.logLevel = .critical
         print("rapport-bench foundation — \(ProcessInfo.processInfo.activeProcessorCount) cores")
         print("Kafka: librdkafka \(String(cString: rd_kafka_version_str())) mock cluster in-process, 1 broker, \(partitions) partitions, \(messages) messages of \(messageSize) B")
+        print("  median of \(runs) runs, each on fresh topics; the Swift and bare measurements alternate")
         let cluster = try MockKafkaCluster(brokers: 1, logger: logger)
-        for topic in ["bench-swift", "bench-bare"] { try cluster.createTopic(topic, partitions: partitions) }
         let bootstrap = cluster.bootstrapServers
         let value = [UInt8](repeating: 0x61, count: messageSize)
-
-        let sequential = try await produceSwift(bootstrap: bootstrap, topic: "bench-swift", value: value, inFlight: 1, logger: logger)
-        let swiftProduce = try await produceSwift(bootstrap: bootstrap, topic: "bench-swift", value: value, inFlight: inFlight, logger: logger)
-        let bareProduce = try produceBare(bootstrap: bootstrap, value: value)
-        let swiftConsume = try await consumeSwift(bootstrap: bootstrap, logger: logger)
-        let bareConsume = try consumeBare(bootstrap: bootstrap)
-        print(String(format: "  produce Swift layer, 1 send in flight   %10.0f msg/s   (each send waits for its %d reports)", Double(messages) / sequential, produceBatch))
-        report("produce", swift: swiftProduce, bare: bareProduce, unit: "msg/s", count: messages, note: "\(inFlight) sends of \(produceBatch) in flight")
-        report("consume", swift: swiftConsume, bare: bareConsume, unit: "msg/s", count: messages, note: "batches of 10000")
+        var sequential: [Double] = []
+        var swiftProduce: [Double] = []
+        var bareProduce: [Double] = []
+        var swiftConsume: [Double] = []
+        var bareConsume: [Double] = []
+        for run in 1...max(1, runs) {
+            let swiftTopic = "bench-swift-\(run)"
+            let bareTopic = "bench-bare-\(run)"
+            try cluster.createTopic(swiftTopic, partitions: partitions)
+            try cluster.createTopic(bareTopic, partitions: partitions)
+            sequential.append(try await produceSwift(bootstrap: bootstrap, topic: swiftTopic, value: value, inFlight: 1, logger: logger))
+            swiftProduce.append(try await produceSwift(bootstrap: bootstrap, topic: swiftTopic, value: value, inFlight: inFlight, logger: logger))
+            bareProduce.append(try produceBare(bootstrap: bootstrap, topic: bareTopic, value: value))
+            swiftConsume.append(try await consumeSwift(bootstrap: bootstrap, topic: swiftTopic, logger: logger))
+            bareConsume.append(try consumeBare(bootstrap: bootstrap, topic: bareTopic))
+        }
+        print(String(format: "  produce Swift layer, 1 send in flight   %10.0f msg/s   (each send waits for its %d reports)", Double(messages) / median(sequential), produceBatch))
+        report("produce", swift: median(swiftProduce), bare: median(bareProduce), unit: "msg/s", count: messages, note: "\(inFlight) sends of \(produceBatch) in flight")
+        report("consume", swift: median(swiftConsume), bare: median(bareConsume), unit: "msg/s", count: messages, note: "batches of 10000")
         withExtendedLifetime(cluster) {}
 
         guard !skipPostgres else { return }
@@ -90,6 +103,11 @@ struct FoundationBenchmark: AsyncParsableCommand {
         print(String(format: "  insert (pipeline, Sync every %d)  %10.0f rows/s", syncEvery, pipelineRate))
         print(String(format: "  COPY FROM STDIN                   %10.0f rows/s", copyRate))
         print(String(format: "  pipeline / COPY                   %10.0f %%   (goal ≥ 30 %%)", 100 * pipelineRate / copyRate))
+    }
+
+    private func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
     }
 
     private func report(_ what: String, swift: Double, bare: Double, unit: String, count: Int, note: String) {
@@ -134,12 +152,12 @@ struct FoundationBenchmark: AsyncParsableCommand {
     }
 
     /// Seconds to read the messages the Swift producer wrote, in batches of 10,000, from the first message on.
-    private func consumeSwift(bootstrap: String, logger: Logger) async throws -> Double {
+    private func consumeSwift(bootstrap: String, topic: String, logger: Logger) async throws -> Double {
         var kafka = KafkaConfiguration()
         kafka.bootstrapServers = [bootstrap]
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "bench-swift"), logger: logger)
         try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<Int32(partitions)).map {
-            (TopicPartition(topic: "bench-swift", partition: $0), Int64?.some(Int64(RD_KAFKA_OFFSET_BEGINNING)))
+            (TopicPartition(topic: topic, partition: $0), Int64?.some(Int64(RD_KAFKA_OFFSET_BEGINNING)))
         }))
         // The clock starts with the first message, as in the bare loop: joining and the first fetch are not measured.
         _ = try await consumer.poll(maxMessages: 1, maxWait: .seconds(30))
@@ -167,7 +185,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
     }
 
     /// Seconds for a bare librdkafka loop (the same producer settings) to publish `messages`, after a warm-up.
-    private func produceBare(bootstrap: String, value: [UInt8]) throws -> Double {
+    private func produceBare(bootstrap: String, topic topicName: String, value: [UInt8]) throws -> Double {
         // The same producer settings the Swift layer uses.
         let conf = try bareConfiguration(bootstrap, ["enable.idempotence": "true", "linger.ms": "5", "compression.codec": "lz4"])
         rd_kafka_conf_set_dr_msg_cb(conf) { _, message, _ in
@@ -176,7 +194,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
         var error = [CChar](repeating: 0, count: 512)
         let producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, &error, error.count)!
         defer { rd_kafka_destroy(producer) }
-        let topic = rd_kafka_topic_new(producer, "bench-bare", nil)!
+        let topic = rd_kafka_topic_new(producer, topicName, nil)!
         defer { rd_kafka_topic_destroy(topic) }
         var mutableValue = value
         mutableValue.withUnsafeMutableBytes { _ = rd_kafka_produce(topic, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, $0.baseAddress, $0.count, nil, 0, nil) }
@@ -202,7 +220,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
     }
 
     /// Seconds for a bare `rd_kafka_consumer_poll` loop to read what the bare producer wrote, from the first message on.
-    private func consumeBare(bootstrap: String) throws -> Double {
+    private func consumeBare(bootstrap: String, topic: String) throws -> Double {
         let conf = try bareConfiguration(bootstrap, ["group.id": "bench-bare", "enable.auto.commit": "false", "enable.partition.eof": "false"])
         var error = [CChar](repeating: 0, count: 512)
         let consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &error, error.count)!
@@ -210,7 +228,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
         rd_kafka_poll_set_consumer(consumer)
         let list = rd_kafka_topic_partition_list_new(Int32(partitions))!
         for partition in 0..<Int32(partitions) {
-            rd_kafka_topic_partition_list_add(list, "bench-bare", partition)!.pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
+            rd_kafka_topic_partition_list_add(list, topic, partition)!.pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
         }
         rd_kafka_assign(consumer, list)
         rd_kafka_topic_partition_list_destroy(list)

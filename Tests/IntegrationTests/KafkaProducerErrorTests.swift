@@ -78,3 +78,32 @@ extension KafkaProducerErrorTests {
         }
     }
 }
+
+/// The consumer's copy of a batch: keys and values of every shape come back byte for byte.
+@Suite struct KafkaConsumerCopyTests {
+    @Test func emptyAndMissingKeysAndValuesSurviveTheBatchCopy() async throws {
+        let cluster = try MockKafkaCluster(brokers: 1, logger: TestEnvironment.logger)
+        try cluster.createTopic("shapes", partitions: 1)
+        var kafka = KafkaConfiguration()
+        kafka.bootstrapServers = [cluster.bootstrapServers]
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: TestEnvironment.logger)
+        let shapes: [([UInt8]?, [UInt8])] = [([], []), (nil, []), ([], [1]), (nil, [2, 3]), ([4], []), (Array("k".utf8), Array("v".utf8))]
+        let sent = try await producer.send(shapes.map { KafkaOutboundMessage(topic: "shapes", key: $0.0, value: $0.1) })
+        #expect(sent.allSatisfy { (try? $0.get()) != nil })
+
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "shapes"), logger: TestEnvironment.logger)
+        try consumer.assign([TopicPartition(topic: "shapes", partition: 0): -2])  // from the beginning
+        var received: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while received.count < shapes.count, ContinuousClock.now < deadline {
+            received += try await consumer.poll(maxMessages: 100, maxWait: .milliseconds(500))
+        }
+        try #require(received.count == shapes.count)
+        for (message, shape) in zip(received, shapes) {
+            #expect(message.key.map(Array.init) == shape.0)
+            #expect(Array(message.value) == shape.1)
+        }
+        try await consumer.close()
+        withExtendedLifetime(cluster) {}
+    }
+}

@@ -87,34 +87,38 @@ public final class KafkaConsumer: Sendable {
         guard !context.isClosed else { throw KafkaError(code: .destroyed, reason: "consumer is closed", isRetriable: false) }
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: maxWait)
-        var batch: [KafkaMessage] = []
-        batch.reserveCapacity(min(maxMessages, 10_000))
+        // First collect librdkafka's messages, then copy all their bytes at once: one allocation per poll rather
+        // than two per message.
+        var polled: [(message: UnsafeMutablePointer<rd_kafka_message_t>, topicPartition: TopicPartition)] = []
+        polled.reserveCapacity(min(maxMessages, 10_000))
+        defer { for entry in polled { rd_kafka_message_destroy(entry.message) } }
         context.revokedDuringPoll.removeAll()
         // Messages come in runs of one partition: remember the last topic instead of asking the cache each time.
         var lastTopic: (handle: OpaquePointer, name: String)?
-        while batch.count < maxMessages {
-            let timeout = batch.isEmpty ? max(0, Int32(clamping: (deadline - clock.now).milliseconds)) : 0
-            let polled = rd_kafka_consumer_poll(client, timeout)
+        while polled.count < maxMessages {
+            let timeout = polled.isEmpty ? max(0, Int32(clamping: (deadline - clock.now).milliseconds)) : 0
+            let next = rd_kafka_consumer_poll(client, timeout)
             if !context.revokedDuringPoll.isEmpty {
                 let revoked = context.revokedDuringPoll
-                batch.removeAll { revoked.contains($0.topicPartition) }
+                polled.removeAll { entry in
+                    guard revoked.contains(entry.topicPartition) else { return false }
+                    rd_kafka_message_destroy(entry.message)
+                    return true
+                }
                 context.revokedDuringPoll.removeAll()
             }
-            guard let polled else {
-                if batch.isEmpty, clock.now < deadline { continue }
+            guard let next else {
+                if polled.isEmpty, clock.now < deadline { continue }
                 break
             }
-            defer { rd_kafka_message_destroy(polled) }
-            let message = polled.pointee
+            let message = next.pointee
             if message.err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                let error = KafkaError(message.err, "consumer")
+                defer { rd_kafka_message_destroy(next) }
+                let reason = String(cString: rd_kafka_message_errstr(next))
                 if message.err == RD_KAFKA_RESP_ERR__FATAL {
-                    throw KafkaError(
-                        code: .fatal, reason: String(cString: rd_kafka_message_errstr(polled)), isRetriable: false, isFatal: true)
+                    throw KafkaError(code: .fatal, reason: reason, isRetriable: false, isFatal: true)
                 }
-                logger.warning(
-                    "consumer error",
-                    metadata: [LogKey.kafkaError: "\(error.code.name)", LogKey.error: "\(String(cString: rd_kafka_message_errstr(polled)))"])
+                logger.warning("consumer error", metadata: [LogKey.kafkaError: "\(KafkaError.Code(message.err).name)", LogKey.error: "\(reason)"])
                 continue
             }
             let topic: String
@@ -124,9 +128,9 @@ public final class KafkaConsumer: Sendable {
                 topic = context.topicNames.name(of: message.rkt)
                 lastTopic = message.rkt.map { ($0, topic) }
             }
-            batch.append(KafkaMessage(copying: polled, topic: topic))
+            polled.append((next, TopicPartition(topic: topic, partition: message.partition)))
         }
-        return batch
+        return KafkaMessage.copying(polled)
     }
 
     /// Commits `offsets` synchronously: each value is the next offset to read (the last processed offset + 1).
@@ -242,34 +246,58 @@ extension KafkaConsumer {
 }
 
 extension KafkaMessage {
-    /// Copies a message of `topic` out of librdkafka.
-    init(copying pointer: UnsafeMutablePointer<rd_kafka_message_t>, topic: String) {
-        let message = pointer.pointee
-        let key = message.key.map { Array(UnsafeRawBufferPointer(start: $0, count: message.key_len)) }
-        let value = message.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: message.len)) } ?? []
-        var headers: [KafkaHeader] = []
-        var headerList: OpaquePointer?
-        if rd_kafka_message_headers(pointer, &headerList) == RD_KAFKA_RESP_ERR_NO_ERROR, let headerList {
-            var index = 0
-            var name: UnsafePointer<CChar>?
-            var bytes: UnsafeRawPointer?
-            var size = 0
-            while rd_kafka_header_get_all(headerList, index, &name, &bytes, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
-                headers.append(
-                    KafkaHeader(key: name.map { String(cString: $0) } ?? "", value: bytes.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
-                index += 1
+    /// Copies messages out of librdkafka: every key and value into one shared buffer, headers individually.
+    static func copying(_ polled: [(message: UnsafeMutablePointer<rd_kafka_message_t>, topicPartition: TopicPartition)]) -> [KafkaMessage] {
+        guard !polled.isEmpty else { return [] }
+        let total = polled.reduce(0) { $0 + $1.message.pointee.key_len + $1.message.pointee.len }
+        var ranges: [(key: Range<Int>?, value: Range<Int>)] = []
+        ranges.reserveCapacity(polled.count)
+        let bytes = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+            var offset = 0
+            func append(_ source: UnsafeMutableRawPointer?, _ count: Int) -> Range<Int> {
+                let start = offset
+                if let source, count > 0, let base = buffer.baseAddress {
+                    (base + offset).update(from: source.assumingMemoryBound(to: UInt8.self), count: count)
+                    offset += count
+                }
+                return start..<offset
             }
+            for (pointer, _) in polled {
+                let message = pointer.pointee
+                let key = message.key.map { append($0, message.key_len) }
+                ranges.append((key, append(message.payload, message.len)))
+            }
+            initialized = offset
         }
-        var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
-        let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
-        self.init(
-            topicPartition: TopicPartition(topic: topic, partition: message.partition),
-            offset: message.offset,
-            key: key,
-            value: value,
-            headers: headers,
-            timestampMilliseconds: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
-        )
+        return zip(polled, ranges).map { entry, range in
+            let (pointer, topicPartition) = entry
+            var timestampType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+            let timestamp = rd_kafka_message_timestamp(pointer, &timestampType)
+            return KafkaMessage(
+                topicPartition: topicPartition,
+                offset: pointer.pointee.offset,
+                key: range.key.map { bytes[$0] },
+                value: bytes[range.value],
+                headers: headers(of: pointer),
+                timestampMilliseconds: timestampType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : timestamp
+            )
+        }
+    }
+
+    private static func headers(of pointer: UnsafeMutablePointer<rd_kafka_message_t>) -> [KafkaHeader] {
+        var headerList: OpaquePointer?
+        guard rd_kafka_message_headers(pointer, &headerList) == RD_KAFKA_RESP_ERR_NO_ERROR, let headerList else { return [] }
+        var headers: [KafkaHeader] = []
+        var index = 0
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while rd_kafka_header_get_all(headerList, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+            headers.append(
+                KafkaHeader(key: name.map { String(cString: $0) } ?? "", value: value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }))
+            index += 1
+        }
+        return headers
     }
 }
 

@@ -17,16 +17,17 @@ public struct KafkaHeader: Sendable, Equatable {
     }
 }
 
-/// A message read from Kafka. Its bytes are copied out of librdkafka, so it outlives the poll that returned it.
+/// A message read from Kafka. Its bytes are copied out of librdkafka, so it outlives the poll that returned it: the
+/// keys and values of one poll share one buffer, and each message holds slices of it.
 public struct KafkaMessage: Sendable, Equatable {
     /// The topic and partition it was read from.
     public var topicPartition: TopicPartition
     /// Its offset in the partition.
     public var offset: Int64
     /// Its key, if it had one.
-    public var key: [UInt8]?
+    public var key: ArraySlice<UInt8>?
     /// Its value; empty for a message without one.
-    public var value: [UInt8]
+    public var value: ArraySlice<UInt8>
     /// Its headers, in order.
     public var headers: [KafkaHeader]
     /// Its timestamp in milliseconds since 1970, when the broker reported one.

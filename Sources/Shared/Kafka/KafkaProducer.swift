@@ -51,14 +51,21 @@ public final class KafkaProducer: Sendable {
         let handle = self.handle
         let context = self.context
         let enqueueQueue = self.enqueueQueue
-        return await withCheckedContinuation { continuation in
-            let batch = DeliveryBatch(count: messages.count, continuation: continuation)
+        let batch = DeliveryBatch(count: messages.count)
+        // The batch stays alive here until its last report is in; librdkafka only holds raw pointers into it.
+        await withCheckedContinuation { continuation in
+            batch.onComplete(continuation)
             enqueueQueue.start {
+                // A batch usually goes to one topic: look its handle up once, not per message.
+                var lastTopic: (name: String, handle: OpaquePointer)?
                 for (index, message) in messages.enumerated() {
                     let opaque = batch.opaque(forIndex: index)
-                    guard let topic = context.topicHandle(message.topic, client: handle.pointer) else {
+                    if lastTopic?.name != message.topic {
+                        lastTopic = context.topicHandle(message.topic, client: handle.pointer).map { (message.topic, $0) }
+                    }
+                    guard let topic = lastTopic?.handle else {
                         let err = rd_kafka_last_error()
-                        batch.record(index: index, .failure(KafkaError(err, "topic '\(message.topic)' refused")))
+                        batch.failToEnqueue(index: index, KafkaError(err, "topic '\(message.topic)' refused"))
                         continue
                     }
                     while true {
@@ -69,12 +76,13 @@ public final class KafkaProducer: Sendable {
                             rd_kafka_poll(handle.pointer, 10)
                             continue
                         }
-                        batch.record(index: index, .failure(KafkaError(consuming: error, "produce to \(message.topic)")))
+                        batch.failToEnqueue(index: index, KafkaError(consuming: error, "produce to \(message.topic)"))
                         break
                     }
                 }
             }
         }
+        return batch.results(for: messages)
     }
 
     /// Hands one message to librdkafka (copying its bytes); `nil` on success, else the error to inspect and destroy.
@@ -205,39 +213,42 @@ extension KafkaProducer {
     }
 }
 
-/// The delivery state of one ``KafkaProducer/send(_:)``: a result slot per message, and the continuation resumed
-/// when the last report is in. It keeps itself alive (an unmanaged retain) until then, because librdkafka holds
-/// only raw pointers into it.
+/// The delivery state of one ``KafkaProducer/send(_:)``: an outcome slot per message, written once by that message's
+/// delivery report (or by the enqueue loop when librdkafka refused it), and a count of what is still pending. The
+/// report that brings the count to zero resumes the waiting task, which then reads the slots.
 private final class DeliveryBatch: @unchecked Sendable {
-    // `@unchecked Sendable`: `slots` is written once before any message is enqueued and only read afterwards;
-    // `state` is guarded by its mutex.
-    /// What a message's opaque points to: its batch and its index there.
+    // `@unchecked Sendable`: each slot is written by exactly one thread, once, before the pending count is
+    // decremented (release); the waiting task reads them only after the count reached zero (acquire).
+    /// What a message's opaque points to.
     struct Slot {
         let batch: Unmanaged<DeliveryBatch>
-        let index: Int
-    }
-
-    private struct State {
-        var results: [Result<KafkaDeliveryReport, KafkaError>?]
-        var pending: Int
-        var continuation: CheckedContinuation<[Result<KafkaDeliveryReport, KafkaError>], Never>?
+        var partition: Int32 = -1
+        var offset: Int64 = -1
+        var error: rd_kafka_resp_err_t = RD_KAFKA_RESP_ERR_NO_ERROR
     }
 
     private let slots: UnsafeMutableBufferPointer<Slot>
-    private let state: Mutex<State>
-    private var selfReference: Unmanaged<DeliveryBatch>?
+    private let pending: Atomic<Int>
+    private var continuation: CheckedContinuation<Void, Never>?
+    /// Messages librdkafka refused outright, with the full error (rare: guarded by a lock).
+    private let enqueueErrors = Mutex<[Int: KafkaError]>([:])
 
-    init(count: Int, continuation: CheckedContinuation<[Result<KafkaDeliveryReport, KafkaError>], Never>) {
+    init(count: Int) {
         slots = .allocate(capacity: count)
-        state = Mutex(State(results: Array(repeating: nil, count: count), pending: count, continuation: continuation))
-        let reference = Unmanaged.passRetained(self)
-        selfReference = reference
-        for index in 0..<count { slots.initializeElement(at: index, to: Slot(batch: reference, index: index)) }
+        pending = Atomic(count)
+        // Unretained: the sending task holds the batch until the last report is in.
+        let reference = Unmanaged.passUnretained(self)
+        for index in 0..<count { slots.initializeElement(at: index, to: Slot(batch: reference)) }
     }
 
     deinit {
         slots.deinitialize()
         slots.deallocate()
+    }
+
+    /// Set before the first message is enqueued.
+    func onComplete(_ continuation: CheckedContinuation<Void, Never>) {
+        self.continuation = continuation
     }
 
     /// What message `index`'s opaque points to. A batch has at least one message, so `slots` is allocated.
@@ -246,42 +257,46 @@ private final class DeliveryBatch: @unchecked Sendable {
         return UnsafeMutableRawPointer(base + index)
     }
 
-    func record(index: Int, _ result: Result<KafkaDeliveryReport, KafkaError>) {
-        let finished = state.withLock { state -> (CheckedContinuation<[Result<KafkaDeliveryReport, KafkaError>], Never>, [Result<KafkaDeliveryReport, KafkaError>])? in
-            guard state.results[index] == nil else { return nil }
-            state.results[index] = result
-            state.pending -= 1
-            guard state.pending == 0, let continuation = state.continuation else { return nil }
-            state.continuation = nil
-            return (continuation, state.results.map { $0 ?? .failure(KafkaError(code: .fatal, reason: "no delivery report", isRetriable: true)) })
-        }
-        guard let (continuation, results) = finished else { return }
-        continuation.resume(returning: results)
-        selfReference?.release()
+    /// Files a delivery report; called on the producer's poll thread.
+    static func deliver(_ opaque: UnsafeMutableRawPointer, partition: Int32, offset: Int64, error: rd_kafka_resp_err_t) {
+        let slot = opaque.assumingMemoryBound(to: Slot.self)
+        slot.pointee.partition = partition
+        slot.pointee.offset = offset
+        slot.pointee.error = error
+        slot.pointee.batch.takeUnretainedValue().countDown()
     }
 
-    static func slot(_ opaque: UnsafeMutableRawPointer) -> Slot {
-        opaque.assumingMemoryBound(to: Slot.self).pointee
+    func failToEnqueue(index: Int, _ error: KafkaError) {
+        enqueueErrors.withLock { $0[index] = error }
+        countDown()
+    }
+
+    private func countDown() {
+        if pending.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+            continuation?.resume()
+        }
+    }
+
+    /// The outcome of each of `messages`, once every report is in.
+    func results(for messages: [KafkaOutboundMessage]) -> [Result<KafkaDeliveryReport, KafkaError>] {
+        let refused = enqueueErrors.withLock { $0 }
+        return messages.indices.map { index in
+            if let error = refused[index] { return .failure(error) }
+            let slot = slots[index]
+            let topic = messages[index].topic
+            guard slot.error == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                let error = KafkaError(slot.error, "deliver to \(topic)")
+                guard slot.error == RD_KAFKA_RESP_ERR__FATAL else { return .failure(error) }
+                return .failure(KafkaError(code: error.code, reason: error.reason, isRetriable: false, isFatal: true))
+            }
+            return .success(KafkaDeliveryReport(topicPartition: TopicPartition(topic: topic, partition: slot.partition), offset: slot.offset))
+        }
     }
 }
 
-/// librdkafka's delivery-report callback: files the report in the slot the message's opaque points to.
+/// librdkafka's delivery-report callback: files the outcome in the slot the message's opaque points to.
 private let deliveryReport: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = {
-    client, message, _ in
-    guard let message, let opaque = message.pointee._private, let context = RDKafkaContext.of(client) else { return }
-    let slot = DeliveryBatch.slot(opaque)
-    let err = message.pointee.err
-    let result: Result<KafkaDeliveryReport, KafkaError>
-    if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-        let partition = TopicPartition(topic: context.topicNames.name(of: message.pointee.rkt), partition: message.pointee.partition)
-        result = .success(KafkaDeliveryReport(topicPartition: partition, offset: message.pointee.offset))
-    } else {
-        let topic = context.topicNames.name(of: message.pointee.rkt)
-        var error = KafkaError(err, "deliver to \(topic)")
-        if err == RD_KAFKA_RESP_ERR__FATAL {
-            error = KafkaError(code: error.code, reason: error.reason, isRetriable: false, isFatal: true)
-        }
-        result = .failure(error)
-    }
-    slot.batch.takeUnretainedValue().record(index: slot.index, result)
+    _, message, _ in
+    guard let message, let opaque = message.pointee._private else { return }
+    DeliveryBatch.deliver(opaque, partition: message.pointee.partition, offset: message.pointee.offset, error: message.pointee.err)
 }
