@@ -68,6 +68,9 @@ public final class KafkaProducer: Sendable {
                         batch.failToEnqueue(index: index, KafkaError(err, "topic '\(message.topic)' refused"))
                         continue
                     }
+                    // Serve reports that are already in as we go, as a bare librdkafka loop does: fewer wake-ups of
+                    // the poll thread, and librdkafka's memory is released sooner.
+                    if index % 64 == 63 { rd_kafka_poll(handle.pointer, 0) }
                     while true {
                         guard let error = Self.enqueue(message, topic: topic, opaque: opaque, on: handle.pointer) else { break }
                         if rd_kafka_error_code(error) == RD_KAFKA_RESP_ERR__QUEUE_FULL {
