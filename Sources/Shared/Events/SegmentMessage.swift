@@ -1,0 +1,175 @@
+import Foundation
+
+/// A Segment Spec message (`identify` or `track`) as storefronts publish it, validated against the contract.
+public struct SegmentMessage: Sendable, Equatable {
+    /// The Segment message type.
+    public enum Kind: String, Sendable {
+        case identify, track
+    }
+
+    /// `identify` or `track`.
+    public var kind: Kind
+    /// The de-duplication key within a store (1–200 characters).
+    public var messageID: String
+    /// When it happened.
+    public var timestamp: Date
+    /// The known user's id.
+    public var userID: String?
+    /// The anonymous visitor's id.
+    public var anonymousID: String?
+    /// The tenant store: `context.storeId`, default `"default"`.
+    public var storeID: String
+    /// The `track` event's name (`Order Completed`, …); `nil` for `identify`.
+    public var event: String?
+    /// `track` properties (an empty object when absent).
+    public var properties: [String: JSONValue]
+    /// `identify` traits (an empty object when absent).
+    public var traits: [String: JSONValue]
+    /// The whole `context` object (an empty object when absent).
+    public var context: [String: JSONValue]
+
+    /// `traits.email` for identify, else `properties.email`, else `context.traits.email`, as given.
+    public var email: String? {
+        traits["email"]?.stringValue ?? properties["email"]?.stringValue ?? context["traits"]?["email"]?.stringValue
+    }
+
+    /// The contract's shopper key: `storeId + "/" + (userId ?? anonymousId ?? lowercased email)`.
+    public var shopperKey: String {
+        storeID + "/" + (userID ?? anonymousID ?? (email?.lowercased() ?? ""))
+    }
+}
+
+/// Why a message could not be read: the contract's `dlq.reason`, with a human-readable explanation.
+public struct DecodeFailure: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The dead-letter reasons of the contract.
+    public enum Reason: String, Sendable, CaseIterable {
+        case malformedJSON = "malformed_json"
+        case invalidUTF8 = "invalid_utf8"
+        case schemaViolation = "schema_violation"
+        case tooLarge = "too_large"
+        case handlerFailure = "handler_failure"
+    }
+
+    /// The `dlq.reason`.
+    public var reason: Reason
+    /// The `dlq.message`: what was wrong, never the offending value itself (it may be personal data).
+    public var message: String
+
+    /// A failure for `reason`.
+    public init(_ reason: Reason, _ message: String) {
+        self.reason = reason
+        self.message = message
+    }
+
+    public var description: String { "\(reason.rawValue): \(message)" }
+}
+
+/// The outcome of reading one Kafka message.
+public enum DecodedMessage: Sendable, Equatable {
+    /// A valid message for a worker to handle.
+    case event(SegmentMessage)
+    /// Valid Segment traffic that no worker acts on (`page`, `screen`, `group`, `alias`): skipped and counted.
+    case skipped(type: String)
+}
+
+extension SegmentMessage {
+    /// Segment message types that are valid traffic but carry nothing for Rapport.
+    public static let ignoredTypes: Set<String> = ["page", "screen", "group", "alias"]
+
+    /// Reads and validates one message's bytes.
+    ///
+    /// - Parameters:
+    ///   - bytes: The Kafka message value.
+    ///   - sizeLimit: Larger messages are refused unread. Default: 1 MiB.
+    /// - Throws: ``DecodeFailure`` with the contract's reason.
+    public static func decode(_ bytes: ArraySlice<UInt8>, sizeLimit: Int = 1 << 20) throws(DecodeFailure) -> DecodedMessage {
+        guard bytes.count <= sizeLimit else {
+            throw DecodeFailure(.tooLarge, "message of \(bytes.count) bytes exceeds the \(sizeLimit)-byte limit")
+        }
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw DecodeFailure(.invalidUTF8, "message is not valid UTF-8")
+        }
+        let value: JSONValue
+        do {
+            value = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        } catch {
+            throw DecodeFailure(.malformedJSON, "message is not valid JSON")
+        }
+        guard case .object(let root) = value else {
+            throw DecodeFailure(.schemaViolation, "message is a JSON \(value.typeName), expected an object")
+        }
+        return try validate(root)
+    }
+
+    private static func validate(_ root: [String: JSONValue]) throws(DecodeFailure) -> DecodedMessage {
+        let type = try requiredString(root, "type")
+        if ignoredTypes.contains(type) { return .skipped(type: type) }
+        guard let kind = Kind(rawValue: type) else {
+            throw DecodeFailure(.schemaViolation, "type must be identify or track")
+        }
+        let messageID = try requiredString(root, "messageId")
+        guard (1...200).contains(messageID.count) else {
+            throw DecodeFailure(.schemaViolation, "messageId must be 1 to 200 characters")
+        }
+        let timestampText = try requiredString(root, "timestamp")
+        guard let timestamp = parseTimestamp(timestampText) else {
+            throw DecodeFailure(.schemaViolation, "timestamp is not an RFC 3339 date-time")
+        }
+        let userID = try optionalString(root, "userId")
+        let anonymousID = try optionalString(root, "anonymousId")
+        let context = try optionalObject(root, "context")
+        let contextTraits = try optionalObject(context, "traits", path: "context.traits")
+        let storeID = try optionalString(context, "storeId", path: "context.storeId") ?? "default"
+        guard !storeID.isEmpty else { throw DecodeFailure(.schemaViolation, "context.storeId must not be empty") }
+        for key in ["locale", "timezone", "ip", "userAgent"] {
+            _ = try optionalString(context, key, path: "context.\(key)")
+        }
+        _ = try optionalString(contextTraits, "email", path: "context.traits.email")
+        var message = SegmentMessage(
+            kind: kind, messageID: messageID, timestamp: timestamp, userID: userID, anonymousID: anonymousID,
+            storeID: storeID, event: nil, properties: [:], traits: [:], context: context)
+        switch kind {
+        case .track:
+            message.event = try requiredString(root, "event")
+            message.properties = try optionalObject(root, "properties")
+        case .identify:
+            message.traits = try optionalObject(root, "traits")
+            _ = try optionalString(message.traits, "email", path: "traits.email")
+        }
+        let hasEmailIdentity = kind == .identify && message.traits["email"]?.stringValue?.isEmpty == false
+        guard (userID?.isEmpty == false) || (anonymousID?.isEmpty == false) || hasEmailIdentity else {
+            throw DecodeFailure(.schemaViolation, "userId or anonymousId is required")
+        }
+        return .event(message)
+    }
+
+    private static func requiredString(_ object: [String: JSONValue], _ key: String) throws(DecodeFailure) -> String {
+        guard let value = object[key], value != .null else { throw DecodeFailure(.schemaViolation, "\(key) is required") }
+        guard let text = value.stringValue else {
+            throw DecodeFailure(.schemaViolation, "\(key) must be a string, not a \(value.typeName)")
+        }
+        return text
+    }
+
+    private static func optionalString(_ object: [String: JSONValue], _ key: String, path: String? = nil) throws(DecodeFailure) -> String? {
+        guard let value = object[key], value != .null else { return nil }
+        guard let text = value.stringValue else {
+            throw DecodeFailure(.schemaViolation, "\(path ?? key) must be a string, not a \(value.typeName)")
+        }
+        return text
+    }
+
+    private static func optionalObject(_ object: [String: JSONValue], _ key: String, path: String? = nil) throws(DecodeFailure) -> [String: JSONValue] {
+        guard let value = object[key], value != .null else { return [:] }
+        guard let members = value.objectValue else {
+            throw DecodeFailure(.schemaViolation, "\(path ?? key) must be an object, not a \(value.typeName)")
+        }
+        return members
+    }
+
+    /// RFC 3339 with or without fractional seconds.
+    static func parseTimestamp(_ text: String) -> Date? {
+        (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
+            ?? (try? Date.ISO8601FormatStyle().parse(text))
+    }
+}
