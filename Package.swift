@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "CaptureWorker", targets: ["CaptureWorker"]),
         .executable(name: "ReceiptWorker", targets: ["ReceiptWorker"]),
         .executable(name: "SurveyWorker", targets: ["SurveyWorker"]),
+        .executable(name: "EchoWorker", targets: ["EchoWorker"]),
         .executable(name: "EmbeddedKafka", targets: ["EmbeddedKafka"]),
         .executable(name: "rapport-tool", targets: ["RapportTool"]),
         .executable(name: "rapport-bench", targets: ["RapportBench"]),
@@ -71,6 +72,13 @@ let package = Package(
         ),
         .executableTarget(
             name: "SurveyWorker",
+            dependencies: ["Shared"],
+            resources: [.copy("Migrations")],
+            swiftSettings: strict
+        ),
+        // The pipeline's test and benchmark subject: two rows and one command per event.
+        .executableTarget(
+            name: "EchoWorker",
             dependencies: ["Shared"],
             resources: [.copy("Migrations")],
             swiftSettings: strict

@@ -167,6 +167,23 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// Moves the fetch position of each partition to the given offset (the next one to read).
+    /// - Throws: ``KafkaError`` when a partition cannot be moved (it is not assigned, or the broker timed out).
+    public func seek(_ offsets: [TopicPartition: Int64], timeout: Duration = .seconds(10)) async throws {
+        guard !offsets.isEmpty else { return }
+        let handle = self.handle
+        try await queue.run {
+            let list = TopicPartitionList.make(offsets.map { ($0.key, $0.value) })
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            if let error = rd_kafka_seek_partitions(handle.pointer, list, Int32(clamping: timeout.milliseconds)) {
+                throw KafkaError(consuming: error, "seek")
+            }
+            for (topicPartition, _, partitionError) in TopicPartitionList.elements(list) where partitionError != RD_KAFKA_RESP_ERR_NO_ERROR {
+                throw KafkaError(partitionError, "seek \(topicPartition)")
+            }
+        }
+    }
+
     /// Stops fetching `partitions` until ``resume(_:)``; the assignment is kept.
     /// - Throws: ``KafkaError``.
     public func pause(_ partitions: [TopicPartition]) throws {

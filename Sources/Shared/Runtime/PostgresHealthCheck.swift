@@ -1,7 +1,9 @@
 import Logging
+import Metrics
 import ServiceLifecycle
 
-/// Checks PostgreSQL every `interval` with `SELECT 1` and records the answer for `/readyz`.
+/// Checks PostgreSQL every `interval` and records the answer for `/readyz`, and the outbox backlog for `/metrics`
+/// (`rapport_outbox_backlog`).
 public final class PostgresHealthCheck: Service, Sendable {
     private let client: PostgresClient
     private let health: WorkerHealth
@@ -21,7 +23,8 @@ public final class PostgresHealthCheck: Service, Sendable {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             let reachable: Bool
             do {
-                _ = try await client.withConnection { try $0.query("SELECT 1").count }
+                let backlog = try await client.withConnection { try Outbox.backlog(connection: $0) }
+                Gauge(label: "rapport_outbox_backlog").record(backlog)
                 reachable = true
             } catch {
                 reachable = false

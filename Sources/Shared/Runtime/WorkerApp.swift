@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// and the tests call the same function.
 public enum WorkerApp {
     /// Connects, applies migrations, and assembles the worker's services in start order (PostgreSQL, probes, health
-    /// check, poll loop); shutdown runs in reverse, so the poll loop drains first and PostgreSQL closes last.
+    /// check, pipeline); shutdown runs in reverse, so the pipeline drains first and PostgreSQL closes last.
     ///
     /// - Parameters:
     ///   - descriptor: Which worker.
@@ -24,22 +24,22 @@ public enum WorkerApp {
     ) async throws -> ServiceGroup {
         let postgres = PostgresClient(configuration: configuration.postgres, logger: logger)
         try await migrate(descriptor: descriptor, postgres: postgres, logger: logger, timeout: startupTimeout)
-        let consumer = try KafkaConsumer(configuration: configuration.consumer, logger: logger)
+        let offsets = OffsetStore(postgres: postgres, groupID: configuration.consumer.groupID, logger: logger)
+        let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalanceListener: offsets, logger: logger)
+        let producer = try KafkaProducer(configuration: configuration.producer, logger: logger)
         let health = WorkerHealth(livenessWindow: configuration.livenessWindow)
         let probes = ProbeServer(port: configuration.httpPort, health: health, registry: registry, logger: logger)
         let healthCheck = PostgresHealthCheck(client: postgres, health: health, logger: logger)
-        let loop = ConsumerLoop(
-            consumer: consumer,
-            topics: [descriptor.inputTopic(configuration.topics)],
-            batchSize: configuration.batchSize,
-            batchWait: configuration.batchWait,
-            health: health,
-            logger: logger
-        ) { batch in
-            // The processing pipeline is not wired in yet: nothing is committed, so nothing read here is lost.
-            logger.debug("batch read, not processed", metadata: ["batch.size": "\(batch.count)"])
-        }
-        var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, loop], logger: logger)
+        var pipelineConfiguration = PipelineConfiguration(
+            worker: descriptor.name, groupID: configuration.consumer.groupID, inputTopic: descriptor.inputTopic(configuration.topics))
+        pipelineConfiguration.batchSize = configuration.batchSize
+        pipelineConfiguration.batchWait = configuration.batchWait
+        pipelineConfiguration.maxMessageBytes = configuration.maxMessageBytes
+        pipelineConfiguration.maxAttempts = configuration.maxAttempts
+        let pipeline = Pipeline(
+            configuration: pipelineConfiguration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
+            handler: descriptor.makeHandler(configuration.topics), health: health, logger: logger)
+        var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, pipeline], logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = configuration.drainTimeout
         return ServiceGroup(configuration: group)

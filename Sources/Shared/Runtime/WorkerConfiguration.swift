@@ -32,6 +32,10 @@ public struct WorkerConfiguration: Sendable {
     public var batchSize: Int = 500
     /// How long a poll waits for its first message. Default: 100 ms.
     public var batchWait: Duration = .milliseconds(100)
+    /// Larger input messages are dead-lettered unread (`too_large`). Default: 1 MiB.
+    public var maxMessageBytes: Int = 1 << 20
+    /// How many times an event whose handling fails is tried before it is dead-lettered. Default: 3.
+    public var maxAttempts: Int = 3
 
     /// A configuration from its parts, with the remaining defaults.
     public init(

@@ -12,6 +12,8 @@ public struct WorkerDescriptor: Sendable {
     public var inputTopic: @Sendable (Topics) -> String
     /// Its own migrations (the shared ones are applied first by the runtime).
     public var migrations: @Sendable () throws -> [Migration]
+    /// Its behaviour, given the topic names; `nil` while it has none (the pipeline then idles and commits nothing).
+    public var makeHandler: @Sendable (Topics) -> (any PipelineHandler)?
 
     /// Describes a worker.
     public init(
@@ -20,7 +22,8 @@ public struct WorkerDescriptor: Sendable {
         defaultGroupID: String,
         defaultHTTPPort: Int,
         inputTopic: @escaping @Sendable (Topics) -> String,
-        migrations: @escaping @Sendable () throws -> [Migration]
+        migrations: @escaping @Sendable () throws -> [Migration],
+        makeHandler: @escaping @Sendable (Topics) -> (any PipelineHandler)? = { _ in nil }
     ) {
         self.name = name
         self.component = component
@@ -28,6 +31,7 @@ public struct WorkerDescriptor: Sendable {
         self.defaultHTTPPort = defaultHTTPPort
         self.inputTopic = inputTopic
         self.migrations = migrations
+        self.makeHandler = makeHandler
     }
 
     /// The shared migrations, then this worker's.

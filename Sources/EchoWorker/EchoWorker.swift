@@ -1,0 +1,64 @@
+import Foundation
+import Shared
+
+/// A worker whose behaviour is the pipeline's test and benchmark subject: per event it writes two rows and emits one
+/// command. It reads `SHOPPER_EVENTS_TOPIC` and writes to `EMAIL_COMMANDS_TOPIC`.
+@main
+struct EchoWorker: WorkerDefinition {
+    static let descriptor = WorkerDescriptor(
+        name: "EchoWorker",
+        component: "echo",
+        defaultGroupID: "rapport-echo",
+        defaultHTTPPort: 8089,
+        inputTopic: { $0.shopperEvents },
+        migrations: { try Migration.load(component: "echo", bundle: .module) },
+        makeHandler: { EchoHandler(commandsTopic: $0.emailCommands) }
+    )
+
+    static func main() async {
+        await WorkerCommand<Self>.main()
+    }
+}
+
+/// Writes an effect and an audit row per event (two set-based statements per batch) and echoes one command.
+struct EchoHandler: PipelineHandler {
+    let commandsTopic: String
+
+    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
+        guard !events.isEmpty else { return [] }
+        let sequences = events.map { Int64($0.message.properties["sequence"]?.numberValue ?? 0) }
+        try connection.execute(
+            """
+            INSERT INTO echo_effects (store_id, message_id, shopper_key, sequence, source_partition, source_offset)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::integer[], $6::bigint[])
+            """,
+            [
+                PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID)),
+                PostgresArray(events.map(\.message.shopperKey)), PostgresArray(sequences),
+                PostgresArray(events.map(\.source.topicPartition.partition)), PostgresArray(events.map(\.source.offset)),
+            ])
+        try connection.execute(
+            "INSERT INTO echo_audit (store_id, message_id, event, at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])",
+            [
+                PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID)),
+                PostgresArray(events.map { $0.message.event ?? $0.message.kind.rawValue }), PostgresArray(events.map(\.message.timestamp)),
+            ])
+        return zip(events, sequences).map { event, sequence in
+            let message = event.message
+            let id = CommandID.make(store: message.storeID, causation: message.messageID, name: "echo")
+            // Deterministic content: a command sent twice is byte-for-byte the same.
+            let body: [String: JSONValue] = [
+                "command_id": .string(id), "type": .string("Echo"), "store_id": .string(message.storeID),
+                "shopper_key": .string(message.shopperKey), "sequence": .number(Double(sequence)),
+                "causation_id": .string(message.messageID),
+                "created_at": .string(message.timestamp.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+            ]
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            let value = (try? encoder.encode(JSONValue.object(body))).map(Array.init) ?? []
+            return OutboundCommand(
+                topic: commandsTopic, key: message.shopperKey, name: "echo", storeID: message.storeID, causationID: message.messageID,
+                value: value)
+        }
+    }
+}

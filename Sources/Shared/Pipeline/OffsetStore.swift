@@ -1,0 +1,99 @@
+import Dispatch
+import Logging
+import Synchronization
+
+/// Where partitions resume: the offsets each batch's transaction records in PostgreSQL. As the consumer's rebalance
+/// listener it answers every assignment with those offsets, and remembers which partitions arrived, so that the
+/// pipeline first publishes what a previous owner left in their outbox.
+public final class OffsetStore: KafkaRebalanceListener {
+    private let postgres: PostgresClient
+    private let groupID: String
+    private let logger: Logger
+    private let arrived = Mutex<Set<TopicPartition>>([])
+
+    /// A store for `groupID`'s offsets in `postgres`.
+    public init(postgres: PostgresClient, groupID: String, logger: Logger) {
+        self.postgres = postgres
+        self.groupID = groupID
+        self.logger = logger
+    }
+
+    /// Runs on the consumer's poll thread (not a cooperative one), so it may wait for PostgreSQL. When PostgreSQL
+    /// does not answer within 10 s, the partitions start from Kafka's committed offsets: those lag PostgreSQL's, and
+    /// de-duplication makes re-reading them harmless.
+    public func partitionsAssigned(_ partitions: [TopicPartition]) -> [TopicPartition: Int64] {
+        arrived.withLock { $0.formUnion(partitions) }
+        let answer = Mutex<Result<[TopicPartition: Int64], any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let postgres = self.postgres
+        let groupID = self.groupID
+        Task {
+            let result: Result<[TopicPartition: Int64], any Error>
+            do {
+                result = .success(try await postgres.withConnection { try Self.read(groupID: groupID, partitions: partitions, connection: $0) })
+            } catch {
+                result = .failure(error)
+            }
+            answer.withLock { $0 = result }
+            done.signal()
+        }
+        guard done.wait(timeout: .now() + 10) == .success, let result = answer.withLock({ $0 }) else {
+            logger.warning("no offsets from PostgreSQL in time; starting from Kafka's committed offsets")
+            return [:]
+        }
+        switch result {
+        case .success(let offsets):
+            return offsets
+        case .failure(let error):
+            logger.warning("cannot read offsets from PostgreSQL; starting from Kafka's committed offsets", metadata: [LogKey.error: "\(error)"])
+            return [:]
+        }
+    }
+
+    public func partitionsRevoked(_ partitions: [TopicPartition]) {
+        arrived.withLock { $0.subtract(partitions) }
+    }
+
+    public func partitionsLost(_ partitions: [TopicPartition]) {
+        arrived.withLock { $0.subtract(partitions) }
+    }
+
+    /// The partitions assigned since the last call.
+    func takeArrivals() -> Set<TopicPartition> {
+        arrived.withLock { arrivals in
+            defer { arrivals.removeAll() }
+            return arrivals
+        }
+    }
+
+    /// Puts partitions back for the next ``takeArrivals()`` (their relay failed).
+    func restoreArrivals(_ partitions: Set<TopicPartition>) {
+        arrived.withLock { $0.formUnion(partitions) }
+    }
+
+    static func read(groupID: String, partitions: [TopicPartition], connection: PostgresConnection) throws -> [TopicPartition: Int64] {
+        guard let topic = partitions.first?.topic else { return [:] }
+        var offsets: [TopicPartition: Int64] = [:]
+        for row in try connection.query(
+            "SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::integer[])",
+            [groupID, topic, PostgresArray(partitions.filter { $0.topic == topic }.map(\.partition))])
+        {
+            guard let partition = try row.decode(Int32.self, at: 0), let offset = try row.decode(Int64.self, at: 1) else { continue }
+            offsets[TopicPartition(topic: topic, partition: partition)] = offset
+        }
+        return offsets
+    }
+
+    /// Records where each partition of a batch resumes, inside the batch's transaction.
+    static func record(_ offsets: [TopicPartition: Int64], groupID: String, connection: PostgresConnection) throws {
+        guard !offsets.isEmpty else { return }
+        let entries = offsets.sorted { $0.key < $1.key }
+        try connection.execute(
+            """
+            INSERT INTO rapport_consumer_offsets (group_id, topic, partition, next_offset)
+            SELECT $1, u.topic, u.partition, u.next_offset FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(topic, partition, next_offset)
+            ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+            """,
+            [groupID, PostgresArray(entries.map(\.key.topic)), PostgresArray(entries.map(\.key.partition)), PostgresArray(entries.map(\.value))])
+    }
+}

@@ -1,0 +1,124 @@
+/// The outbox: messages to publish once their batch has committed, stored in the same transaction as the batch's
+/// effects, so that an effect and its commands exist together or not at all.
+public enum Outbox {
+    /// One row to write: a message and the input partition whose batch produced it.
+    public struct Entry: Sendable {
+        /// The input partition, which decides who relays the row after a crash.
+        public var source: TopicPartition
+        /// What to publish.
+        public var message: KafkaOutboundMessage
+        /// The command id, for commands (dead letters have none).
+        public var commandID: String?
+    }
+
+    /// A stored row: its id and what to publish.
+    public struct Row: Sendable {
+        /// The row's id; ids grow in write order.
+        public var id: Int64
+        /// What to publish.
+        public var message: KafkaOutboundMessage
+    }
+
+    /// Writes `entries` in one statement, in order.
+    /// - Returns: Their row ids, in the same order.
+    /// - Throws: ``PostgresError``.
+    static func write(_ entries: [Entry], group: String, connection: PostgresConnection) throws -> [Int64] {
+        guard !entries.isEmpty else { return [] }
+        let rows = try connection.query(
+            """
+            INSERT INTO rapport_outbox (group_id, source_topic, source_partition, topic, key, value, headers, command_id)
+            SELECT $1, u.source_topic, u.source_partition, u.topic, u.key, u.value, u.headers, u.command_id
+            FROM unnest($2::text[], $3::integer[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[])
+                 WITH ORDINALITY AS u(source_topic, source_partition, topic, key, value, headers, command_id, n)
+            ORDER BY u.n
+            RETURNING id
+            """,
+            [
+                group,
+                PostgresArray(entries.map(\.source.topic)),
+                PostgresArray(entries.map(\.source.partition)),
+                PostgresArray(entries.map(\.message.topic)),
+                PostgresArray(entries.map { $0.message.key.map(PostgresBytes.init) }),
+                PostgresArray(entries.map { PostgresBytes($0.message.value) }),
+                PostgresArray(entries.map { PostgresBytes(HeaderCodec.encode($0.message.headers)) }),
+                PostgresArray(entries.map(\.commandID)),
+            ])
+        let ids = try rows.map { row -> Int64 in
+            guard let id = try row.decode(Int64.self, at: 0) else { throw PostgresError(code: .decoding, message: "outbox id is NULL") }
+            return id
+        }
+        return ids.sorted()
+    }
+
+    /// The rows left for `partitions` of `topic`, oldest first.
+    /// - Throws: ``PostgresError``.
+    static func pending(group: String, topic: String, partitions: [Int32], limit: Int, connection: PostgresConnection) throws -> [Row] {
+        try connection.query(
+            """
+            SELECT id, topic, key, value, headers FROM rapport_outbox
+            WHERE group_id = $1 AND source_topic = $2 AND source_partition = ANY($3::integer[])
+            ORDER BY id LIMIT $4
+            """,
+            [group, topic, PostgresArray(partitions), limit]
+        ).map { row in
+            guard let id = try row.decode(Int64.self, at: 0), let topic = try row.decode(String.self, at: 1),
+                let value = try row.decode(PostgresBytes.self, at: 3), let headers = try row.decode(PostgresBytes.self, at: 4)
+            else { throw PostgresError(code: .decoding, message: "outbox row has NULLs") }
+            let key = try row.decode(PostgresBytes.self, at: 2)
+            return Row(
+                id: id,
+                message: KafkaOutboundMessage(topic: topic, key: key?.bytes, value: value.bytes, headers: try HeaderCodec.decode(headers.bytes)))
+        }
+    }
+
+    /// Deletes delivered rows.
+    /// - Throws: ``PostgresError``.
+    static func delete(_ ids: [Int64], connection: PostgresConnection) throws {
+        guard !ids.isEmpty else { return }
+        try connection.execute("DELETE FROM rapport_outbox WHERE id = ANY($1::bigint[])", [PostgresArray(ids)])
+    }
+
+    /// How many rows wait to be published, for every group.
+    static func backlog(connection: PostgresConnection) throws -> Int {
+        try connection.query("SELECT count(*) FROM rapport_outbox").first?.decode(Int.self, at: 0) ?? 0
+    }
+}
+
+/// Headers as bytes, so that a dead letter keeps its original headers exactly: per header a 2-byte name length, the
+/// name, a 4-byte value length (`0xFFFFFFFF` for none) and the value; big-endian.
+enum HeaderCodec {
+    static func encode(_ headers: [KafkaHeader]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for header in headers {
+            let name = Array(header.key.utf8.prefix(Int(UInt16.max)))
+            bytes += [UInt8(name.count >> 8), UInt8(name.count & 0xFF)] + name
+            if let value = header.value {
+                let count = UInt32(value.count)
+                bytes += [UInt8(count >> 24), UInt8((count >> 16) & 0xFF), UInt8((count >> 8) & 0xFF), UInt8(count & 0xFF)] + value
+            } else {
+                bytes += [0xFF, 0xFF, 0xFF, 0xFF]
+            }
+        }
+        return bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws -> [KafkaHeader] {
+        var headers: [KafkaHeader] = []
+        var index = 0
+        func take(_ count: Int) throws -> ArraySlice<UInt8> {
+            guard count >= 0, index + count <= bytes.count else {
+                throw PostgresError(code: .decoding, message: "outbox headers are truncated")
+            }
+            defer { index += count }
+            return bytes[index..<(index + count)]
+        }
+        while index < bytes.count {
+            let nameLength = try take(2).reduce(0) { $0 << 8 | Int($1) }
+            let name = String(decoding: try take(nameLength), as: UTF8.self)
+            let valueLength = try take(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+            let value = valueLength == 0xFFFF_FFFF ? nil : Array(try take(Int(valueLength)))
+            headers.append(KafkaHeader(key: name, value: value))
+        }
+        return headers
+    }
+}

@@ -1,0 +1,58 @@
+/// A valid event a worker handles, with where it was read.
+public struct InboundEvent: Sendable {
+    /// The decoded Segment message.
+    public var message: SegmentMessage
+    /// The Kafka message it came from (its bytes, for a dead letter).
+    public var source: KafkaMessage
+
+    /// An event from its parts.
+    public init(message: SegmentMessage, source: KafkaMessage) {
+        self.message = message
+        self.source = source
+    }
+}
+
+/// A command to publish once the batch that caused it has committed.
+public struct OutboundCommand: Sendable, Equatable {
+    /// The topic it goes to (`email-commands`, `recommendation-commands`).
+    public var topic: String
+    /// The Kafka key: the shopper key, so that one shopper's commands stay in order.
+    public var key: String
+    /// Its deterministic `command_id` (see ``CommandID``).
+    public var id: String
+    /// What kind of command it is (a template, a recommendation context), for metrics.
+    public var name: String
+    /// The store it belongs to.
+    public var storeID: String
+    /// The `messageId` of the event that caused it (or the scheduled step's id).
+    public var causationID: String
+    /// The JSON document.
+    public var value: [UInt8]
+
+    /// A command named `name`, caused by `causationID` in `storeID`; its id is ``CommandID/make(store:causation:name:)``
+    /// of those three, so the JSON in `value` should carry that same id as `command_id`.
+    public init(topic: String, key: String, name: String, storeID: String, causationID: String, value: [UInt8]) {
+        self.topic = topic
+        self.key = key
+        self.id = CommandID.make(store: storeID, causation: causationID, name: name)
+        self.name = name
+        self.storeID = storeID
+        self.causationID = causationID
+        self.value = value
+    }
+}
+
+/// A worker's behaviour: what a batch of new events changes in PostgreSQL, and which commands it causes.
+///
+/// The pipeline calls it inside the batch's transaction, after de-duplication: every event is valid, has not been
+/// applied before, and comes in partition order. Write with set-based statements (arrays, `unnest`) rather than a
+/// statement per event: the batch is the unit of cost.
+public protocol PipelineHandler: Sendable {
+    /// Applies `events` through `connection` (inside the batch's transaction) and returns the commands they cause,
+    /// in order.
+    ///
+    /// - Throws: To fail the batch. A retriable ``PostgresError`` has the batch retried after a backoff; any other
+    ///   error has the events applied one at a time, so that the one that keeps failing goes to the dead-letter topic
+    ///   (`handler_failure`) while the others commit.
+    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand]
+}
