@@ -167,8 +167,8 @@ extension SegmentMessage {
         return members
     }
 
-    /// RFC 3339 with or without fractional seconds.
-    static func parseTimestamp(_ text: String) -> Date? {
+    /// Parses an RFC 3339 date-time, with or without fractional seconds.
+    public static func parseTimestamp(_ text: String) -> Date? {
         (try? Date.ISO8601FormatStyle(includingFractionalSeconds: true).parse(text))
             ?? (try? Date.ISO8601FormatStyle().parse(text))
     }

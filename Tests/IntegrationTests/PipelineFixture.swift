@@ -1,0 +1,117 @@
+import Foundation
+import Shared
+import Testing
+
+/// One pipeline test's world: its own topics (`it-pipe-N`, `-dlq`, `-commands`, created by `scripts/test`), a fresh
+/// database, a store id no other run used, and EchoWorker processes reading them.
+final class PipelineFixture: @unchecked Sendable {
+    // `@unchecked Sendable`: used by one test at a time.
+    let number: Int
+    let databaseURL: String
+    let store = TestEnvironment.unique("store")
+    let group = TestEnvironment.unique("echo")
+    let producer: KafkaProducer
+    var workers: [ChildProcess] = []
+    var extraEnvironment: [String: String] = [:]
+
+    var inputTopic: String { "it-pipe-\(number)" }
+    var deadLetterTopic: String { "it-pipe-\(number)-dlq" }
+    var commandsTopic: String { "it-pipe-\(number)-commands" }
+
+    init(number: Int, databaseURL: String) throws {
+        self.number = number
+        self.databaseURL = databaseURL
+        producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: TestEnvironment.kafka()), logger: TestEnvironment.logger)
+    }
+
+    /// Starts an EchoWorker on a free port.
+    @discardableResult
+    func startWorker() throws -> (process: ChildProcess, port: Int) {
+        let port = Int.random(in: 30_000...39_999)
+        var environment = [
+            "DATABASE_URL": databaseURL, "SHOPPER_EVENTS_TOPIC": inputTopic, "EMAIL_COMMANDS_TOPIC": commandsTopic,
+            "KAFKA_GROUP_ID": group, "HTTP_PORT": "\(port)", "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_FORMAT": "json", "BATCH_WAIT_MS": "50",
+        ]
+        environment.merge(extraEnvironment) { _, new in new }
+        let worker = try ChildProcess("EchoWorker", [], environment: environment)
+        workers.append(worker)
+        return (worker, port)
+    }
+
+    /// A track event of this run's store, keyed by its shopper.
+    func event(shopper: Int, sequence: Int, id: String? = nil, extra: String = "") -> KafkaOutboundMessage {
+        let shopperID = "shopper-\(shopper)"
+        let messageID = id ?? "\(shopperID)-\(sequence)"
+        let json =
+            #"{"type":"track","event":"Product Viewed","messageId":"\#(messageID)","timestamp":"2026-11-25T05:00:00Z","anonymousId":"\#(shopperID)","context":{"storeId":"\#(store)"},"properties":{"sequence":\#(sequence)\#(extra)}}"#
+        return KafkaOutboundMessage(topic: inputTopic, key: Array("\(store)/\(shopperID)".utf8), value: Array(json.utf8))
+    }
+
+    /// Publishes and checks every delivery; returns the reports in order.
+    @discardableResult
+    func publish(_ messages: [KafkaOutboundMessage]) async throws -> [KafkaDeliveryReport] {
+        try await producer.send(messages).map { try $0.get() }
+    }
+
+    /// Effects this run's store has in the database.
+    func effectCount() async throws -> Int {
+        let client = TestEnvironment.postgres(url: databaseURL, poolSize: 1)
+        defer { client.close() }
+        let store = self.store
+        return try await client.withConnection { connection in
+            // The table appears with the worker's first migration.
+            guard try connection.query("SELECT to_regclass('echo_effects') IS NOT NULL AS ready").first?.decode(Bool.self, at: 0) == true else { return 0 }
+            return try connection.query("SELECT count(*) FROM echo_effects WHERE store_id = $1", [store]).first?.decode(Int.self, at: 0) ?? 0
+        }
+    }
+
+    /// Runs a query on the test database.
+    func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) async throws -> PostgresRows {
+        let client = TestEnvironment.postgres(url: databaseURL, poolSize: 1)
+        defer { client.close() }
+        return try await client.withConnection { try $0.query(sql, parameters) }
+    }
+
+    /// Reads `topic` from the beginning until `enough` holds for what was read (this store's messages only), or
+    /// `timeout` passes.
+    func read(_ topic: String, partitions: Int32, timeout: Duration = .seconds(60), until enough: ([KafkaMessage]) -> Bool) async throws -> [KafkaMessage] {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(kafka: TestEnvironment.kafka(), groupID: TestEnvironment.unique("reader")), logger: TestEnvironment.logger)
+        try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<partitions).map { (TopicPartition(topic: topic, partition: $0), Int64?.some(-2)) }))
+        var mine: [KafkaMessage] = []
+        let deadline = ContinuousClock.now + timeout
+        let marker = Array(store.utf8)
+        while !enough(mine), ContinuousClock.now < deadline {
+            for message in try await consumer.poll(maxMessages: 5000, maxWait: .milliseconds(200)) {
+                if let key = message.key, key.starts(with: marker) { mine.append(message) }
+            }
+        }
+        try await consumer.close()
+        return mine
+    }
+
+    /// Stops every worker still running (SIGTERM, then SIGKILL).
+    func stopWorkers() async {
+        for worker in workers where worker.isRunning { worker.send(SIGTERM) }
+        for worker in workers { _ = try? await worker.waitForExit(timeout: .seconds(30)) }
+    }
+}
+
+extension TestEnvironment {
+    /// A pipeline fixture on a fresh database, stopped and dropped afterwards.
+    static func withPipeline<T>(_ number: Int, _ body: (PipelineFixture) async throws -> T) async throws -> T {
+        try await withFreshDatabase { url in
+            let fixture = try PipelineFixture(number: number, databaseURL: url)
+            do {
+                let result = try await body(fixture)
+                await fixture.stopWorkers()
+                return result
+            } catch {
+                for worker in fixture.workers { print("--- worker log tail:\n\(worker.stdout.suffix(3000))\n\(worker.stderr.suffix(2000))") }
+                await fixture.stopWorkers()
+                throw error
+            }
+        }
+    }
+}
