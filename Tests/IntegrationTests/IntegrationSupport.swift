@@ -60,12 +60,23 @@ enum TestEnvironment {
         let admin = postgres(poolSize: 1)
         defer { admin.close() }
         _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(name)") }
+        // A test may restart the server: the admin connection is then gone, and the pool opens a new one on retry.
+        func drop() async throws {
+            for attempt in 1...3 {
+                do {
+                    _ = try await admin.withConnection { try $0.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+                    return
+                } catch let error as PostgresError where error.isRetriable && attempt < 3 {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+        }
         do {
             let result = try await body(databaseURL(database: name))
-            _ = try await admin.withConnection { try $0.execute("DROP DATABASE \(name) WITH (FORCE)") }
+            try await drop()
             return result
         } catch {
-            _ = try? await admin.withConnection { try $0.execute("DROP DATABASE \(name) WITH (FORCE)") }
+            try? await drop()
             throw error
         }
     }
@@ -191,4 +202,26 @@ func parseConsumerOutput(_ text: String) -> (messages: [ConsumedMessage], commit
 func sequenceNumber(_ value: String) -> Int? {
     struct Generated: Decodable { let seq: Int }
     return try? JSONDecoder().decode(Generated.self, from: Data(value.utf8)).seq
+}
+
+/// Runs one of the repository's scripts. Not through `Process`: `pg-start` leaves a daemon behind, and
+/// Foundation on Linux then never reports the script's exit.
+func runScript(_ name: String, _ argument: String) async throws {
+    let path = TestEnvironment.root.appendingPathComponent("scripts/\(name)").path
+    var pid: pid_t = 0
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    let arguments: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(argument), nil]
+    defer { arguments.forEach { free($0) } }
+    let spawned = posix_spawn(&pid, path, &actions, nil, arguments, environ)
+    guard spawned == 0 else { throw TestFailure("cannot run scripts/\(name): errno \(spawned)") }
+    var status: Int32 = 0
+    let deadline = ContinuousClock.now + .seconds(60)
+    while waitpid(pid, &status, WNOHANG) == 0 {
+        guard ContinuousClock.now < deadline else { throw TestFailure("scripts/\(name) still running after 60 s") }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    guard status == 0 else { throw TestFailure("scripts/\(name) failed with status \(status)") }
 }

@@ -160,26 +160,4 @@ import Testing
         #expect(after != before, "a new connection after the restart")
         try await dropTable()
     }
-
-    /// Runs one of the repository's scripts. Not through `Process`: `pg-start` leaves a daemon behind, and
-    /// Foundation on Linux then never reports the script's exit.
-    private func runScript(_ name: String, _ argument: String) async throws {
-        let path = TestEnvironment.root.appendingPathComponent("scripts/\(name)").path
-        var pid: pid_t = 0
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        let arguments: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(argument), nil]
-        defer { arguments.forEach { free($0) } }
-        let spawned = posix_spawn(&pid, path, &actions, nil, arguments, environ)
-        guard spawned == 0 else { throw TestFailure("cannot run scripts/\(name): errno \(spawned)") }
-        var status: Int32 = 0
-        let deadline = ContinuousClock.now + .seconds(60)
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            guard ContinuousClock.now < deadline else { throw TestFailure("scripts/\(name) still running after 60 s") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        guard status == 0 else { throw TestFailure("scripts/\(name) failed with status \(status)") }
-    }
 }

@@ -1,3 +1,5 @@
+import CRdKafka
+
 /// What every Kafka client of Rapport needs: where the cluster is and the librdkafka properties that pass through
 /// unchanged (security, tuning).
 public struct KafkaConfiguration: Sendable, Equatable {
@@ -28,6 +30,13 @@ public struct KafkaConsumerConfiguration: Sendable, Equatable {
         public static let cooperativeSticky = AssignmentStrategy(value: "cooperative-sticky")
         /// Eager rebalancing: every member gives up every partition, then the group reassigns them.
         public static let range = AssignmentStrategy(value: "range,roundrobin")
+
+        /// Cooperative-sticky where the linked librdkafka is 2.3.0 or later, else eager. Before 2.3.0 the
+        /// cooperative-sticky assignor aborts the process when a member is destroyed before its first assignment
+        /// (librdkafka issue 4312) — a SIGTERM during start-up, as rolling deployments send.
+        public static var recommended: AssignmentStrategy {
+            rd_kafka_version() >= 0x0203_00FF ? .cooperativeSticky : .range
+        }
     }
 
     /// Where a partition with no committed offset starts (`auto.offset.reset`).
@@ -43,8 +52,8 @@ public struct KafkaConsumerConfiguration: Sendable, Equatable {
     public var kafka: KafkaConfiguration
     /// The consumer group. Required.
     public var groupID: String
-    /// How partitions are shared. Default: ``AssignmentStrategy/cooperativeSticky``.
-    public var assignmentStrategy: AssignmentStrategy = .cooperativeSticky
+    /// How partitions are shared. Default: ``AssignmentStrategy/recommended`` (eager with Debian 12's librdkafka 2.0.2).
+    public var assignmentStrategy: AssignmentStrategy = .recommended
     /// Where a partition without a committed offset starts. Default: ``OffsetReset/earliest``, so that no event
     /// produced before the group first joined is skipped.
     public var offsetReset: OffsetReset = .earliest

@@ -1,0 +1,120 @@
+import Foundation
+import Shared
+import Testing
+
+/// The pipeline's guarantees under faults: killed workers, members coming and going, PostgreSQL going away.
+@Suite(.serialized) struct PipelineFaultTests {
+    /// 20,000 keyed events streaming in while the worker is killed with SIGKILL at random moments and restarted,
+    /// five times: one effect per event, every command id on the output topic.
+    @Test func effectsStayExactlyOnceWhileTheWorkerIsKilledAtRandom() async throws {
+        try await TestEnvironment.withPipeline(5) { fixture in
+            let total = 20_000
+            fixture.extraEnvironment = ["BATCH_SIZE": "200"]
+            let producing = Task {
+                for start in stride(from: 0, to: total, by: 500) {
+                    try await fixture.publish((start..<(start + 500)).map { fixture.event(shopper: $0 % 200, sequence: $0) })
+                    try await Task.sleep(for: .milliseconds(150))
+                }
+            }
+            var (worker, _) = try fixture.startWorker()
+            for kill in 1...5 {
+                // Kill mid-work: only once this incarnation has applied something, then at a random moment.
+                let before = try await fixture.effectCount()
+                try await eventually("progress before kill \(kill)", timeout: .seconds(90)) { try await fixture.effectCount() > before + 300 }
+                try await Task.sleep(for: .milliseconds(Int.random(in: 0...1500)))
+                worker.send(SIGKILL)
+                _ = try await worker.waitForExit()
+                print("kill \(kill): \(try await fixture.effectCount()) effects")
+                (worker, _) = try fixture.startWorker()
+            }
+            try await producing.value
+            try await eventually("all 20,000 applied", timeout: .seconds(180)) { try await fixture.effectCount() == total }
+            let effects = try await fixture.query("SELECT count(DISTINCT message_id) FROM echo_effects WHERE store_id = $1", [fixture.store])
+            #expect(try effects.first?.decode(Int.self, at: 0) == total)
+            let commands = try await fixture.read(fixture.commandsTopic, partitions: 4, timeout: .seconds(120)) { Set($0.map(commandID)).count >= total }
+            let ids = Set(commands.map(commandID))
+            #expect(ids.count == total, "every expected command id is on the topic")
+            let expectedIDs = Set((0..<total).map { CommandID.make(store: fixture.store, causation: "shopper-\($0 % 200)-\($0)", name: "echo") })
+            #expect(ids == expectedIDs)
+            #expect(try duplicatesDifferInContent(commands) == 0)
+            print("SIGKILL x5: \(commands.count - ids.count) commands reached the wire twice, each with identical content")
+            let dead = try await fixture.read(fixture.deadLetterTopic, partitions: 1, timeout: .seconds(2)) { _ in false }
+            #expect(dead.isEmpty, "no effect was attempted twice")
+        }
+    }
+
+    /// A second and third worker join and leave during a stream: effects exactly once, and each shopper's events
+    /// applied in sequence order.
+    @Test func membersJoiningAndLeavingKeepEachShoppersOrder() async throws {
+        try await TestEnvironment.withPipeline(6) { fixture in
+            let total = 10_000
+            fixture.extraEnvironment = ["BATCH_SIZE": "100"]
+            let producing = Task {
+                for start in stride(from: 0, to: total, by: 250) {
+                    try await fixture.publish((start..<(start + 250)).map { fixture.event(shopper: $0 % 100, sequence: $0) })
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            try fixture.startWorker()
+            try await Task.sleep(for: .seconds(3))
+            let (second, _) = try fixture.startWorker()
+            try await Task.sleep(for: .seconds(3))
+            let (third, _) = try fixture.startWorker()
+            try await Task.sleep(for: .seconds(4))
+            second.send(SIGTERM)
+            #expect(try await second.waitForExit(timeout: .seconds(25)) == 0, "\(second.stdout.suffix(2500)) \(second.stderr.suffix(1500))")
+            try await Task.sleep(for: .seconds(2))
+            third.send(SIGTERM)
+            #expect(try await third.waitForExit(timeout: .seconds(25)) == 0, "\(third.stderr.suffix(3000))")
+            try await producing.value
+            try await eventually("all 10,000 applied", timeout: .seconds(120)) { try await fixture.effectCount() == total }
+            let rows = try await fixture.query(
+                "SELECT shopper_key, sequence FROM echo_effects WHERE store_id = $1 ORDER BY shopper_key, applied", [fixture.store])
+            var last: [String: Int64] = [:]
+            var outOfOrder = 0
+            for row in rows {
+                let shopper = try row.decode(String.self, at: 0) ?? ""
+                let sequence = try row.decode(Int64.self, at: 1) ?? 0
+                if let previous = last[shopper], previous > sequence { outOfOrder += 1 }
+                last[shopper] = sequence
+            }
+            #expect(rows.count == total)
+            #expect(outOfOrder == 0, "each shopper's events applied in sequence order")
+            let dead = try await fixture.read(fixture.deadLetterTopic, partitions: 1, timeout: .seconds(2)) { _ in false }
+            #expect(dead.isEmpty)
+        }
+    }
+
+    /// PostgreSQL stopped for 10 s mid-stream, then started: readiness false then true, nothing lost or doubled.
+    @Test(.enabled(if: TestEnvironment.postgresDirectory != nil, "needs a PostgreSQL that scripts/test started"))
+    func postgresGoingAwayPausesTheWorkerWithoutLosingOrDoublingAnything() async throws {
+        let directory = try #require(TestEnvironment.postgresDirectory)
+        try await TestEnvironment.withPipeline(7) { fixture in
+            let total = 4000
+            fixture.extraEnvironment = ["BATCH_SIZE": "100"]
+            let (worker, port) = try fixture.startWorker()
+            try await eventually("ready", timeout: .seconds(30)) { await probe(port, "/readyz")?.status == 200 }
+            let producing = Task {
+                for start in stride(from: 0, to: total, by: 200) {
+                    try await fixture.publish((start..<(start + 200)).map { fixture.event(shopper: $0 % 30, sequence: $0) })
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            try await eventually("some applied", timeout: .seconds(60)) { try await fixture.effectCount() >= 400 }
+            try await runScript("pg-stop", directory)
+            try await eventually("not ready while PostgreSQL is down", timeout: .seconds(15)) { await probe(port, "/readyz")?.status == 503 }
+            #expect(await probe(port, "/healthz")?.status == 200, "alive: the poll loop keeps turning")
+            try await Task.sleep(for: .seconds(10))
+            try await runScript("pg-start", directory)
+            try await eventually("ready again", timeout: .seconds(60)) { await probe(port, "/readyz")?.status == 200 }
+            try await producing.value
+            try await eventually("all applied", timeout: .seconds(120)) { try await fixture.effectCount() == total }
+            let commands = try await fixture.read(fixture.commandsTopic, partitions: 4) { Set($0.map(commandID)).count >= total }
+            #expect(Set(commands.map(commandID)).count == total)
+            #expect(try duplicatesDifferInContent(commands) == 0)
+            let dead = try await fixture.read(fixture.deadLetterTopic, partitions: 1, timeout: .seconds(2)) { _ in false }
+            #expect(dead.isEmpty)
+            #expect(worker.isRunning, "the worker rode the outage out")
+        }
+    }
+}
