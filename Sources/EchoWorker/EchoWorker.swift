@@ -53,9 +53,7 @@ struct EchoHandler: PipelineHandler {
                 "causation_id": .string(message.messageID),
                 "created_at": .string(message.timestamp.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
             ]
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = .sortedKeys
-            let value = (try? encoder.encode(JSONValue.object(body))).map(Array.init) ?? []
+            let value = JSONValue.object(body).encoded()
             return OutboundCommand(
                 topic: commandsTopic, key: message.shopperKey, name: "echo", storeID: message.storeID, causationID: message.messageID,
                 value: value)

@@ -77,3 +77,23 @@ import Testing
         }
     }
 }
+
+@Suite struct TimestampTests {
+    @Test(arguments: [
+        ("2026-11-25T05:54:55Z", 1_795_586_095.0),
+        ("2026-11-25T05:54:55.250Z", 1_795_586_095.25),
+        ("2026-11-25t06:54:55+01:00", 1_795_586_095.0),
+        ("2026-11-24T21:54:55-08:00", 1_795_586_095.0),
+        ("2024-02-29T00:00:00Z", 1_709_164_800.0),
+        ("1970-01-01T00:00:00Z", 0.0),
+    ])
+    func parsesRFC3339(text: String, expected: Double) throws {
+        let date = try #require(SegmentMessage.parseTimestamp(text))
+        #expect(abs(date.timeIntervalSince1970 - expected) < 0.000_001)
+    }
+
+    @Test(arguments: ["2026-11-25", "2026-11-25T05:54:55", "2026-13-25T05:54:55Z", "2026-11-25T25:00:00Z", "2026-11-25T05:54:55.Z", "2026-11-25T05:54:55+0100", "yesterday", "2026-11-25T05:54:55Zx"])
+    func refusesWhatIsNotRFC3339(text: String) {
+        #expect(SegmentMessage.parseTimestamp(text) == nil)
+    }
+}

@@ -153,6 +153,7 @@ public final class Pipeline: Service, Sendable {
                 deadLetters.append(DeadLetter(source: message, failure: error))
             }
         }
+        let decodedAt = ContinuousClock.now
         let configuration = self.configuration
         let nextOffsets = batch.nextOffsets
         let (decoded, bad) = (events, deadLetters)
@@ -161,13 +162,21 @@ public final class Pipeline: Service, Sendable {
                 events: decoded, deadLetters: bad, nextOffsets: nextOffsets, handler: handler, attempts: attempts,
                 configuration: configuration, connection: connection)
         }
+        let committedAt = ContinuousClock.now
         try await publish(committed.outbox)
+        let publishedAt = ContinuousClock.now
         do {
             try await consumer.commit(nextOffsets)
         } catch let error as KafkaError where error.isRetriable {
             // PostgreSQL holds the offsets that count; Kafka's catch up with the next commit.
             logger.debug("offset commit refused", metadata: [LogKey.error: "\(error)"])
         }
+        logger.debug(
+            "batch done",
+            metadata: [
+                "batch.size": "\(batch.count)", "batch.decode": "\(decodedAt - started)", "batch.transaction": "\(committedAt - decodedAt)",
+                "batch.publish": "\(publishedAt - committedAt)", "batch.kafka_commit": "\(ContinuousClock.now - publishedAt)",
+            ])
         metrics.batch(
             size: batch.count, duration: ContinuousClock.now - started, handled: committed.handled, duplicates: committed.duplicates,
             skipped: skipped, deadLetters: committed.deadLetters, commands: committed.commands)
