@@ -221,30 +221,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
 
     /// Seconds for a bare `rd_kafka_consumer_poll` loop to read what the bare producer wrote, from the first message on.
     private func consumeBare(bootstrap: String, topic: String) throws -> Double {
-        let conf = try bareConfiguration(bootstrap, ["group.id": "bench-bare", "enable.auto.commit": "false", "enable.partition.eof": "false"])
-        var error = [CChar](repeating: 0, count: 512)
-        let consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &error, error.count)!
-        defer { rd_kafka_destroy(consumer) }
-        rd_kafka_poll_set_consumer(consumer)
-        let list = rd_kafka_topic_partition_list_new(Int32(partitions))!
-        for partition in 0..<Int32(partitions) {
-            rd_kafka_topic_partition_list_add(list, topic, partition)!.pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
-        }
-        rd_kafka_assign(consumer, list)
-        rd_kafka_topic_partition_list_destroy(list)
-        var received = -1
-        var start = ContinuousClock.now
-        while received < messages {
-            guard let message = rd_kafka_consumer_poll(consumer, 1000) else { continue }
-            if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                received += 1
-                if received == 0 { start = .now }
-            }
-            rd_kafka_message_destroy(message)
-        }
-        let elapsed = seconds(ContinuousClock.now - start)
-        rd_kafka_consumer_close(consumer)
-        return elapsed
+        try BareKafka.consume(bootstrap: bootstrap, topic: topic, partitions: partitions, count: messages)
     }
 
     // MARK: - Timing

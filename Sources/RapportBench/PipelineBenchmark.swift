@@ -41,7 +41,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
         let admin = PostgresClient(configuration: PostgresConfiguration(url: adminURL), logger: logger)
         _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(database)") }
         defer { admin.close() }
-        let url = Self.replacingDatabase(in: adminURL, with: database)
+        let url = PostgresConfiguration(url: adminURL).replacingDatabase(with: database).url
 
         let cluster = try MockKafkaCluster(brokers: 1, logger: logger)
         for topic in ["bench-events", "bench-commands"] { try cluster.createTopic(topic, partitions: partitions) }
@@ -83,7 +83,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
         // Limits and baseline, on the same tables.
         let copyRate = try await measureCopy(client)
         print(String(format: "  limit: COPY of the same rows  %10.0f events/s   pipeline at %.0f %% of it (goal ≥ 50 %%)", copyRate, 100 * pipelineRate / copyRate))
-        let consumeRate = try Self.bareConsume(bootstrap: cluster.bootstrapServers, partitions: partitions, count: events)
+        let consumeRate = Double(events) / (try BareKafka.consume(bootstrap: cluster.bootstrapServers, topic: "bench-events", partitions: partitions, count: events))
         print(String(format: "  limit: bare librdkafka consume %9.0f msg/s", consumeRate))
         let naiveRate = try await measureNaive(client)
         print(String(format: "  baseline: a transaction/event %9.0f events/s   pipeline is %.0f× that", naiveRate, pipelineRate / naiveRate))
@@ -226,35 +226,6 @@ struct PipelineBenchmark: AsyncParsableCommand {
         }
     }
 
-    static func bareConsume(bootstrap: String, partitions: Int, count: Int) throws -> Double {
-        let conf = rd_kafka_conf_new()
-        var error = [CChar](repeating: 0, count: 512)
-        for (key, value) in ["bootstrap.servers": bootstrap, "group.id": "bench-bare", "enable.auto.commit": "false"] {
-            _ = rd_kafka_conf_set(conf, key, value, &error, error.count)
-        }
-        guard let consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &error, error.count) else { throw ValidationError("consumer") }
-        defer { rd_kafka_destroy(consumer) }
-        rd_kafka_poll_set_consumer(consumer)
-        guard let list = rd_kafka_topic_partition_list_new(Int32(partitions)) else { throw ValidationError("list") }
-        for partition in 0..<Int32(partitions) {
-            rd_kafka_topic_partition_list_add(list, "bench-events", partition)?.pointee.offset = Int64(RD_KAFKA_OFFSET_BEGINNING)
-        }
-        rd_kafka_assign(consumer, list)
-        rd_kafka_topic_partition_list_destroy(list)
-        var received = -1
-        var start = ContinuousClock.now
-        while received < count - 1 {
-            guard let message = rd_kafka_consumer_poll(consumer, 1000) else { continue }
-            if message.pointee.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                received += 1
-                if received == 0 { start = .now }
-            }
-            rd_kafka_message_destroy(message)
-        }
-        rd_kafka_consumer_close(consumer)
-        return Double(received) / seconds(ContinuousClock.now - start)
-    }
-
     // MARK: - Helpers
 
     static func peakResidentMegabytes(of pid: Int32) -> Double {
@@ -263,14 +234,6 @@ struct PipelineBenchmark: AsyncParsableCommand {
             let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
         else { return .nan }
         return kilobytes / 1024
-    }
-
-    static func replacingDatabase(in url: String, with database: String) -> String {
-        guard let scheme = url.range(of: "://") else { return url + " dbname=\(database)" }
-        let rest = url[scheme.upperBound...]
-        let queryStart = rest.firstIndex(of: "?") ?? url.endIndex
-        let pathStart = rest[..<queryStart].firstIndex(of: "/") ?? queryStart
-        return String(url[..<pathStart]) + "/" + database + String(url[queryStart...])
     }
 
     static func seconds(_ duration: Duration) -> Double {

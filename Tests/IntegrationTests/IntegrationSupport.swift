@@ -38,12 +38,7 @@ enum TestEnvironment {
 
     /// `DATABASE_URL` with its database replaced by `database`.
     static func databaseURL(database: String) -> String {
-        let url = databaseURL
-        guard let scheme = url.range(of: "://") else { return url + " dbname=\(database)" }
-        let afterScheme = url[scheme.upperBound...]
-        let queryStart = afterScheme.firstIndex(of: "?") ?? url.endIndex
-        let authorityEnd = afterScheme[..<queryStart].firstIndex(of: "/") ?? queryStart
-        return String(url[..<authorityEnd]) + "/" + database + String(url[queryStart...])
+        PostgresConfiguration(url: databaseURL).replacingDatabase(with: database).url
     }
 
     /// A client on `DATABASE_URL`.

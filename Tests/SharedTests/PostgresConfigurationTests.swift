@@ -39,3 +39,15 @@ import Testing
         }
     }
 }
+
+extension PostgresConfigurationTests {
+    @Test(arguments: [
+        ("postgresql://u:p@db:5432/rapport?sslmode=require", "postgresql://u:p@db:5432/other?sslmode=require"),
+        ("postgresql://db", "postgresql://db/other"),
+        ("postgres://h1:1,h2:2/x", "postgres://h1:1,h2:2/other"),
+        ("host=db dbname=rapport", "host=db dbname=rapport dbname=other"),
+    ])
+    func pointsAtAnotherDatabaseOfTheSameServer(url: String, expected: String) {
+        #expect(PostgresConfiguration(url: url).replacingDatabase(with: "other").url == expected)
+    }
+}

@@ -43,15 +43,33 @@ public final class Pipeline: Service, Sendable {
     public func run() async throws {
         try consumer.subscribe(to: [configuration.inputTopic])
         logger.info("consumer subscribed", metadata: [LogKey.kafkaTopic: "\(configuration.inputTopic)"])
+        var relayFailures = 0
+        var relayRewind: [TopicPartition: Int64] = [:]
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            try await relayArrivals()
+            do {
+                try await relayArrivals()
+                if relayFailures > 0 {
+                    relayFailures = 0
+                    try await resume(rewinding: relayRewind)
+                    relayRewind = [:]
+                }
+            } catch where Self.isTransient(error) {
+                // The partitions stay marked: their leftovers are relayed before anything new is processed.
+                relayFailures += 1
+                metrics.retries(stage: "relay")
+                health.setBackoff(true)
+                logger.warning("relaying the outbox failed; retrying", metadata: [LogKey.error: "\(error)"])
+                try consumer.pause(Array(consumer.assignment))
+                relayRewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: relayFailures - 1)))
+                continue
+            }
             let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxWait: configuration.batchWait)
             turned()
             guard !batch.isEmpty else { continue }
             guard let handler else {
-                // No behaviour yet: hold the partitions without reading them, so that nothing is consumed unhandled.
+                // No behaviour yet: hold the partitions without processing them. Nothing is committed, so whatever
+                // this poll read is read again by the member that first has a handler.
                 try consumer.pause(Array(consumer.assignment))
-                try await consumer.seek(batch.firstOffsets)
                 continue
             }
             try await processWithRetry(batch, handler: handler)
@@ -85,14 +103,13 @@ public final class Pipeline: Service, Sendable {
         var batch = batch
         var attempts: [MessageKey: Int] = [:]
         var retry = 0
+        var rewind: [TopicPartition: Int64] = [:]
         while true {
             do {
                 try await process(batch, handler: handler, attempts: attempts)
                 if retry > 0 {
-                    // Messages polled while paused were dropped: read on exactly after this batch.
-                    try await consumer.seek(batch.nextOffsets)
-                    try consumer.resume(Array(consumer.assignment))
-                    health.setBackoff(false)
+                    // Read on exactly after this batch, and again from anything a poll returned while paused.
+                    try await resume(rewinding: batch.nextOffsets.merging(rewind) { afterBatch, _ in afterBatch })
                     logger.info("batch committed after retrying", metadata: ["retries": "\(retry)"])
                 }
                 return
@@ -107,26 +124,40 @@ public final class Pipeline: Service, Sendable {
             metrics.retries(stage: "batch")
             health.setBackoff(true)
             try consumer.pause(Array(consumer.assignment))
-            try await waitPolling(configuration.backoff.delay(attempt: retry - 1))
+            rewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: retry - 1)))
             guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             // Partitions revoked meanwhile belong to another member now, which resumes from their recorded offsets.
             let assigned = consumer.assignment
             batch.removeAll { !assigned.contains($0.topicPartition) }
             guard !batch.isEmpty else {
-                health.setBackoff(false)
+                try await resume(rewinding: rewind)
                 return
             }
         }
     }
 
     /// Waits `delay` while polling (partitions paused), so that rebalances are served and the member stays alive.
-    private func waitPolling(_ delay: Duration) async throws {
+    /// - Returns: The first offset per partition of anything the polls returned anyway; it is read again later.
+    private func waitPolling(_ delay: Duration) async throws -> [TopicPartition: Int64] {
+        var returned: [TopicPartition: Int64] = [:]
         let until = ContinuousClock.now + delay
         while ContinuousClock.now < until, !Task.isShuttingDownGracefully, !Task.isCancelled {
             let remaining = until - ContinuousClock.now
-            _ = try await consumer.poll(maxMessages: 1, maxWait: min(remaining, .milliseconds(100)))
+            let messages = try await consumer.poll(maxMessages: 1, maxWait: min(remaining, .milliseconds(100)))
+            for message in messages {
+                returned[message.topicPartition] = min(returned[message.topicPartition] ?? .max, message.offset)
+            }
             turned()
         }
+        return returned
+    }
+
+    /// Leaves backoff: moves partitions back to `offsets` where given, then resumes every assigned partition.
+    private func resume(rewinding offsets: [TopicPartition: Int64]) async throws {
+        let assigned = consumer.assignment
+        try await consumer.seek(offsets.filter { assigned.contains($0.key) })
+        try consumer.resume(Array(assigned))
+        health.setBackoff(false)
     }
 
     static func isTransient(_ error: any Error) -> Bool {
@@ -358,11 +389,9 @@ public final class Pipeline: Service, Sendable {
     }
 }
 
-extension Array where Element == KafkaMessage {
-    /// The lowest offset read per partition: where to read again from to see this batch anew.
-    var firstOffsets: [TopicPartition: Int64] {
-        reduce(into: [:]) { offsets, message in
-            offsets[message.topicPartition] = Swift.min(offsets[message.topicPartition] ?? .max, message.offset)
-        }
+extension Dictionary where Key == TopicPartition, Value == Int64 {
+    /// Keeps the lower offset per partition.
+    mutating func mergeMinimum(_ other: [TopicPartition: Int64]) {
+        merge(other) { Swift.min($0, $1) }
     }
 }

@@ -18,6 +18,20 @@ public struct PostgresConfiguration: Sendable, Equatable, CustomStringConvertibl
         self.url = url
     }
 
+    /// This configuration pointed at another database of the same server (URI or key/value form).
+    public func replacingDatabase(with database: String) -> PostgresConfiguration {
+        var copy = self
+        guard let scheme = url.range(of: "://") else {
+            copy.url = url + " dbname=\(database)"
+            return copy
+        }
+        let rest = url[scheme.upperBound...]
+        let queryStart = rest.firstIndex(of: "?") ?? url.endIndex
+        let pathStart = rest[..<queryStart].firstIndex(of: "/") ?? queryStart
+        copy.url = String(url[..<pathStart]) + "/" + database + String(url[queryStart...])
+        return copy
+    }
+
     /// Leaves the URL out: it may hold a password.
     public var description: String {
         "PostgresConfiguration(poolSize: \(poolSize), applicationName: \(applicationName), connectTimeout: \(connectTimeout))"
