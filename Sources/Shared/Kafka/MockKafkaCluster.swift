@@ -31,7 +31,8 @@ public final class MockKafkaCluster: @unchecked Sendable {
     /// - Throws: ``KafkaError`` when the cluster cannot start.
     public init(brokers: Int = 3, logger: Logger) throws {
         // The mock needs a client for its threads and logging; a producer that never produces serves.
-        handle = try RDKafkaHandle(kind: .producer, properties: ["log_level": "3"], context: RDKafkaContext(logger: logger))
+        handle = try RDKafkaHandle(
+            kind: .producer, properties: ["log_level": "3", "socket.nagle.disable": "true"], context: RDKafkaContext(logger: logger))
         guard let cluster = rd_kafka_mock_cluster_new(handle.pointer, Int32(brokers)) else {
             throw KafkaError(code: .fatal, reason: "rd_kafka_mock_cluster_new failed", isRetriable: false)
         }
