@@ -33,6 +33,9 @@ struct PipelineBenchmark: AsyncParsableCommand {
     @Option(help: "Write the worker's debug log (per-batch timings) to this file.")
     var workerLog: String?
 
+    @Option(help: "fetch.wait.max.ms of the worker's and the latency reader's consumers (the mock broker holds an empty fetch this long even when data arrives).")
+    var fetchWaitMs = 10
+
     mutating func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
@@ -74,7 +77,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
 
         // Latency: a fixed offered rate; each event's send time against its command's arrival.
         let latencies = try await measureLatency(producer: producer, kafka: kafka, logger: logger)
-        print(String(format: "  latency at %d events/s      p50 %6.1f ms   p99 %6.1f ms   (%d events)", rate, latencies.p50, latencies.p99, latencies.count))
+        print(String(format: "  latency at %d events/s      p50 %6.1f ms   p99 %6.1f ms   (%d events; fetch.wait.max.ms %d)", rate, latencies.p50, latencies.p99, latencies.count, fetchWaitMs))
         let peak = Self.peakResidentMegabytes(of: worker.processIdentifier)
         worker.terminate()
         worker.waitUntilExit()
@@ -103,6 +106,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
             "DATABASE_URL": databaseURL, "KAFKA_BROKERS": bootstrap, "SHOPPER_EVENTS_TOPIC": "bench-events",
             "EMAIL_COMMANDS_TOPIC": "bench-commands", "BATCH_SIZE": "\(batchSize)", "BATCH_WAIT_MS": "20",
             "HTTP_PORT": "0", "LOG_LEVEL": workerLog == nil ? "warning" : "debug", "KAFKA_GROUP_ID": "bench",
+            "KAFKA_FETCH_WAIT_MAX_MS": "\(fetchWaitMs)",
         ]) { _, new in new }
         process.environment = environment
         if let workerLog {
@@ -133,7 +137,9 @@ struct PipelineBenchmark: AsyncParsableCommand {
     // MARK: - Latency
 
     private func measureLatency(producer: KafkaProducer, kafka: KafkaConfiguration, logger: Logger) async throws -> (p50: Double, p99: Double, count: Int) {
-        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "bench-latency"), logger: logger)
+        var readerConfiguration = KafkaConsumerConfiguration(kafka: kafka, groupID: "bench-latency")
+        readerConfiguration.fetchWait = .milliseconds(fetchWaitMs)
+        let consumer = try KafkaConsumer(configuration: readerConfiguration, logger: logger)
         try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<Int32(partitions)).map {
             (TopicPartition(topic: "bench-commands", partition: $0), Int64?.some(Int64(RD_KAFKA_OFFSET_END)))
         }))
