@@ -104,8 +104,16 @@ public final class Pipeline: Service, Sendable {
         var attempts: [MessageKey: Int] = [:]
         var retry = 0
         var rewind: [TopicPartition: Int64] = [:]
+        var commitOutcomeUnknown = false
         while true {
             do {
+                if commitOutcomeUnknown {
+                    // The failed attempt may have committed after all (PostgreSQL went away during COMMIT): its
+                    // outbox rows are then owed. Publish whatever these partitions have left, oldest first; the
+                    // retry then finds its events applied and emits nothing twice.
+                    try await relay(Set(batch.map(\.topicPartition)).map(\.partition))
+                    commitOutcomeUnknown = false
+                }
                 try await process(batch, handler: handler, attempts: attempts)
                 if retry > 0 {
                     // Read on exactly after this batch, and again from anything a poll returned while paused.
@@ -118,6 +126,7 @@ public final class Pipeline: Service, Sendable {
                 logger.warning("events failed in the handler; retrying the batch", metadata: ["events": "\(error.failed.count)"])
             } catch {
                 guard Self.isTransient(error) else { throw error }
+                commitOutcomeUnknown = true
                 logger.warning("batch failed; retrying", metadata: [LogKey.error: "\(error)"])
             }
             retry += 1
@@ -371,20 +380,25 @@ public final class Pipeline: Service, Sendable {
     private func relayArrivals() async throws {
         let arrivals = offsets.takeArrivals()
         guard !arrivals.isEmpty else { return }
-        let configuration = self.configuration
-        let partitions = arrivals.filter { $0.topic == configuration.inputTopic }.map(\.partition)
         do {
-            while true {
-                let rows = try await postgres.withConnection {
-                    try Outbox.pending(group: configuration.groupID, topic: configuration.inputTopic, partitions: partitions, limit: 1000, connection: $0)
-                }
-                guard !rows.isEmpty else { break }
-                logger.info("relaying outbox rows left by a previous owner", metadata: ["messages": "\(rows.count)"])
-                try await publish(rows)
-            }
+            try await relay(arrivals.filter { $0.topic == configuration.inputTopic }.map(\.partition))
         } catch {
             offsets.restoreArrivals(arrivals)
             throw error
+        }
+    }
+
+    /// Publishes the outbox rows of `partitions` of the input topic, oldest first, until none is left.
+    private func relay(_ partitions: [Int32]) async throws {
+        guard !partitions.isEmpty else { return }
+        let configuration = self.configuration
+        while true {
+            let rows = try await postgres.withConnection {
+                try Outbox.pending(group: configuration.groupID, topic: configuration.inputTopic, partitions: partitions, limit: 1000, connection: $0)
+            }
+            guard !rows.isEmpty else { return }
+            logger.info("relaying outbox rows", metadata: ["messages": "\(rows.count)"])
+            try await publish(rows)
         }
     }
 }
