@@ -122,6 +122,21 @@ final class ChildProcess: @unchecked Sendable {
     var stderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
     var isRunning: Bool { process.isRunning }
 
+    /// The port a worker's probe server bound (it logs `"http.port":"N"` when listening; tests start workers with
+    /// `HTTP_PORT=0` so that no two processes ever race for a port).
+    func probePort(timeout: Duration = .seconds(60)) async throws -> Int {
+        var port: Int?
+        try await eventually("the probe server listening", timeout: timeout) {
+            guard process.isRunning || port != nil else { throw TestFailure("the worker exited: \(stderr.suffix(2000))") }
+            guard let line = stdout.split(separator: "\n").first(where: { $0.contains("\"probe server listening\"") }),
+                let range = line.range(of: "\"http.port\":\"")
+            else { return false }
+            port = Int(line[range.upperBound...].prefix { $0.isNumber })
+            return port != nil
+        }
+        return port ?? 0
+    }
+
     /// Sends `signal` to the process.
     func send(_ signal: Int32) {
         kill(process.processIdentifier, signal)

@@ -16,7 +16,7 @@ import Testing
                     try await Task.sleep(for: .milliseconds(150))
                 }
             }
-            var (worker, _) = try fixture.startWorker()
+            var (worker, _) = try await fixture.startWorker()
             for kill in 1...5 {
                 // Kill mid-work: only once this incarnation has applied something, then at a random moment.
                 let before = try await fixture.effectCount()
@@ -25,7 +25,7 @@ import Testing
                 worker.send(SIGKILL)
                 _ = try await worker.waitForExit()
                 print("kill \(kill): \(try await fixture.effectCount()) effects")
-                (worker, _) = try fixture.startWorker()
+                (worker, _) = try await fixture.startWorker()
             }
             try await producing.value
             try await eventually("all 20,000 applied", timeout: .seconds(180)) { try await fixture.effectCount() == total }
@@ -55,11 +55,11 @@ import Testing
                     try await Task.sleep(for: .milliseconds(100))
                 }
             }
-            try fixture.startWorker()
+            try await fixture.startWorker()
             try await Task.sleep(for: .seconds(3))
-            let (second, _) = try fixture.startWorker()
+            let (second, _) = try await fixture.startWorker()
             try await Task.sleep(for: .seconds(3))
-            let (third, _) = try fixture.startWorker()
+            let (third, _) = try await fixture.startWorker()
             try await Task.sleep(for: .seconds(4))
             second.send(SIGTERM)
             #expect(try await second.waitForExit(timeout: .seconds(25)) == 0, "\(second.stdout.suffix(2500)) \(second.stderr.suffix(1500))")
@@ -92,7 +92,7 @@ import Testing
         try await TestEnvironment.withPipeline(7) { fixture in
             let total = 4000
             fixture.extraEnvironment = ["BATCH_SIZE": "100"]
-            let (worker, port) = try fixture.startWorker()
+            let (worker, port) = try await fixture.startWorker()
             try await eventually("ready", timeout: .seconds(30)) { await probe(port, "/readyz")?.status == 200 }
             let producing = Task {
                 for start in stride(from: 0, to: total, by: 200) {

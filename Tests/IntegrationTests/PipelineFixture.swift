@@ -24,19 +24,18 @@ final class PipelineFixture: @unchecked Sendable {
         producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: TestEnvironment.kafka()), logger: TestEnvironment.logger)
     }
 
-    /// Starts an EchoWorker on a free port.
+    /// Starts an EchoWorker; its probe port is whatever free port it bound (read from its log).
     @discardableResult
-    func startWorker() throws -> (process: ChildProcess, port: Int) {
-        let port = Int.random(in: 30_000...39_999)
+    func startWorker() async throws -> (process: ChildProcess, port: Int) {
         var environment = [
             "DATABASE_URL": databaseURL, "SHOPPER_EVENTS_TOPIC": inputTopic, "EMAIL_COMMANDS_TOPIC": commandsTopic,
-            "KAFKA_GROUP_ID": group, "HTTP_PORT": "\(port)", "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "KAFKA_GROUP_ID": group, "HTTP_PORT": "0", "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_FORMAT": "json", "BATCH_WAIT_MS": "50",
         ]
         environment.merge(extraEnvironment) { _, new in new }
         let worker = try ChildProcess("EchoWorker", [], environment: environment)
         workers.append(worker)
-        return (worker, port)
+        return (worker, try await worker.probePort())
     }
 
     /// A track event of this run's store, keyed by its shopper.

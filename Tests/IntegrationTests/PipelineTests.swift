@@ -9,7 +9,7 @@ import Testing
         try await TestEnvironment.withPipeline(1) { fixture in
             let events = (0..<50).map { fixture.event(shopper: $0 % 5, sequence: $0) }
             try await fixture.publish(events)
-            let (worker, _) = try fixture.startWorker()
+            let (worker, _) = try await fixture.startWorker()
             try await eventually("the first copies applied", timeout: .seconds(60)) { try await fixture.effectCount() == 50 }
             try await fixture.publish(events)  // again, in later batches
             let commands = try await fixture.read(fixture.commandsTopic, partitions: 4) { $0.count >= 50 }
@@ -32,7 +32,7 @@ import Testing
     @Test func badMessagesGoToTheDeadLetterTopicWithReasonAndSourceWhileGoodOnesAreApplied() async throws {
         try await TestEnvironment.withPipeline(2) { fixture in
             fixture.extraEnvironment = ["MAX_MESSAGE_BYTES": "4096", "HANDLER_MAX_ATTEMPTS": "2"]
-            let (worker, _) = try fixture.startWorker()
+            let (worker, _) = try await fixture.startWorker()
             let reasons = DecodeFailure.Reason.allCases
             var messages: [KafkaOutboundMessage] = []
             var expected: [String: DecodeFailure.Reason] = [:]
@@ -91,7 +91,7 @@ import Testing
     /// `/metrics` counts what was sent; `/healthz` and `/readyz` answer.
     @Test func metricsCountWhatWasSent() async throws {
         try await TestEnvironment.withPipeline(3) { fixture in
-            let (_, port) = try fixture.startWorker()
+            let (_, port) = try await fixture.startWorker()
             try await eventually("ready", timeout: .seconds(30)) { await probe(port, "/readyz")?.status == 200 }
             #expect(await probe(port, "/healthz")?.status == 200)
             let events = (0..<120).map { fixture.event(shopper: $0 % 7, sequence: $0) }
@@ -127,7 +127,7 @@ import Testing
             let first = (0..<5000).map { fixture.event(shopper: $0 % 50, sequence: $0) }
             try await fixture.publish(first)
             fixture.extraEnvironment = ["BATCH_SIZE": "100"]
-            let (worker, _) = try fixture.startWorker()
+            let (worker, _) = try await fixture.startWorker()
             try await eventually("a good part applied", timeout: .seconds(60)) { try await fixture.effectCount() >= 500 }
             worker.send(SIGTERM)
             let stopping = ContinuousClock.now
@@ -137,7 +137,7 @@ import Testing
             #expect(applied < 5000, "stopped mid-stream (\(applied) applied)")
 
             try await fixture.publish((5000..<6000).map { fixture.event(shopper: $0 % 50, sequence: $0) })
-            try fixture.startWorker()
+            try await fixture.startWorker()
             try await eventually("all 6,000 applied", timeout: .seconds(90)) { try await fixture.effectCount() == 6000 }
             let commands = try await fixture.read(fixture.commandsTopic, partitions: 4) { Set($0.map(commandID)).count >= 6000 }
             #expect(Set(commands.map(commandID)).count == 6000)

@@ -83,11 +83,11 @@ import Testing
     }
 
     @Test func aWorkerJoinsItsGroupAnswersProbesAndDrainsOnSIGTERM() async throws {
-        let port = Int.random(in: 20_000...29_999)
         let worker = try ChildProcess(
             "SurveyWorker", [],
-            environment: ["HTTP_PORT": "\(port)", "KAFKA_GROUP_ID": TestEnvironment.unique("survey"), "KAFKA_SESSION_TIMEOUT_MS": "6000"])
+            environment: ["HTTP_PORT": "0", "KAFKA_GROUP_ID": TestEnvironment.unique("survey"), "KAFKA_SESSION_TIMEOUT_MS": "6000"])
         defer { worker.send(SIGKILL) }
+        let port = try await worker.probePort()
         try await eventually("/healthz answers 200", timeout: .seconds(30)) { await probe(port, "/healthz")?.status == 200 }
         try await eventually("/readyz answers 200 once the group assigned partitions", timeout: .seconds(30)) {
             await probe(port, "/readyz")?.status == 200
