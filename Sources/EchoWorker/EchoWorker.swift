@@ -51,7 +51,7 @@ struct EchoHandler: PipelineHandler {
                 "command_id": .string(id), "type": .string("Echo"), "store_id": .string(message.storeID),
                 "shopper_key": .string(message.shopperKey), "sequence": .number(Double(sequence)),
                 "causation_id": .string(message.messageID),
-                "created_at": .string(message.timestamp.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+                "created_at": .string(message.timestamp.rfc3339),
             ]
             let value = JSONValue.object(body).encoded()
             return OutboundCommand(

@@ -78,7 +78,7 @@ import Testing
                 #expect(message.header("dlq.source.offset") == "\(source.offset)")
                 #expect(message.header("dlq.worker") == "EchoWorker")
                 #expect(message.header("origin") == "test", "original headers kept")
-                #expect(message.header("dlq.failed_at").flatMap(SegmentMessage.parseTimestamp) != nil)
+                #expect(message.header("dlq.failed_at").flatMap(Date.init(rfc3339:)) != nil)
                 #expect((message.header("dlq.message") ?? "").isEmpty == false)
                 let original = messages.first { $0.key.map { String(decoding: $0, as: UTF8.self) } == key }
                 #expect(Array(message.value) == original?.value, "original bytes kept")

@@ -88,12 +88,12 @@ import Testing
         ("1970-01-01T00:00:00Z", 0.0),
     ])
     func parsesRFC3339(text: String, expected: Double) throws {
-        let date = try #require(SegmentMessage.parseTimestamp(text))
+        let date = try #require(Date(rfc3339: text))
         #expect(abs(date.timeIntervalSince1970 - expected) < 0.000_001)
     }
 
     @Test(arguments: ["2026-11-25", "2026-11-25T05:54:55", "2026-13-25T05:54:55Z", "2026-11-25T25:00:00Z", "2026-11-25T05:54:55.Z", "2026-11-25T05:54:55+0100", "yesterday", "2026-11-25T05:54:55Zx"])
     func refusesWhatIsNotRFC3339(text: String) {
-        #expect(SegmentMessage.parseTimestamp(text) == nil)
+        #expect(Date(rfc3339: text) == nil)
     }
 }

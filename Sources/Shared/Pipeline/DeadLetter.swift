@@ -24,7 +24,7 @@ public struct DeadLetter: Sendable, Equatable {
                 KafkaHeader(key: "dlq.source.partition", text: String(source.topicPartition.partition)),
                 KafkaHeader(key: "dlq.source.offset", text: String(source.offset)),
                 KafkaHeader(key: "dlq.worker", text: worker),
-                KafkaHeader(key: "dlq.failed_at", text: failedAt.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))),
+                KafkaHeader(key: "dlq.failed_at", text: failedAt.rfc3339),
             ]
         return KafkaOutboundMessage(topic: topic, key: source.key.map(Array.init), value: Array(source.value), headers: headers)
     }

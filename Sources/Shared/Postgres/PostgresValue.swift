@@ -64,24 +64,16 @@ extension Date: PostgresBindable, PostgresDecodable {
 
     /// Parses `timestamptz` output in the ISO date style (`2026-11-25 05:54:55.123456+00`), to the microsecond.
     public init?(postgresText: String) {
-        var text = Substring(postgresText)
-        // The zone: +00, +05:30, -08 …
-        guard let sign = text.lastIndex(where: { $0 == "+" || $0 == "-" }), text.distance(from: text.startIndex, to: sign) > 10 else {
-            return nil
+        // The session's zone is UTC, written `+00`; RFC 3339 wants `+00:00`.
+        var text = postgresText
+        if let sign = text.lastIndex(where: { $0 == "+" || $0 == "-" }), text.distance(from: text.startIndex, to: sign) > 10,
+            text.distance(from: sign, to: text.endIndex) == 3
+        {
+            text += ":00"
         }
-        var zone = String(text[sign...])
-        if zone.count == 3 { zone += ":00" }
-        text = text[..<sign]
-        var fraction = 0.0
-        if let dot = text.firstIndex(of: ".") {
-            guard let value = Double("0" + text[dot...]) else { return nil }
-            fraction = value
-            text = text[..<dot]
-        }
-        let iso = text.replacingOccurrences(of: " ", with: "T") + zone
-        guard let seconds = try? Date.ISO8601FormatStyle().parse(iso) else { return nil }
-        self = Date(timeIntervalSince1970: seconds.timeIntervalSince1970 + fraction)
+        self.init(rfc3339: text)
     }
+
 }
 
 /// Bytes, sent and read as `bytea` in hex form.

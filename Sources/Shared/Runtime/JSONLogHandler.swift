@@ -29,7 +29,7 @@ public struct JSONLogHandler: LogHandler {
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         var line = "{\"ts\":"
-        Self.appendString(Date().formatted(Self.timestampStyle), to: &line)
+        Self.appendString(Date().rfc3339, to: &line)
         line += ",\"level\":"
         Self.appendString(event.level.rawValue, to: &line)
         line += ",\"logger\":"
@@ -59,8 +59,6 @@ public struct JSONLogHandler: LogHandler {
             }
         }
     }
-
-    private static let timestampStyle = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
 
     static func flatten(_ value: Logger.Metadata.Value) -> String {
         switch value {
