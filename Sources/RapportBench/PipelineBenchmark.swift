@@ -21,6 +21,9 @@ struct PipelineBenchmark: AsyncParsableCommand {
     @Option(help: "The worker's BATCH_SIZE.")
     var batchSize = 2000
 
+    @Option(help: "The worker's BATCH_TRANSACTIONS (transactions per batch, by partition).")
+    var batchTransactions = 3
+
     @Option(help: "Offered events per second in the latency run.")
     var rate = 5000
 
@@ -53,7 +56,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
         kafka.bootstrapServers = [cluster.bootstrapServers]
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
 
-        print("rapport-bench pipeline — \(ProcessInfo.processInfo.activeProcessorCount) cores, EchoWorker (2 rows + 1 command per event), BATCH_SIZE \(batchSize)")
+        print("rapport-bench pipeline — \(ProcessInfo.processInfo.activeProcessorCount) cores, EchoWorker (2 rows + 1 command per event), BATCH_SIZE \(batchSize), BATCH_TRANSACTIONS \(batchTransactions)")
         print("Kafka: mock cluster in this process, \(partitions) partitions; PostgreSQL: \(database), defaults (fsync on)")
 
         // Throughput: a backlog of events, drained by the worker.
@@ -105,6 +108,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
         environment.merge([
             "DATABASE_URL": databaseURL, "KAFKA_BROKERS": bootstrap, "SHOPPER_EVENTS_TOPIC": "bench-events",
             "EMAIL_COMMANDS_TOPIC": "bench-commands", "BATCH_SIZE": "\(batchSize)", "BATCH_WAIT_MS": "20",
+            "BATCH_TRANSACTIONS": "\(batchTransactions)",
             "HTTP_PORT": "0", "LOG_LEVEL": workerLog == nil ? "warning" : "debug", "KAFKA_GROUP_ID": "bench",
             "KAFKA_FETCH_WAIT_MAX_MS": "\(fetchWaitMs)",
         ]) { _, new in new }

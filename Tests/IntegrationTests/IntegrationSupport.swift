@@ -24,6 +24,10 @@ enum TestEnvironment {
     /// (`RAPPORT_PG_DIR`); unset when the tests were pointed at a server they do not own.
     static let postgresDirectory = variables["RAPPORT_PG_DIR"]
 
+    /// Where child processes keep their captured output: `RAPPORT_RUN_DIR` (a folder `scripts/test` removes when it
+    /// ends), default the temporary directory.
+    static let runDirectory = variables["RAPPORT_RUN_DIR"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+
     /// Quiet: librdkafka reports every torn-down test cluster as brokers going down.
     static let logger: Logger = {
         var logger = Logger(label: "integration-tests")
@@ -99,7 +103,7 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Starts the program at `url` with `arguments` and `environment` added to the tests' own.
     init(at url: URL, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
-        let folder = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.unique("rapport-proc"))
+        let folder = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("proc"))
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         stdoutURL = folder.appendingPathComponent("stdout")
         stderrURL = folder.appendingPathComponent("stderr")

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import Shared
@@ -40,5 +41,20 @@ import Testing
         #expect(configuration.logLevel == .info)
         #expect(configuration.logFormat == .json)
         #expect(configuration.drainTimeout == .seconds(20))
+    }
+
+    @Test func commandIDsAreFNV1a128OfTheLengthPrefixedParts() {
+        // Expected values computed independently (Python, big integers) from the definition in CommandID.
+        #expect(CommandID.make(store: "store-1", causation: "msg-42", name: "welcome_offer") == "e769e376-c9de-b05b-fb54-7c551a3e95e1")
+        #expect(CommandID.make(store: "", causation: "", name: "") == "15915375-576d-2f38-9a93-8dc3a9940c9d")
+        #expect(CommandID.make(store: "a", causation: "bc", name: "x") != CommandID.make(store: "ab", causation: "c", name: "x"))
+    }
+
+    @Test func rfc3339IsWrittenInUTCWithMilliseconds() throws {
+        #expect(Date(timeIntervalSince1970: 1_795_586_095.25).rfc3339 == "2026-11-25T05:54:55.250Z")
+        #expect(Date(timeIntervalSince1970: 0.0004).rfc3339 == "1970-01-01T00:00:00.000Z")
+        let now = Date()
+        let parsed = try #require(Date(rfc3339: now.rfc3339))
+        #expect(abs(parsed.timeIntervalSince(now)) < 0.001)
     }
 }

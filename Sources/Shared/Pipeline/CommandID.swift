@@ -9,9 +9,8 @@ public enum CommandID {
     public static func make(store: String, causation: String, name: String) -> String {
         var hash = FNV128()
         for part in [store, causation, name] {
-            let bytes = Array(part.utf8)
-            hash.add(UInt32(bytes.count))
-            hash.add(bytes)
+            hash.add(UInt32(part.utf8.count))
+            hash.add(part.utf8)
         }
         return hash.uuidString
     }
@@ -22,7 +21,7 @@ struct FNV128 {
     private var high: UInt64 = 0x6c62_272e_07bb_0142
     private var low: UInt64 = 0x62b8_2175_6295_c58d
 
-    mutating func add(_ bytes: [UInt8]) {
+    mutating func add(_ bytes: some Sequence<UInt8>) {
         for byte in bytes { add(byte) }
     }
 
@@ -40,15 +39,16 @@ struct FNV128 {
     }
 
     var uuidString: String {
-        func hex(_ value: UInt64, digits: Int) -> String {
-            let text = String(value, radix: 16)
-            return String(repeating: "0", count: digits - text.count) + text
+        var digits: [UInt8] = []
+        digits.reserveCapacity(32)
+        high.appendHex(to: &digits)
+        low.appendHex(to: &digits)
+        var text: [UInt8] = []
+        text.reserveCapacity(36)
+        for (index, digit) in digits.enumerated() {
+            if index == 8 || index == 12 || index == 16 || index == 20 { text.append(UInt8(ascii: "-")) }
+            text.append(digit)
         }
-        let h = hex(high, digits: 16)
-        let l = hex(low, digits: 16)
-        let all = h + l
-        let index = { (offset: Int) in all.index(all.startIndex, offsetBy: offset) }
-        return [all[index(0)..<index(8)], all[index(8)..<index(12)], all[index(12)..<index(16)], all[index(16)..<index(20)], all[index(20)..<index(32)]]
-            .joined(separator: "-")
+        return String(decoding: text, as: UTF8.self)
     }
 }

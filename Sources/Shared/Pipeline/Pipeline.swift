@@ -104,15 +104,16 @@ public final class Pipeline: Service, Sendable {
         var attempts: [MessageKey: Int] = [:]
         var retry = 0
         var rewind: [TopicPartition: Int64] = [:]
-        var commitOutcomeUnknown = false
+        // Partitions whose outbox rows are owed before the retry: a failed attempt may have committed in part (one of
+        // its transactions succeeded while another failed) or after all (PostgreSQL went away during COMMIT).
+        var owed = Set<Int32>()
         while true {
             do {
-                if commitOutcomeUnknown {
-                    // The failed attempt may have committed after all (PostgreSQL went away during COMMIT): its
-                    // outbox rows are then owed. Publish whatever these partitions have left, oldest first; the
-                    // retry then finds its events applied and emits nothing twice.
-                    try await relay(Set(batch.map(\.topicPartition)).map(\.partition))
-                    commitOutcomeUnknown = false
+                if !owed.isEmpty {
+                    // Publish whatever these partitions have left, oldest first; the retry then finds those events
+                    // applied and emits nothing twice.
+                    try await relay(owed.sorted())
+                    owed = []
                 }
                 try await process(batch, handler: handler, attempts: attempts)
                 if retry > 0 {
@@ -121,13 +122,23 @@ public final class Pipeline: Service, Sendable {
                     logger.info("batch committed after retrying", metadata: ["retries": "\(retry)"])
                 }
                 return
-            } catch let error as RetryBatch {
-                for key in error.failed { attempts[key, default: 0] += 1 }
-                logger.warning("events failed in the handler; retrying the batch", metadata: ["events": "\(error.failed.count)"])
             } catch {
-                guard Self.isTransient(error) else { throw error }
-                commitOutcomeUnknown = true
-                logger.warning("batch failed; retrying", metadata: [LogKey.error: "\(error)"])
+                var error = error
+                if let partial = error as? PartialCommit {
+                    // Those partitions are done; only the others are tried again.
+                    owed.formUnion(partial.partitions.map(\.partition))
+                    batch.removeAll { partial.partitions.contains($0.topicPartition) }
+                    error = partial.error
+                }
+                owed.formUnion(batch.map(\.topicPartition.partition))
+                if let error = error as? RetryBatch {
+                    for key in error.failed { attempts[key, default: 0] += 1 }
+                    logger.warning("events failed in the handler; retrying the batch", metadata: ["events": "\(error.failed.count)"])
+                } else if Self.isTransient(error) {
+                    logger.warning("batch failed; retrying", metadata: [LogKey.error: "\(error)"])
+                } else {
+                    throw error
+                }
             }
             retry += 1
             metrics.retries(stage: "batch")
@@ -182,25 +193,29 @@ public final class Pipeline: Service, Sendable {
         let started = ContinuousClock.now
         var events: [InboundEvent] = []
         var deadLetters: [DeadLetter] = []
-        var skipped = 0
+        var skipped: [TopicPartition] = []
         for message in batch {
             do {
                 switch try SegmentMessage.decode(message.value, sizeLimit: configuration.maxMessageBytes) {
-                case .event(let event): events.append(InboundEvent(message: event, source: message))
-                case .skipped: skipped += 1
+                case .event(let event):
+                    try handler.validate(event)
+                    events.append(InboundEvent(message: event, source: message))
+                case .skipped: skipped.append(message.topicPartition)
                 }
             } catch {
                 deadLetters.append(DeadLetter(source: message, failure: error))
             }
         }
         let decodedAt = ContinuousClock.now
-        let configuration = self.configuration
         let nextOffsets = batch.nextOffsets
-        let (decoded, bad) = (events, deadLetters)
-        let committed = try await postgres.withTransaction { connection in
-            try Self.apply(
-                events: decoded, deadLetters: bad, nextOffsets: nextOffsets, handler: handler, attempts: attempts,
-                configuration: configuration, connection: connection)
+        let committed: Committed
+        do {
+            committed = try await commit(events: events, deadLetters: deadLetters, nextOffsets: nextOffsets, handler: handler, attempts: attempts)
+        } catch let partial as PartialCommit {
+            // What did commit is counted now; its commands go out with the relay before the retry.
+            let size = batch.count { partial.partitions.contains($0.topicPartition) }
+            record(partial.committed, size: size, skipped: skipped.count { partial.partitions.contains($0) }, duration: ContinuousClock.now - started)
+            throw partial
         }
         let committedAt = ContinuousClock.now
         try await publish(committed.outbox)
@@ -217,8 +232,13 @@ public final class Pipeline: Service, Sendable {
                 "batch.size": "\(batch.count)", "batch.decode": "\(decodedAt - started)", "batch.transaction": "\(committedAt - decodedAt)",
                 "batch.publish": "\(publishedAt - committedAt)", "batch.kafka_commit": "\(ContinuousClock.now - publishedAt)",
             ])
+        record(committed, size: batch.count, skipped: skipped.count, duration: ContinuousClock.now - started)
+    }
+
+    /// Metrics and logs for what a batch (or part of one) committed.
+    private func record(_ committed: Committed, size: Int, skipped: Int, duration: Duration) {
         metrics.batch(
-            size: batch.count, duration: ContinuousClock.now - started, handled: committed.handled, duplicates: committed.duplicates,
+            size: size, duration: duration, handled: committed.handled, duplicates: committed.duplicates,
             skipped: skipped, deadLetters: committed.deadLetters, commands: committed.commands)
         for deadLetter in committed.deadLetters {
             logger.warning(
@@ -230,33 +250,137 @@ public final class Pipeline: Service, Sendable {
         }
     }
 
-    /// What a batch's transaction committed.
+    /// What a batch's transaction(s) committed.
     private struct Committed: Sendable {
-        var outbox: [Outbox.Row]
-        var handled: [InboundEvent]
-        var duplicates: Int
-        var deadLetters: [DeadLetter]
-        var commands: [OutboundCommand]
+        var outbox: [Outbox.Row] = []
+        var handled: [InboundEvent] = []
+        var duplicates = 0
+        var deadLetters: [DeadLetter] = []
+        var commands: [OutboundCommand] = []
+
+        mutating func add(_ other: Committed) {
+            outbox += other.outbox
+            handled += other.handled
+            duplicates += other.duplicates
+            deadLetters += other.deadLetters
+            commands += other.commands
+        }
     }
 
+    /// Commits a decoded batch: its partitions split into up to ``PipelineConfiguration/transactionsPerBatch``
+    /// groups of about equal size, each group one transaction, run at once on separate connections. A partition is
+    /// never split, so each partition's events stay in order within one transaction; PostgreSQL works on the groups
+    /// in parallel instead of waiting for one statement at a time.
+    ///
+    /// When one group fails, the others may have committed: the caller's retry relays their outbox rows first and
+    /// finds their events applied (de-duplication), so nothing is applied or emitted twice.
+    private func commit(
+        events: [InboundEvent], deadLetters: [DeadLetter], nextOffsets: [TopicPartition: Int64], handler: any PipelineHandler,
+        attempts: [MessageKey: Int]
+    ) async throws -> Committed {
+        let configuration = self.configuration
+        let postgres = self.postgres
+        let groups = Self.partitionGroups(nextOffsets.keys, weights: events.map(\.source.topicPartition), count: configuration.transactionsPerBatch)
+        @Sendable func transaction(_ partitions: Set<TopicPartition>?) async throws -> Committed {
+            let events = partitions.map { partitions in events.filter { partitions.contains($0.source.topicPartition) } } ?? events
+            let deadLetters = partitions.map { partitions in deadLetters.filter { partitions.contains($0.source.topicPartition) } } ?? deadLetters
+            let nextOffsets = partitions.map { partitions in nextOffsets.filter { partitions.contains($0.key) } } ?? nextOffsets
+            func attempt(isolating: Bool) async throws -> Committed {
+                try await postgres.withTransaction { connection in
+                    try Self.apply(
+                        events: events, deadLetters: deadLetters, nextOffsets: nextOffsets, handler: handler, attempts: attempts,
+                        isolating: isolating, configuration: configuration, connection: connection)
+                }
+            }
+            do {
+                return try await attempt(isolating: false)
+            } catch is IsolationNeeded {
+                return try await attempt(isolating: true)
+            }
+        }
+        guard groups.count > 1 else { return try await transaction(nil) }
+        let results = await withTaskGroup(of: (Set<TopicPartition>, Result<Committed, any Error>).self) { group in
+            for partitions in groups {
+                group.addTask {
+                    do {
+                        return (partitions, .success(try await transaction(partitions)))
+                    } catch {
+                        return (partitions, .failure(error))
+                    }
+                }
+            }
+            // Every transaction is awaited, even after one fails: none may still be running when the batch retries.
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        var committed = Committed()
+        var committedPartitions = Set<TopicPartition>()
+        var firstError: (any Error)?
+        for (partitions, result) in results {
+            switch result {
+            case .success(let part):
+                committed.add(part)
+                committedPartitions.formUnion(partitions)
+            case .failure(let error):
+                firstError = firstError ?? error
+            }
+        }
+        if let firstError {
+            guard !committedPartitions.isEmpty else { throw firstError }
+            throw PartialCommit(committed: committed, partitions: committedPartitions, error: firstError)
+        }
+        return committed
+    }
+
+    /// Some of a batch's transactions committed and at least one failed with `error`. The committed partitions are
+    /// done (effects, dead letters, offsets recorded; their outbox rows are relayed before the retry); the retry
+    /// covers the other partitions only, so that nothing of the committed ones — dead letters included — is written
+    /// twice.
+    private struct PartialCommit: Error {
+        var committed: Committed
+        var partitions: Set<TopicPartition>
+        var error: any Error
+    }
+
+    /// `partitions` split into at most `count` groups, balancing how many of `weights` (one entry per event) each
+    /// group gets: the busiest partition first, each into the lightest group so far.
+    static func partitionGroups(_ partitions: some Collection<TopicPartition>, weights: [TopicPartition], count: Int) -> [Set<TopicPartition>] {
+        guard count > 1, partitions.count > 1 else { return [Set(partitions)] }
+        var load: [TopicPartition: Int] = [:]
+        for partition in weights { load[partition, default: 0] += 1 }
+        var groups = Array(repeating: (events: 0, partitions: Set<TopicPartition>()), count: min(count, partitions.count))
+        for partition in partitions.sorted(by: { (load[$0] ?? 0, $1) > (load[$1] ?? 0, $0) }) {
+            let lightest = groups.indices.min { groups[$0].events < groups[$1].events } ?? 0
+            groups[lightest].events += load[partition] ?? 0
+            groups[lightest].partitions.insert(partition)
+        }
+        return groups.map(\.partitions).filter { !$0.isEmpty }
+    }
+
+    /// The handler failed on the batch as a whole for a reason other than a retriable PostgreSQL error: the
+    /// transaction is rolled back and run again with each event in its own savepoint, to find the one(s) that fail.
+    private struct IsolationNeeded: Error {}
+
     /// The batch's transaction: de-duplicate, apply, write the outbox, record offsets.
+    ///
+    /// The handler first gets the whole batch with no savepoint (two round trips fewer per batch); when it fails,
+    /// ``IsolationNeeded`` rolls everything back and the batch runs again `isolating` each event.
     private static func apply(
         events: [InboundEvent], deadLetters: [DeadLetter], nextOffsets: [TopicPartition: Int64], handler: any PipelineHandler,
-        attempts: [MessageKey: Int], configuration: PipelineConfiguration, connection: PostgresConnection
+        attempts: [MessageKey: Int], isolating: Bool, configuration: PipelineConfiguration, connection: PostgresConnection
     ) throws -> Committed {
         let fresh = try deduplicate(events, groupID: configuration.groupID, connection: connection)
         var deadLetters = deadLetters
         var commands: [OutboundCommand] = []
         var handled = fresh
-        try connection.execute("SAVEPOINT rapport_batch")
-        do {
-            commands = try handler.handle(fresh, connection: connection)
-            try connection.execute("RELEASE SAVEPOINT rapport_batch")
-        } catch let error as PostgresError where error.isRetriable {
-            throw error
-        } catch {
-            // Find the event(s) that fail: each alone, in its own savepoint.
-            try connection.execute("ROLLBACK TO SAVEPOINT rapport_batch")
+        if !isolating {
+            do {
+                commands = try handler.handle(fresh, connection: connection)
+            } catch let error as PostgresError where error.isRetriable {
+                throw error
+            } catch {
+                throw IsolationNeeded()
+            }
+        } else {
             handled = []
             var retry: [MessageKey] = []
             for event in fresh {

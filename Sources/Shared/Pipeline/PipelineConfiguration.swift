@@ -10,6 +10,8 @@ public struct PipelineConfiguration: Sendable {
     public var deadLetterTopic: String
     /// The most messages per batch (one transaction). Default: 500.
     public var batchSize: Int = 500
+    /// How many transactions a batch is split into, by partition, run at once on separate connections. Default: 3.
+    public var transactionsPerBatch: Int = 3
     /// How long a poll waits for its first message. Default: 100 ms.
     public var batchWait: Duration = .milliseconds(100)
     /// Larger messages are dead-lettered (`too_large`) unread. Default: 1 MiB.

@@ -55,4 +55,13 @@ public protocol PipelineHandler: Sendable {
     ///   error has the events applied one at a time, so that the one that keeps failing goes to the dead-letter topic
     ///   (`handler_failure`) while the others commit.
     func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand]
+
+    /// Checks what the Segment Spec leaves to the worker (an event's required properties, their types); called for
+    /// each decoded message before the batch's transaction. A message it refuses goes to the dead-letter topic with
+    /// the failure's reason (normally `schema_violation`) and is never handled. Default: accepts everything.
+    func validate(_ message: SegmentMessage) throws(DecodeFailure)
+}
+
+extension PipelineHandler {
+    public func validate(_ message: SegmentMessage) throws(DecodeFailure) {}
 }

@@ -13,23 +13,18 @@ public struct PostgresArray: PostgresBindable {
         self.elements = elements.map { $0 }
     }
 
-    /// PostgreSQL's array literal: every element quoted, `"` and `\` escaped, `NULL` bare.
-    public var postgresText: String {
-        var text: [UInt8] = [UInt8(ascii: "{")]
+    /// PostgreSQL's array literal: every element quoted (`"` and `\` escaped) or bare where its text needs no quotes
+    /// (numbers, dates), `NULL` bare.
+    public func appendPostgresText(to text: inout [UInt8]) {
+        text.append(UInt8(ascii: "{"))
         for (index, element) in elements.enumerated() {
             if index > 0 { text.append(UInt8(ascii: ",")) }
-            guard let element else {
-                text += [UInt8(ascii: "N"), UInt8(ascii: "U"), UInt8(ascii: "L"), UInt8(ascii: "L")]
-                continue
+            if let element {
+                element.appendPostgresArrayElement(to: &text)
+            } else {
+                text.append(contentsOf: [UInt8(ascii: "N"), UInt8(ascii: "U"), UInt8(ascii: "L"), UInt8(ascii: "L")])
             }
-            text.append(UInt8(ascii: "\""))
-            for byte in element.postgresText.utf8 {
-                if byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { text.append(UInt8(ascii: "\\")) }
-                text.append(byte)
-            }
-            text.append(UInt8(ascii: "\""))
         }
         text.append(UInt8(ascii: "}"))
-        return String(decoding: text, as: UTF8.self)
     }
 }

@@ -60,9 +60,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// - Throws: ``PostgresError``.
     @discardableResult
     public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) throws -> PostgresRows {
-        let texts = try Self.texts(of: parameters)
-        let result = withCStringArray(texts) { pointers in
-            PQexecParams(connection, sql, Int32(texts.count), nil, pointers, nil, nil, 0)
+        let encoded = try EncodedParameters(parameters)
+        let result = encoded.withPointers { pointers in
+            PQexecParams(connection, sql, Int32(encoded.count), nil, pointers, nil, nil, 0)
         }
         return try rows(of: result)
     }
@@ -80,9 +80,9 @@ public final class PostgresConnection: @unchecked Sendable {
     /// - Throws: ``PostgresError``.
     @discardableResult
     public func execute(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) throws -> Int {
-        let texts = try Self.texts(of: parameters)
-        let result = withCStringArray(texts) { pointers in
-            PQexecParams(connection, sql, Int32(texts.count), nil, pointers, nil, nil, 0)
+        let encoded = try EncodedParameters(parameters)
+        let result = encoded.withPointers { pointers in
+            PQexecParams(connection, sql, Int32(encoded.count), nil, pointers, nil, nil, 0)
         }
         defer { PQclear(result) }
         try check(result)
@@ -99,7 +99,7 @@ public final class PostgresConnection: @unchecked Sendable {
     public func executeBatch(_ sql: String, _ rows: [[(any PostgresBindable)?]], syncEvery: Int = 1000) throws -> Int {
         guard !rows.isEmpty else { return 0 }
         // Encode every row first: a bad parameter must fail the batch before anything is sent.
-        let encoded = try rows.map { try Self.texts(of: $0) }
+        let encoded = try rows.map { try EncodedParameters($0) }
         let name = try preparedName(for: sql)
         guard PQenterPipelineMode(connection) == 1 else { throw failure() }
         var affected = 0
@@ -107,9 +107,9 @@ public final class PostgresConnection: @unchecked Sendable {
         var start = 0
         while start < encoded.count {
             let end = min(start + max(1, syncEvery), encoded.count)
-            for texts in encoded[start..<end] {
-                let sent = withCStringArray(texts) { pointers in
-                    PQsendQueryPrepared(connection, name, Int32(texts.count), pointers, nil, nil, 0)
+            for parameters in encoded[start..<end] {
+                let sent = parameters.withPointers { pointers in
+                    PQsendQueryPrepared(connection, name, Int32(parameters.count), pointers, nil, nil, 0)
                 }
                 guard sent == 1 else {
                     isPoisoned = true
@@ -180,6 +180,7 @@ public final class PostgresConnection: @unchecked Sendable {
         var buffer: [UInt8] = []
         buffer.reserveCapacity(1 << 18)
         var encodingError: PostgresError?
+        var text: [UInt8] = []
         rowLoop: for row in rows {
             for (index, value) in row.enumerated() {
                 if index > 0 { buffer.append(UInt8(ascii: "\t")) }
@@ -187,7 +188,9 @@ public final class PostgresConnection: @unchecked Sendable {
                     buffer.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "N")])
                     continue
                 }
-                for byte in value.postgresText.utf8 {
+                text.removeAll(keepingCapacity: true)
+                value.appendPostgresText(to: &text)
+                for byte in text {
                     switch byte {
                     case 0:
                         encodingError = PostgresError(code: .invalidParameter, message: "column \(columns[index]) contains a NUL character")
@@ -312,17 +315,6 @@ public final class PostgresConnection: @unchecked Sendable {
             .replacingOccurrences(of: "\n", with: "; ")
     }
 
-    /// Encodes parameters, refusing text PostgreSQL cannot hold.
-    private static func texts(of parameters: [(any PostgresBindable)?]) throws -> [String?] {
-        try parameters.enumerated().map { index, parameter in
-            guard let text = parameter?.postgresText else { return nil }
-            if text.utf8.contains(0) {
-                throw PostgresError(code: .invalidParameter, message: "parameter $\(index + 1) contains a NUL character, which PostgreSQL text cannot hold")
-            }
-            return text
-        }
-    }
-
     /// Quotes an identifier (`"name"`, doubling any quote inside).
     static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
@@ -349,5 +341,45 @@ func withCStringArray<R>(_ values: [String?], _ body: (UnsafePointer<UnsafePoint
             return start + offset
         }
         return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
+}
+
+/// Statement parameters in libpq's text format: every value's text, NUL-terminated, in one buffer.
+struct EncodedParameters {
+    private var buffer: [UInt8] = []
+    private var offsets: [Int?] = []
+
+    /// Encodes `parameters`, refusing text PostgreSQL cannot hold.
+    /// - Throws: ``PostgresError`` (``PostgresError/Code/invalidParameter``) naming the parameter that holds a NUL.
+    init(_ parameters: [(any PostgresBindable)?]) throws {
+        offsets.reserveCapacity(parameters.count)
+        for (index, parameter) in parameters.enumerated() {
+            guard let parameter else {
+                offsets.append(nil)
+                continue
+            }
+            let start = buffer.count
+            parameter.appendPostgresText(to: &buffer)
+            if buffer[start...].contains(0) {
+                throw PostgresError(code: .invalidParameter, message: "parameter $\(index + 1) contains a NUL character, which PostgreSQL text cannot hold")
+            }
+            buffer.append(0)
+            offsets.append(start)
+        }
+    }
+
+    /// How many parameters there are.
+    var count: Int { offsets.count }
+
+    /// Calls `body` with one C string per parameter (a null pointer for SQL `NULL`), valid during the call.
+    func withPointers<R>(_ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+        buffer.withUnsafeBytes { raw in
+            let base = raw.bindMemory(to: CChar.self).baseAddress
+            let pointers: [UnsafePointer<CChar>?] = offsets.map { offset in
+                guard let offset, let base else { return nil }
+                return UnsafePointer(base + offset)
+            }
+            return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+        }
     }
 }

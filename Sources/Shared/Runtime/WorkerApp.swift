@@ -33,6 +33,7 @@ public enum WorkerApp {
         var pipelineConfiguration = PipelineConfiguration(
             worker: descriptor.name, groupID: configuration.consumer.groupID, inputTopic: descriptor.inputTopic(configuration.topics))
         pipelineConfiguration.batchSize = configuration.batchSize
+        pipelineConfiguration.transactionsPerBatch = configuration.transactionsPerBatch
         pipelineConfiguration.batchWait = configuration.batchWait
         pipelineConfiguration.maxMessageBytes = configuration.maxMessageBytes
         pipelineConfiguration.maxAttempts = configuration.maxAttempts

@@ -19,6 +19,7 @@ extension WorkerConfiguration {
         drainTimeout = .seconds(try environment.integer("DRAIN_TIMEOUT_SECONDS", default: 20, in: 1...3600))
         livenessWindow = .seconds(try environment.integer("LIVENESS_WINDOW_SECONDS", default: 30, in: 1...3600))
         batchSize = try environment.integer("BATCH_SIZE", default: batchSize, in: 1...100_000)
+        transactionsPerBatch = try environment.integer("BATCH_TRANSACTIONS", default: transactionsPerBatch, in: 1...32)
         batchWait = .milliseconds(try environment.integer("BATCH_WAIT_MS", default: 100, in: 1...60_000))
         maxMessageBytes = try environment.integer("MAX_MESSAGE_BYTES", default: maxMessageBytes, in: 1024...(64 << 20))
         maxAttempts = try environment.integer("HANDLER_MAX_ATTEMPTS", default: maxAttempts, in: 1...100)

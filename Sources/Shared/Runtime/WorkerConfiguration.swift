@@ -30,6 +30,8 @@ public struct WorkerConfiguration: Sendable {
     public var livenessWindow: Duration = .seconds(30)
     /// The most messages one poll returns. Default: 500.
     public var batchSize: Int = 500
+    /// How many transactions a batch is split into, by partition, run at once. Default: 3.
+    public var transactionsPerBatch: Int = 3
     /// How long a poll waits for its first message. Default: 100 ms.
     public var batchWait: Duration = .milliseconds(100)
     /// Larger input messages are dead-lettered unread (`too_large`). Default: 1 MiB.

@@ -1,12 +1,55 @@
 import Foundation
 
 extension Date {
-    /// One formatter for every timestamp Rapport writes (logs, dead-letter headers, commands): building one is not
-    /// free, and these are written per message.
-    private static let rfc3339Style = Date.ISO8601FormatStyle(includingFractionalSeconds: true, timeZone: .gmt)
+    /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-25T05:54:55.250Z`: logs, dead-letter headers and commands.
+    public var rfc3339: String {
+        var text: [UInt8] = []
+        text.reserveCapacity(24)
+        appendRFC3339(to: &text, fractionDigits: 3)
+        return String(decoding: text, as: UTF8.self)
+    }
 
-    /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-25T05:54:55.250Z`.
-    public var rfc3339: String { formatted(Self.rfc3339Style) }
+    /// Appends RFC 3339 in UTC (`2026-11-25T05:54:55.250Z`) with `fractionDigits` (0–9) digits of the second,
+    /// rounded to the nearest. Hand-written: it is written per message, and a Foundation format style costs microseconds a call.
+    func appendRFC3339(to text: inout [UInt8], fractionDigits: Int) {
+        let scale = (0..<fractionDigits).reduce(Int64(1)) { value, _ in value * 10 }
+        let units = Int64((timeIntervalSince1970 * Double(scale)).rounded())
+        let (seconds, fraction) = (units.floorDivided(by: scale), units.floorModulo(scale))
+        let (days, secondOfDay) = (seconds.floorDivided(by: 86_400), seconds.floorModulo(86_400))
+        // The civil date of a day count from 1970-01-01 (Howard Hinnant's civil_from_days).
+        let shifted = days + 719_468
+        let era = shifted.floorDivided(by: 146_097)
+        let dayOfEra = shifted - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func append(_ value: Int64, width: Int) {
+            var divisor = (1..<width).reduce(Int64(1)) { value, _ in value * 10 }
+            while divisor > 0 {
+                text.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: (value / divisor) % 10))
+                divisor /= 10
+            }
+        }
+        append(year, width: 4)
+        text.append(UInt8(ascii: "-"))
+        append(month, width: 2)
+        text.append(UInt8(ascii: "-"))
+        append(day, width: 2)
+        text.append(UInt8(ascii: "T"))
+        append(secondOfDay / 3600, width: 2)
+        text.append(UInt8(ascii: ":"))
+        append(secondOfDay / 60 % 60, width: 2)
+        text.append(UInt8(ascii: ":"))
+        append(secondOfDay % 60, width: 2)
+        if fractionDigits > 0 {
+            text.append(UInt8(ascii: "."))
+            append(fraction, width: fractionDigits)
+        }
+        text.append(UInt8(ascii: "Z"))
+    }
 
     /// Parses an RFC 3339 date-time (`2026-11-25T05:54:55.25+01:00`, `…Z`; `t`/`z` and a space for `T` accepted).
     /// Hand-written: Foundation's parser loads ICU data on first use (seconds) and costs microseconds per call.
@@ -66,5 +109,19 @@ extension Date {
         let days = era * 146_097 + dayOfEra - 719_468
         let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset
         self.init(timeIntervalSince1970: Double(seconds) + fraction)
+    }
+}
+
+extension Int64 {
+    /// Division rounding towards negative infinity (dates before 1970 count down).
+    fileprivate func floorDivided(by divisor: Int64) -> Int64 {
+        let (quotient, remainder) = quotientAndRemainder(dividingBy: divisor)
+        return remainder < 0 ? quotient - 1 : quotient
+    }
+
+    /// The remainder of ``floorDivided(by:)``, always in `0..<divisor`.
+    fileprivate func floorModulo(_ divisor: Int64) -> Int64 {
+        let remainder = self % divisor
+        return remainder < 0 ? remainder + divisor : remainder
     }
 }
