@@ -60,7 +60,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "CaptureWorker",
-            dependencies: ["Shared"],
+            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
@@ -114,6 +114,11 @@ let package = Package(
         .testTarget(
             name: "SharedTests",
             dependencies: ["Shared"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "CaptureWorkerTests",
+            dependencies: ["CaptureWorker", "Shared"],
             swiftSettings: strict
         ),
         .testTarget(

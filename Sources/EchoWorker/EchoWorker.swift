@@ -12,7 +12,7 @@ struct EchoWorker: WorkerDefinition {
         defaultHTTPPort: 8089,
         inputTopic: { $0.shopperEvents },
         migrations: { try Migration.load(component: "echo", bundle: .module) },
-        makeHandler: { EchoHandler(commandsTopic: $0.emailCommands) }
+        makeHandler: { topics, _ in EchoHandler(commandsTopic: topics.emailCommands) }
     )
 
     static func main() async {

@@ -28,6 +28,23 @@ public struct SegmentMessage: Sendable, Equatable {
     /// The whole `context` object (an empty object when absent).
     public var context: [String: JSONValue]
 
+    /// A message from its parts (the decoder validates; tests and tools build them directly).
+    public init(
+        kind: Kind, messageID: String, timestamp: Date, userID: String?, anonymousID: String?, storeID: String, event: String?,
+        properties: [String: JSONValue], traits: [String: JSONValue], context: [String: JSONValue]
+    ) {
+        self.kind = kind
+        self.messageID = messageID
+        self.timestamp = timestamp
+        self.userID = userID
+        self.anonymousID = anonymousID
+        self.storeID = storeID
+        self.event = event
+        self.properties = properties
+        self.traits = traits
+        self.context = context
+    }
+
     /// `traits.email` for identify, else `properties.email`, else `context.traits.email`, as given.
     public var email: String? {
         traits["email"]?.stringValue ?? properties["email"]?.stringValue ?? context["traits"]?["email"]?.stringValue

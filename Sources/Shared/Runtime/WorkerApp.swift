@@ -11,6 +11,7 @@ public enum WorkerApp {
     /// - Parameters:
     ///   - descriptor: Which worker.
     ///   - configuration: Its configuration.
+    ///   - handler: Its behaviour (``WorkerDescriptor/makeHandler``); `nil` idles the pipeline.
     ///   - registry: Where `/metrics` reads from (the registry behind the process's metrics factory).
     ///   - logger: The root logger.
     /// - Throws: ``PostgresError`` or ``MigrationError`` when the schema cannot be brought up to date within
@@ -18,6 +19,7 @@ public enum WorkerApp {
     public static func build(
         descriptor: WorkerDescriptor,
         configuration: WorkerConfiguration,
+        handler: (any PipelineHandler)?,
         registry: PrometheusCollectorRegistry,
         logger: Logger,
         startupTimeout: Duration = .seconds(60)
@@ -39,7 +41,7 @@ public enum WorkerApp {
         pipelineConfiguration.maxAttempts = configuration.maxAttempts
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
-            handler: descriptor.makeHandler(configuration.topics), health: health, logger: logger)
+            handler: handler, health: health, logger: logger)
         var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, pipeline], logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = configuration.drainTimeout

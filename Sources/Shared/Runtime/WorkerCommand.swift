@@ -9,7 +9,7 @@ public struct WorkerCommand<Worker: WorkerDefinition>: AsyncParsableCommand {
         CommandConfiguration(
             commandName: Worker.descriptor.name,
             abstract: "Rapport \(Worker.descriptor.name). Configured by environment variables (see the README).",
-            subcommands: [RunWorker<Worker>.self, MigrateWorker<Worker>.self],
+            subcommands: [RunWorker<Worker>.self, MigrateWorker<Worker>.self] + Worker.subcommands,
             defaultSubcommand: RunWorker<Worker>.self
         )
     }
@@ -27,13 +27,16 @@ public struct RunWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
 
     public func run() async throws {
         let descriptor = Worker.descriptor
-        let configuration = try WorkerConfiguration(descriptor: descriptor, environment: Environment())
+        let environment = Environment()
+        let configuration = try WorkerConfiguration(descriptor: descriptor, environment: environment)
+        let handler = try descriptor.makeHandler(configuration.topics, environment)
         bootstrapLogging(format: configuration.logFormat, level: configuration.logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var logger = Logger(label: descriptor.name)
         logger[metadataKey: LogKey.worker] = "\(descriptor.name)"
-        let group = try await WorkerApp.build(descriptor: descriptor, configuration: configuration, registry: registry, logger: logger)
+        let group = try await WorkerApp.build(
+            descriptor: descriptor, configuration: configuration, handler: handler, registry: registry, logger: logger)
         try await group.run()
         logger.info("stopped")
     }

@@ -1,3 +1,5 @@
+import ArgumentParser
+
 /// What makes one worker different from another, as far as the shared runtime is concerned.
 public struct WorkerDescriptor: Sendable {
     /// The executable's name, e.g. `CaptureWorker`.
@@ -12,8 +14,10 @@ public struct WorkerDescriptor: Sendable {
     public var inputTopic: @Sendable (Topics) -> String
     /// Its own migrations (the shared ones are applied first by the runtime).
     public var migrations: @Sendable () throws -> [Migration]
-    /// Its behaviour, given the topic names; `nil` while it has none (the pipeline then idles and commits nothing).
-    public var makeHandler: @Sendable (Topics) -> (any PipelineHandler)?
+    /// Its behaviour, given the topic names and the environment (its own settings); `nil` while it has none (the
+    /// pipeline then idles and commits nothing). Called at start, before anything connects.
+    /// - Throws: ``ConfigurationError`` naming the variable that is wrong.
+    public var makeHandler: @Sendable (Topics, Environment) throws -> (any PipelineHandler)?
 
     /// Describes a worker.
     public init(
@@ -23,7 +27,7 @@ public struct WorkerDescriptor: Sendable {
         defaultHTTPPort: Int,
         inputTopic: @escaping @Sendable (Topics) -> String,
         migrations: @escaping @Sendable () throws -> [Migration],
-        makeHandler: @escaping @Sendable (Topics) -> (any PipelineHandler)? = { _ in nil }
+        makeHandler: @escaping @Sendable (Topics, Environment) throws -> (any PipelineHandler)? = { _, _ in nil }
     ) {
         self.name = name
         self.component = component
@@ -44,4 +48,11 @@ public struct WorkerDescriptor: Sendable {
 public protocol WorkerDefinition {
     /// The worker's descriptor.
     static var descriptor: WorkerDescriptor { get }
+
+    /// Subcommands of its own beside `run` and `migrate` (CaptureWorker's `explain`). Default: none.
+    static var subcommands: [any ParsableCommand.Type] { get }
+}
+
+extension WorkerDefinition {
+    public static var subcommands: [any ParsableCommand.Type] { [] }
 }

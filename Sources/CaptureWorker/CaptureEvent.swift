@@ -1,0 +1,141 @@
+import Shared
+
+/// A `shopper-events` message as CaptureWorker understands it: the Segment message checked against the contract's
+/// per-event fields, with its email normalised.
+struct CaptureEvent: Sendable, Equatable {
+    /// Consent exactly as the capture gave it.
+    struct Consent: Sendable, Equatable {
+        var marketing: Bool
+        /// `single`, `confirmed` or `unknown`.
+        var level: String
+        var text: String?
+        var textVersion: String?
+    }
+
+    enum Action: Sendable, Equatable {
+        case identify(firstName: String?, lastName: String?, phone: String?, traits: [String: JSONValue])
+        case emailCaptured(source: String, offerCode: String?, consent: Consent?)
+        case emailConfirmed
+        case productInterest(productID: String, category: String?, added: Bool)
+        case checkoutStarted(products: [String])
+        case unsubscribed
+        case markedAsSpam
+        case bounced(hard: Bool)
+        case erasureRequested
+        /// Any other track event: recorded on the timeline, nothing else.
+        case other(String)
+    }
+
+    var message: SegmentMessage
+    var action: Action
+    /// The normalised address the event carries, where it carries one.
+    var email: EmailAddress?
+
+    /// The contract's capture sources.
+    static let sources: Set<String> = ["popup", "checkout", "footer", "account", "other"]
+    static let optInLevels: Set<String> = ["single", "confirmed", "unknown"]
+
+    /// Reads `message`.
+    /// - Throws: ``DecodeFailure`` (`schema_violation`) naming the field that is missing, mistyped or invalid.
+    init(_ message: SegmentMessage) throws(DecodeFailure) {
+        self.message = message
+        let properties = message.properties
+        func string(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> String? {
+            guard let value = object[key], value != .null else { return nil }
+            guard let text = value.stringValue else { throw DecodeFailure(.schemaViolation, "\(path) must be a string, not a \(value.typeName)") }
+            return text
+        }
+        func address(_ text: String?, path: String, required: Bool) throws(DecodeFailure) -> EmailAddress? {
+            guard let text else {
+                if required { throw DecodeFailure(.schemaViolation, "\(path) is required") }
+                return nil
+            }
+            guard let email = EmailAddress(text) else { throw DecodeFailure(.schemaViolation, "\(path) is not a valid email address") }
+            return email
+        }
+        let contextEmail = try string("email", in: message.context["traits"]?.objectValue ?? [:], path: "context.traits.email")
+        switch (message.kind, message.event) {
+        case (.identify, _):
+            let traits = message.traits
+            email = try address(try string("email", in: traits, path: "traits.email"), path: "traits.email", required: false)
+            let firstName = try string("firstName", in: traits, path: "traits.firstName")
+            let firstNameSnake = try string("first_name", in: traits, path: "traits.first_name")
+            let lastName = try string("lastName", in: traits, path: "traits.lastName")
+            let lastNameSnake = try string("last_name", in: traits, path: "traits.last_name")
+            action = .identify(
+                firstName: firstName ?? firstNameSnake, lastName: lastName ?? lastNameSnake,
+                phone: try string("phone", in: traits, path: "traits.phone"),
+                traits: traits.filter { !["email", "firstName", "lastName", "first_name", "last_name", "phone"].contains($0.key) })
+        case (.track, "Email Captured"):
+            email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
+            let source = try string("source", in: properties, path: "properties.source") ?? "other"
+            guard Self.sources.contains(source) else {
+                throw DecodeFailure(.schemaViolation, "properties.source must be one of popup, checkout, footer, account, other")
+            }
+            let offerCode = try string("offer_code", in: properties, path: "properties.offer_code")
+            var consent: Consent?
+            if let value = properties["consent"], value != .null {
+                guard let object = value.objectValue else { throw DecodeFailure(.schemaViolation, "properties.consent must be an object, not a \(value.typeName)") }
+                guard let marketingValue = object["marketing"], let marketing = marketingValue.boolValue else {
+                    throw DecodeFailure(.schemaViolation, "properties.consent.marketing is required and must be true or false")
+                }
+                let level = try string("opt_in_level", in: object, path: "properties.consent.opt_in_level") ?? "unknown"
+                guard Self.optInLevels.contains(level) else {
+                    throw DecodeFailure(.schemaViolation, "properties.consent.opt_in_level must be single, confirmed or unknown")
+                }
+                consent = Consent(
+                    marketing: marketing, level: level, text: try string("text", in: object, path: "properties.consent.text"),
+                    textVersion: try string("text_version", in: object, path: "properties.consent.text_version"))
+            }
+            action = .emailCaptured(source: source, offerCode: offerCode, consent: consent)
+        case (.track, "Email Confirmed"):
+            email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
+            action = .emailConfirmed
+        case (.track, "Product Viewed"), (.track, "Product Added"):
+            let productText = try string("product_id", in: properties, path: "properties.product_id")
+            guard let productID = productText ?? Self.number(properties["product_id"]) else {
+                throw DecodeFailure(.schemaViolation, "properties.product_id is required")
+            }
+            email = nil
+            action = .productInterest(
+                productID: productID, category: try string("category", in: properties, path: "properties.category"),
+                added: message.event == "Product Added")
+        case (.track, "Checkout Started"):
+            let propertyEmail = try string("email", in: properties, path: "properties.email")
+            email = try address(propertyEmail ?? contextEmail, path: "properties.email", required: false)
+            var products: [String] = []
+            if let value = properties["products"], value != .null {
+                guard let items = value.arrayValue else { throw DecodeFailure(.schemaViolation, "properties.products must be an array") }
+                for (index, item) in items.enumerated() {
+                    guard let object = item.objectValue else { throw DecodeFailure(.schemaViolation, "properties.products[\(index)] must be an object") }
+                    let id = try string("product_id", in: object, path: "properties.products[\(index)].product_id")
+                    if let id = id ?? Self.number(object["product_id"]) { products.append(id) }
+                }
+            }
+            action = .checkoutStarted(products: products)
+        case (.track, "Unsubscribed"), (.track, "Email Marked as Spam"), (.track, "Email Bounced"):
+            email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
+            switch message.event {
+            case "Unsubscribed": action = .unsubscribed
+            case "Email Marked as Spam": action = .markedAsSpam
+            default:
+                let type = try string("bounce_type", in: properties, path: "properties.bounce_type") ?? "hard"
+                guard type == "hard" || type == "soft" else { throw DecodeFailure(.schemaViolation, "properties.bounce_type must be hard or soft") }
+                action = .bounced(hard: type == "hard")
+            }
+        case (.track, "Erasure Requested"):
+            let propertyEmail = try string("email", in: properties, path: "properties.email")
+            email = try address(propertyEmail ?? contextEmail, path: "properties.email", required: false)
+            action = .erasureRequested
+        case (.track, let name):
+            email = try address(contextEmail, path: "context.traits.email", required: false)
+            action = .other(name ?? "")
+        }
+    }
+
+    /// A numeric id as text (`"product_id": 42`).
+    private static func number(_ value: JSONValue?) -> String? {
+        guard let number = value?.numberValue, number == number.rounded(), abs(number) < 1e15 else { return nil }
+        return String(Int64(number))
+    }
+}

@@ -1,0 +1,330 @@
+import Foundation
+import Shared
+
+/// CaptureWorker's behaviour: for a batch of `shopper-events`, resolve each event's shopper, load their state and
+/// their contacts' permissions, apply the events in order (``CaptureModel``), and write what changed — all
+/// set-based, a fixed number of statements per batch whatever its size (erasures aside: one statement each).
+struct CaptureHandler: PipelineHandler {
+    let stores: StoreDirectory
+    let topics: Topics
+    /// The secret salt of erased addresses' hashes (`ERASURE_HASH_SALT`); required when a store keeps them.
+    let erasureSalt: String?
+    let worker = "CaptureWorker"
+
+    /// Reads `STORE_SETTINGS_FILE` and `ERASURE_HASH_SALT`.
+    /// - Throws: ``ConfigurationError`` naming the variable.
+    init(topics: Topics, environment: Environment) throws {
+        stores = try StoreDirectory(environment: environment)
+        self.topics = topics
+        erasureSalt = try environment.string("ERASURE_HASH_SALT")
+        let keeping = ([stores.defaults] + stores.knownStores.map(stores.settings(for:))).contains(where: \.keepErasureHash)
+        if keeping, (erasureSalt ?? "").count < 16 {
+            throw ConfigurationError("ERASURE_HASH_SALT", "must be set (16 characters or more) when a store keeps erased addresses' hashes (keep_erasure_hash)")
+        }
+    }
+
+    init(stores: StoreDirectory, topics: Topics, erasureSalt: String?) {
+        self.stores = stores
+        self.topics = topics
+        self.erasureSalt = erasureSalt
+    }
+
+    func validate(_ message: SegmentMessage) throws(DecodeFailure) {
+        _ = try CaptureEvent(message)
+    }
+
+    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
+        var parsed: [CaptureEvent] = []
+        parsed.reserveCapacity(events.count)
+        for event in events { parsed.append(try CaptureEvent(event.message)) }
+        parsed = try refuseErasedAddresses(parsed, connection: connection)
+        guard !parsed.isEmpty else { return [] }
+        let shopperIDs = try resolve(parsed, connection: connection)
+        var shoppers = try loadShoppers(Set(shopperIDs), connection: connection)
+        var addresses = Set(parsed.compactMap { event in event.email.map { CaptureModel.ContactKey(storeID: event.message.storeID, email: $0.value) } })
+        for shopper in shoppers.values { if let email = shopper.email { addresses.insert(.init(storeID: shopper.storeID, email: email)) } }
+        let earliest = parsed.map(\.message.timestamp).min() ?? Date()
+        let contacts = try loadContacts(addresses, since: earliest, connection: connection)
+        for (id, shopper) in shoppers where shopper.email.map({ contacts[.init(storeID: shopper.storeID, email: $0)] == nil }) ?? false {
+            shoppers[id]?.email = nil
+        }
+        var model = CaptureModel(stores: stores, topics: topics, shoppers: shoppers, contacts: contacts, makeToken: Self.randomToken)
+        for (event, shopperID) in zip(parsed, shopperIDs) {
+            model.apply(event, shopperID: shopperID)
+        }
+        try write(model, connection: connection)
+        return model.commands
+    }
+
+    /// A 128-bit random token (hexadecimal), from the system's secure generator.
+    static func randomToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let (high, low) = (generator.next() as UInt64, generator.next() as UInt64)
+        return String(format: "%016llx%016llx", high, low)
+    }
+
+    // MARK: - Loading
+
+    /// Drops events whose address was erased in a store that keeps erased addresses' hashes: it is not imported again.
+    private func refuseErasedAddresses(_ events: [CaptureEvent], connection: PostgresConnection) throws -> [CaptureEvent] {
+        guard let salt = erasureSalt else { return events }
+        let candidates = events.filter { $0.email != nil && stores.settings(for: $0.message.storeID).keepErasureHash }
+        guard !candidates.isEmpty else { return events }
+        let refused = try connection.query(
+            """
+            SELECT u.store_id, u.email FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
+            JOIN capture_erased_addresses e ON e.store_id = u.store_id AND e.email_hash = encode(sha256(convert_to($3 || u.email, 'UTF8')), 'hex')
+            """,
+            [PostgresArray(candidates.map(\.message.storeID)), PostgresArray(candidates.map { $0.email?.value ?? "" }), salt]
+        ).map { CaptureModel.ContactKey(storeID: try $0.decode(String.self, at: 0) ?? "", email: try $0.decode(String.self, at: 1) ?? "") }
+        let blocked = Set(refused)
+        return events.filter { event in
+            guard let email = event.email else { return true }
+            return !blocked.contains(.init(storeID: event.message.storeID, email: email.value))
+        }
+    }
+
+    /// Each event's shopper, in order (creating shoppers and linking identities inside PostgreSQL).
+    private func resolve(_ events: [CaptureEvent], connection: PostgresConnection) throws -> [Int64] {
+        let rows = try connection.query(
+            "SELECT n, shopper_id FROM capture_resolve_shoppers($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY n",
+            [
+                PostgresArray(events.map(\.message.storeID)),
+                PostgresArray(events.map { $0.message.userID.flatMap { $0.isEmpty ? nil : $0 } } as [(any PostgresBindable)?]),
+                PostgresArray(events.map { $0.message.anonymousID.flatMap { $0.isEmpty ? nil : $0 } } as [(any PostgresBindable)?]),
+                PostgresArray(events.map { $0.email?.value } as [(any PostgresBindable)?]),
+            ])
+        let ids = try rows.map { row -> Int64 in
+            guard let id = try row.decode(Int64.self, at: 1) else { throw PostgresError(code: .decoding, message: "no shopper resolved") }
+            return id
+        }
+        guard ids.count == events.count else { throw PostgresError(code: .decoding, message: "resolved \(ids.count) of \(events.count) events") }
+        return ids
+    }
+
+    private func loadShoppers(_ ids: Set<Int64>, connection: PostgresConnection) throws -> [Int64: ShopperState] {
+        var shoppers: [Int64: ShopperState] = [:]
+        for row in try connection.query(
+            """
+            SELECT s.shopper_id, s.store_id, s.email, s.first_name, s.last_name, s.phone, s.traits::text, s.confirm_token,
+                   s.welcome_state, s.welcome_offer_code, s.welcome_causation_id, s.browse_recommended_at, s.erased_at IS NOT NULL,
+                   (SELECT value FROM capture_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id' LIMIT 1),
+                   (SELECT value FROM capture_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'anonymous_id' LIMIT 1),
+                   (SELECT coalesce(json_agg(item ORDER BY last_at DESC), '[]')::text FROM (
+                        SELECT item, last_at FROM capture_interests i
+                        WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'product'
+                        ORDER BY last_at DESC LIMIT 10) recent)
+            FROM capture_shoppers s WHERE s.shopper_id = ANY($1::bigint[])
+            """, [PostgresArray(Array(ids))])
+        {
+            guard let id = try row.decode(Int64.self, at: 0), let store = try row.decode(String.self, at: 1) else { continue }
+            var shopper = ShopperState(shopperID: id, storeID: store)
+            shopper.email = try row.decode(String.self, at: 2)
+            shopper.firstName = try row.decode(String.self, at: 3)
+            shopper.lastName = try row.decode(String.self, at: 4)
+            shopper.phone = try row.decode(String.self, at: 5)
+            if let traits = try row.decode(String.self, at: 6) { shopper.traits = (try? JSONValue.parse(Array(traits.utf8)[...]))?.objectValue ?? [:] }
+            shopper.confirmToken = try row.decode(String.self, at: 7)
+            switch try row.decode(String.self, at: 8) {
+            case "held":
+                shopper.welcome = .held(offerCode: try row.decode(String.self, at: 9) ?? "", causationID: try row.decode(String.self, at: 10) ?? "")
+            case "sent": shopper.welcome = .sent
+            case "declined": shopper.welcome = .declined
+            default: shopper.welcome = nil
+            }
+            shopper.browseRecommendedAt = try row.decode(Date.self, at: 11)
+            shopper.erased = try row.decode(Bool.self, at: 12) ?? false
+            shopper.userID = try row.decode(String.self, at: 13)
+            shopper.anonymousID = try row.decode(String.self, at: 14)
+            if let recent = try row.decode(String.self, at: 15) {
+                shopper.recentProducts = (try? JSONValue.parse(Array(recent.utf8)[...]))?.arrayValue?.compactMap(\.stringValue) ?? []
+            }
+            shoppers[id] = shopper
+        }
+        return shoppers
+    }
+
+    /// The contacts of `addresses` (created where new) with their marketing sends inside the longest pressure window.
+    private func loadContacts(_ addresses: Set<CaptureModel.ContactKey>, since earliest: Date, connection: PostgresConnection) throws
+        -> [CaptureModel.ContactKey: ContactState]
+    {
+        guard !addresses.isEmpty else { return [:] }
+        let keys = addresses.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
+        let stores = PostgresArray(keys.map(\.storeID))
+        let emails = PostgresArray(keys.map(\.email))
+        try connection.execute(
+            """
+            INSERT INTO rapport_contacts (store_id, email) SELECT * FROM unnest($1::text[], $2::text[])
+            ON CONFLICT (store_id, email) DO NOTHING
+            """, [stores, emails])
+        var contacts: [CaptureModel.ContactKey: ContactState] = [:]
+        var byID: [Int64: CaptureModel.ContactKey] = [:]
+        for row in try connection.query(
+            """
+            SELECT c.store_id, c.email, c.contact_id, c.transactional_ok, c.marketing_consent, c.consent_level, c.awaiting_confirmation,
+                   c.suppression, c.soft_bounce_streak, c.erased_at IS NOT NULL, c.time_zone, c.locale, c.unsubscribe_token
+            FROM rapport_contacts c JOIN unnest($1::text[], $2::text[]) AS u(store_id, email) ON c.store_id = u.store_id AND c.email = u.email
+            """, [stores, emails])
+        {
+            guard let store = try row.decode(String.self, at: 0), let email = try row.decode(String.self, at: 1),
+                let id = try row.decode(Int64.self, at: 2)
+            else { continue }
+            var contact = ContactState(contactID: id, storeID: store, email: email, unsubscribeToken: try row.decode(String.self, at: 12) ?? "")
+            contact.permission = ContactPermission(
+                transactional: try row.decode(Bool.self, at: 3) ?? false, marketing: try row.decode(Bool.self, at: 4) ?? false,
+                awaitingConfirmation: try row.decode(Bool.self, at: 6) ?? false,
+                suppression: try row.decode(String.self, at: 7).flatMap(ContactPermission.Suppression.init(rawValue:)),
+                erased: try row.decode(Bool.self, at: 9) ?? false, timeZone: try row.decode(String.self, at: 10))
+            contact.consentLevel = try row.decode(String.self, at: 5)
+            contact.softBounceStreak = try row.decode(Int.self, at: 8) ?? 0
+            contact.locale = try row.decode(String.self, at: 11)
+            let key = CaptureModel.ContactKey(storeID: store, email: email)
+            contacts[key] = contact
+            byID[id] = key
+        }
+        let longest = self.stores.knownStores.map(self.stores.settings(for:)).reduce(self.stores.defaults.pressureCaps.map(\.window.seconds).max() ?? 0) {
+            max($0, $1.pressureCaps.map(\.window.seconds).max() ?? 0)
+        }
+        for row in try connection.query(
+            """
+            SELECT contact_id, decided_at FROM rapport_contact_decisions
+            WHERE contact_id = ANY($1::bigint[]) AND decision = 'sent' AND category = 'marketing' AND decided_at > $2
+            """, [PostgresArray(Array(byID.keys)), earliest.addingTimeInterval(-longest)])
+        {
+            guard let id = try row.decode(Int64.self, at: 0), let at = try row.decode(Date.self, at: 1), let key = byID[id] else { continue }
+            contacts[key]?.sentMarketing.append(at)
+        }
+        return contacts
+    }
+
+    // MARK: - Writing
+
+    private func write(_ model: CaptureModel, connection: PostgresConnection) throws {
+        if !model.ledger.isEmpty {
+            let ledger = model.ledger
+            try connection.execute(
+                """
+                INSERT INTO capture_consent_ledger (store_id, shopper_id, message_id, kind, marketing, source, opt_in_level, consent_text,
+                                                    text_version, ip, user_agent, occurred_at)
+                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[],
+                                     $9::text[], $10::text[], $11::text[], $12::timestamptz[])
+                """,
+                [
+                    PostgresArray(ledger.map(\.storeID)), PostgresArray(ledger.map(\.shopperID)), PostgresArray(ledger.map(\.messageID)),
+                    PostgresArray(ledger.map(\.kind)), PostgresArray(ledger.map(\.marketing) as [(any PostgresBindable)?]),
+                    PostgresArray(ledger.map(\.source) as [(any PostgresBindable)?]), PostgresArray(ledger.map(\.optInLevel) as [(any PostgresBindable)?]),
+                    PostgresArray(ledger.map(\.consentText) as [(any PostgresBindable)?]),
+                    PostgresArray(ledger.map(\.textVersion) as [(any PostgresBindable)?]), PostgresArray(ledger.map(\.ip) as [(any PostgresBindable)?]),
+                    PostgresArray(ledger.map(\.userAgent) as [(any PostgresBindable)?]), PostgresArray(ledger.map(\.occurredAt)),
+                ])
+        }
+        if !model.timeline.isEmpty {
+            let timeline = model.timeline
+            try connection.execute(
+                """
+                INSERT INTO capture_timeline (store_id, shopper_id, message_id, event, occurred_at)
+                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
+                """,
+                [
+                    PostgresArray(timeline.map(\.storeID)), PostgresArray(timeline.map(\.shopperID)), PostgresArray(timeline.map(\.messageID)),
+                    PostgresArray(timeline.map(\.event)), PostgresArray(timeline.map(\.occurredAt)),
+                ])
+        }
+        if !model.interests.isEmpty {
+            let interests = model.interests.sorted { ($0.key.storeID, $0.key.shopperID, $0.key.kind, $0.key.item) < ($1.key.storeID, $1.key.shopperID, $1.key.kind, $1.key.item) }
+            try connection.execute(
+                """
+                INSERT INTO capture_interests AS i (store_id, shopper_id, kind, item, views, adds, last_at)
+                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::integer[], $6::integer[], $7::timestamptz[])
+                ON CONFLICT (store_id, shopper_id, kind, item) DO UPDATE
+                SET views = i.views + EXCLUDED.views, adds = i.adds + EXCLUDED.adds, last_at = greatest(i.last_at, EXCLUDED.last_at)
+                """,
+                [
+                    PostgresArray(interests.map(\.key.storeID)), PostgresArray(interests.map(\.key.shopperID)), PostgresArray(interests.map(\.key.kind)),
+                    PostgresArray(interests.map(\.key.item)), PostgresArray(interests.map(\.value.views)), PostgresArray(interests.map(\.value.adds)),
+                    PostgresArray(interests.map(\.value.lastAt)),
+                ])
+        }
+        let contacts = model.touchedContacts.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }.compactMap { model.contacts[$0] }
+        if !contacts.isEmpty {
+            try connection.execute(
+                """
+                UPDATE rapport_contacts c
+                SET transactional_ok = u.transactional_ok, marketing_consent = u.marketing_consent, consent_level = u.consent_level,
+                    awaiting_confirmation = u.awaiting_confirmation, suppression = u.suppression, soft_bounce_streak = u.soft_bounce_streak,
+                    time_zone = u.time_zone, locale = u.locale, updated_at = now()
+                FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::text[], $6::boolean[], $7::text[], $8::integer[],
+                            $9::text[], $10::text[])
+                     AS u(store_id, contact_id, transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression,
+                          soft_bounce_streak, time_zone, locale)
+                WHERE c.store_id = u.store_id AND c.contact_id = u.contact_id
+                """,
+                [
+                    PostgresArray(contacts.map(\.storeID)), PostgresArray(contacts.map(\.contactID)),
+                    PostgresArray(contacts.map(\.permission.transactional)), PostgresArray(contacts.map(\.permission.marketing)),
+                    PostgresArray(contacts.map(\.consentLevel) as [(any PostgresBindable)?]),
+                    PostgresArray(contacts.map(\.permission.awaitingConfirmation)),
+                    PostgresArray(contacts.map { $0.permission.suppression?.rawValue } as [(any PostgresBindable)?]),
+                    PostgresArray(contacts.map(\.softBounceStreak)), PostgresArray(contacts.map(\.permission.timeZone) as [(any PostgresBindable)?]),
+                    PostgresArray(contacts.map(\.locale) as [(any PostgresBindable)?]),
+                ])
+        }
+        let shoppers = model.touchedShoppers.sorted().compactMap { model.shoppers[$0] }
+        if !shoppers.isEmpty {
+            func welcome(_ shopper: ShopperState) -> (state: String?, code: String?, causation: String?) {
+                switch shopper.welcome {
+                case .held(let code, let causation): ("held", code, causation)
+                case .sent: ("sent", nil, nil)
+                case .declined: ("declined", nil, nil)
+                case nil: (nil, nil, nil)
+                }
+            }
+            try connection.execute(
+                """
+                UPDATE capture_shoppers s
+                SET email = u.email, contact_id = c.contact_id, first_name = u.first_name, last_name = u.last_name, phone = u.phone,
+                    traits = u.traits::jsonb, confirm_token = u.confirm_token, welcome_state = u.welcome_state,
+                    welcome_offer_code = u.welcome_offer_code, welcome_causation_id = u.welcome_causation_id,
+                    browse_recommended_at = u.browse_recommended_at, updated_at = now()
+                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                            $10::text[], $11::text[], $12::timestamptz[])
+                     AS u(store_id, shopper_id, email, first_name, last_name, phone, traits, confirm_token, welcome_state, welcome_offer_code,
+                          welcome_causation_id, browse_recommended_at)
+                LEFT JOIN rapport_contacts c ON c.store_id = u.store_id AND c.email = u.email
+                WHERE s.store_id = u.store_id AND s.shopper_id = u.shopper_id
+                """,
+                [
+                    PostgresArray(shoppers.map(\.storeID)), PostgresArray(shoppers.map(\.shopperID)),
+                    PostgresArray(shoppers.map(\.email) as [(any PostgresBindable)?]), PostgresArray(shoppers.map(\.firstName) as [(any PostgresBindable)?]),
+                    PostgresArray(shoppers.map(\.lastName) as [(any PostgresBindable)?]), PostgresArray(shoppers.map(\.phone) as [(any PostgresBindable)?]),
+                    PostgresArray(shoppers.map { $0.traits.isEmpty ? nil : String(decoding: JSONValue.object($0.traits).encoded(), as: UTF8.self) } as [(any PostgresBindable)?]),
+                    PostgresArray(shoppers.map(\.confirmToken) as [(any PostgresBindable)?]),
+                    PostgresArray(shoppers.map { welcome($0).state } as [(any PostgresBindable)?]),
+                    PostgresArray(shoppers.map { welcome($0).code } as [(any PostgresBindable)?]),
+                    PostgresArray(shoppers.map { welcome($0).causation } as [(any PostgresBindable)?]),
+                    PostgresArray(shoppers.map(\.browseRecommendedAt) as [(any PostgresBindable)?]),
+                ])
+        }
+        try ContactDecisionLog.record(
+            model.decisions.map {
+                ContactDecisionLog.Entry(
+                    storeID: $0.storeID, contactID: $0.contactID, subject: $0.subject, worker: worker, template: $0.template, decision: $0.decision,
+                    commandID: $0.commandID, causationID: $0.causationID, decidedAt: $0.decidedAt)
+            }, connection: connection)
+        for erasure in model.erasures {
+            if erasure.keepHash, let salt = erasureSalt, let email = erasure.email {
+                try connection.execute(
+                    """
+                    INSERT INTO capture_erased_addresses (store_id, email_hash)
+                    VALUES ($1, encode(sha256(convert_to($2 || $3, 'UTF8')), 'hex')) ON CONFLICT DO NOTHING
+                    """, [erasure.storeID, salt, email])
+            }
+            try connection.execute(
+                """
+                SELECT rapport_erase_contact($1, $2,
+                    ARRAY(SELECT $1 || '/' || value FROM capture_identities WHERE store_id = $1 AND shopper_id = $3)
+                    || CASE WHEN $4::text IS NULL THEN ARRAY[]::text[] ELSE ARRAY[$1 || '/' || $4] END)
+                """, [erasure.storeID, erasure.contactID, erasure.shopperID, erasure.email])
+        }
+    }
+}

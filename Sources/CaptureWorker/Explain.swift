@@ -1,0 +1,120 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Shared
+
+/// `CaptureWorker explain`: one shopper's timeline — events, consent changes, every command and every decision not
+/// to send, with its reason. The answer to "why did (or didn't) this shopper get this email?".
+struct Explain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print one shopper's timeline: events, consent, and every decision to send or not, with its reason.")
+
+    @Option(help: "The store (context.storeId).")
+    var store = "default"
+
+    @Option(help: "The shopper's email address.")
+    var email: String?
+
+    @Option(help: "The shopper's userId.")
+    var userId: String?
+
+    @Option(help: "The shopper's anonymousId.")
+    var anonymousId: String?
+
+    func validate() throws {
+        guard [email, userId, anonymousId].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --email, --user-id, --anonymous-id")
+        }
+        if let email, EmailAddress(email) == nil { throw ValidationError("--email is not a valid email address") }
+    }
+
+    func run() async throws {
+        let configuration = try PostgresConfiguration(environment: Environment(), applicationName: "CaptureWorker explain")
+        var logger = Logger(label: "explain")
+        logger.logLevel = .critical
+        let postgres = PostgresClient(configuration: configuration, logger: logger)
+        defer { postgres.close() }
+        let (kind, value) =
+            if let email { ("email", EmailAddress(email)?.value ?? email) } else if let userId { ("user_id", userId) } else { ("anonymous_id", anonymousId ?? "") }
+        let store = self.store
+        let lines = try await postgres.withConnection { connection in
+            try Self.timeline(store: store, kind: kind, value: value, connection: connection)
+        }
+        print(lines.joined(separator: "\n"))
+    }
+
+    /// The timeline as printable lines: a header with the current permission state, then one line per fact, oldest
+    /// first.
+    static func timeline(store: String, kind: String, value: String, connection: PostgresConnection) throws -> [String] {
+        let shopperRow = try connection.query(
+            "SELECT shopper_id FROM capture_identities WHERE store_id = $1 AND kind = $2 AND value = $3", [store, kind, value]
+        ).first
+        let shopperID = try shopperRow?.decode(Int64.self, at: 0)
+        var contactID: Int64?
+        if kind == "email" {
+            contactID = try connection.query("SELECT contact_id FROM rapport_contacts WHERE store_id = $1 AND email = $2", [store, value]).first?
+                .decode(Int64.self, at: 0)
+        } else if let shopperID {
+            contactID = try connection.query("SELECT contact_id FROM capture_shoppers WHERE store_id = $1 AND shopper_id = $2", [store, shopperID]).first?
+                .decode(Int64.self, at: 0)
+        }
+        guard shopperID != nil || contactID != nil else { return ["no shopper with \(kind) \(value) in store \(store)"] }
+        var lines = ["shopper \(shopperID.map { "capture:\($0)" } ?? "(none)") in store \(store), by \(kind)"]
+        if let contactID,
+            let contact = try connection.query(
+                """
+                SELECT transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression, soft_bounce_streak,
+                       erased_at IS NOT NULL, time_zone
+                FROM rapport_contacts WHERE store_id = $1 AND contact_id = $2
+                """, [store, contactID]
+            ).first
+        {
+            let flags = [
+                "transactional: \(try contact.decode(Bool.self, at: 0) == true ? "yes" : "no")",
+                "marketing: \(try contact.decode(Bool.self, at: 1) == true ? "yes" : "no") (\(try contact.decode(String.self, at: 2) ?? "no consent recorded"))",
+                try contact.decode(Bool.self, at: 3) == true ? "awaiting confirmation" : nil,
+                try contact.decode(String.self, at: 4).map { "suppressed: \($0)" },
+                "soft bounces in a row: \(try contact.decode(Int.self, at: 5) ?? 0)",
+                try contact.decode(Bool.self, at: 6) == true ? "ERASED" : nil,
+                "time zone: \(try contact.decode(String.self, at: 7) ?? "store's")",
+            ].compactMap { $0 }
+            lines.append("now: " + flags.joined(separator: "; "))
+        }
+        var facts: [(Date, Int, String)] = []
+        if let shopperID {
+            for row in try connection.query(
+                "SELECT occurred_at, event, message_id FROM capture_timeline WHERE store_id = $1 AND shopper_id = $2", [store, shopperID])
+            {
+                facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 0, "event     \(try row.decode(String.self, at: 1) ?? "")  [message \(try row.decode(String.self, at: 2) ?? "")]"))
+            }
+            for row in try connection.query(
+                """
+                SELECT occurred_at, kind, marketing, source, opt_in_level, text_version, message_id
+                FROM capture_consent_ledger WHERE store_id = $1 AND shopper_id = $2
+                """, [store, shopperID])
+            {
+                let marketing = try row.decode(Bool.self, at: 2).map { $0 ? "marketing yes" : "marketing no" }
+                let details = [marketing, try row.decode(String.self, at: 3).map { "source \($0)" }, try row.decode(String.self, at: 4).map { "opt-in \($0)" },
+                    try row.decode(String.self, at: 5).map { "text v\($0)" }].compactMap { $0 }
+                facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 1, "consent   \(try row.decode(String.self, at: 1) ?? "")  \(details.joined(separator: ", "))  [message \(try row.decode(String.self, at: 6) ?? "")]"))
+            }
+        }
+        for row in try connection.query(
+            """
+            SELECT decided_at, decision, template, category, reason, command_id, causation_id, not_before, worker
+            FROM rapport_contact_decisions
+            WHERE store_id = $1 AND (contact_id = $2 OR subject = $3)
+            """, [store, contactID, shopperID.map { "capture:\($0)" } ?? ""])
+        {
+            let decision = try row.decode(String.self, at: 1) ?? ""
+            var text = "\(decision.padding(toLength: 10, withPad: " ", startingAt: 0))\(try row.decode(String.self, at: 2) ?? "") (\(try row.decode(String.self, at: 3) ?? ""))"
+            if decision != "sent" { text += " — \(try row.decode(String.self, at: 4) ?? "")" }
+            if let notBefore = try row.decode(Date.self, at: 7) { text += ", not before \(notBefore.rfc3339)" }
+            if let command = try row.decode(String.self, at: 5) { text += "  [command \(command)]" }
+            text += "  [caused by \(try row.decode(String.self, at: 6) ?? ""), \(try row.decode(String.self, at: 8) ?? "")]"
+            facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 2, text))
+        }
+        lines += facts.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "\($0.0.rfc3339)  \($0.2)" }
+        return lines
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+
+/// Where every worker records the conversation policy's decisions (`rapport_contact_decisions`).
+public enum ContactDecisionLog {
+    /// One decision about one message to one contact.
+    public struct Entry: Sendable {
+        public var storeID: String
+        public var contactID: Int64?
+        /// The shopper, named without personal data (`capture:42`).
+        public var subject: String
+        public var worker: String
+        public var template: EmailTemplate
+        public var decision: ContactDecision
+        public var commandID: String?
+        public var causationID: String
+        public var decidedAt: Date
+
+        public init(
+            storeID: String, contactID: Int64?, subject: String, worker: String, template: EmailTemplate, decision: ContactDecision,
+            commandID: String?, causationID: String, decidedAt: Date
+        ) {
+            self.storeID = storeID
+            self.contactID = contactID
+            self.subject = subject
+            self.worker = worker
+            self.template = template
+            self.decision = decision
+            self.commandID = commandID
+            self.causationID = causationID
+            self.decidedAt = decidedAt
+        }
+    }
+
+    /// Records `entries` in one statement, inside the caller's transaction.
+    /// - Throws: ``PostgresError``.
+    public static func record(_ entries: [Entry], connection: PostgresConnection) throws {
+        guard !entries.isEmpty else { return }
+        try connection.execute(
+            """
+            INSERT INTO rapport_contact_decisions (store_id, contact_id, subject, worker, template, category, decision, reason, command_id,
+                                                   causation_id, not_before, decided_at)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                                 $10::text[], $11::timestamptz[], $12::timestamptz[])
+            """,
+            [
+                PostgresArray(entries.map(\.storeID)), PostgresArray(entries.map(\.contactID) as [(any PostgresBindable)?]),
+                PostgresArray(entries.map(\.subject)), PostgresArray(entries.map(\.worker)), PostgresArray(entries.map(\.template.name)),
+                PostgresArray(entries.map(\.template.category.rawValue)), PostgresArray(entries.map(\.decision.name)),
+                PostgresArray(entries.map(\.decision.reason)), PostgresArray(entries.map(\.commandID) as [(any PostgresBindable)?]),
+                PostgresArray(entries.map(\.causationID)),
+                PostgresArray(entries.map { entry -> (any PostgresBindable)? in
+                    if case .deferred(let until, _) = entry.decision, until != .distantFuture { return until }
+                    return nil
+                }),
+                PostgresArray(entries.map(\.decidedAt)),
+            ])
+    }
+}
