@@ -200,6 +200,7 @@ struct CaptureModel {
                     current.permission.marketing = false
                     current.permission.awaitingConfirmation = false
                     current.consentLevel = consent.level
+                    withdrawHeldWelcome(shopper: &shopper, contact: current, message: message, reason: "consent_withdrawn")
                 }
             }
             if source == "popup", let offerCode, consent?.marketing == true {
@@ -210,12 +211,16 @@ struct CaptureModel {
         case .emailConfirmed:
             guard var current = contact else { break }
             ledgerEntry("confirmation", marketing: true, source: "confirmation")
-            if current.permission.awaitingConfirmation || current.consentLevel != nil {
+            // A confirmation completes a consent given and awaiting it; it never turns a refusal or a withdrawal into
+            // consent. Either way the address is shown to work.
+            if current.permission.awaitingConfirmation {
                 current.permission.awaitingConfirmation = false
                 current.permission.marketing = current.permission.suppression == nil
                 current.consentLevel = "confirmed"
-                current.softBounceStreak = 0
+            } else if current.permission.marketing {
+                current.consentLevel = "confirmed"
             }
+            current.softBounceStreak = 0
             if case .held(let code, _) = shopper.welcome {
                 shopper.welcome = nil
                 offerWelcome(code: code, causationID: message.messageID, shopper: &shopper, contact: &current, message: message)
