@@ -233,8 +233,10 @@ struct CaptureModel {
             if let category { record(InterestKey(storeID: message.storeID, shopperID: shopperID, kind: "category", item: category), added: added, at: at) }
             shopper.recentProducts.removeAll { $0 == productID }
             shopper.recentProducts.insert(productID, at: 0)
-            if shopper.browseRecommendedAt.map({ at.timeIntervalSince($0) >= settings.browseRecommendationWindow.seconds }) ?? true {
-                shopper.browseRecommendedAt = at
+            // At most one per window around the latest: events of one shopper may arrive out of order (their key
+            // changes at login, and another partition may run ahead).
+            if shopper.browseRecommendedAt.map({ abs(at.timeIntervalSince($0)) >= settings.browseRecommendationWindow.seconds }) ?? true {
+                shopper.browseRecommendedAt = max(at, shopper.browseRecommendedAt ?? at)
                 commands.append(browseRecommendation(shopper: shopper, contact: contact, message: message, added: added))
             }
 

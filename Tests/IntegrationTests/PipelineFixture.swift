@@ -2,38 +2,46 @@ import Foundation
 import Shared
 import Testing
 
-/// One pipeline test's world: its own topics (`it-pipe-N`, `-dlq`, `-commands`, created by `scripts/test`), a fresh
-/// database, a store id no other run used, and EchoWorker processes reading them.
+/// One worker test's world: its own topics (`<prefix>-N`, `-dlq`, `-commands`, `-recs`, created by `scripts/test`), a
+/// fresh database, a store id no other run used, and worker processes (EchoWorker unless told) reading them.
 final class PipelineFixture: @unchecked Sendable {
     // `@unchecked Sendable`: used by one test at a time.
     let number: Int
     let databaseURL: String
+    /// The executable the fixture starts.
+    let executable: String
+    /// Topic names start with it: `it-pipe` for pipeline tests, `it-cap` for CaptureWorker's.
+    let prefix: String
     let store = TestEnvironment.unique("store")
-    let group = TestEnvironment.unique("echo")
+    let group = TestEnvironment.unique("group")
     let producer: KafkaProducer
     var workers: [ChildProcess] = []
     var extraEnvironment: [String: String] = [:]
 
-    var inputTopic: String { "it-pipe-\(number)" }
-    var deadLetterTopic: String { "it-pipe-\(number)-dlq" }
-    var commandsTopic: String { "it-pipe-\(number)-commands" }
+    var inputTopic: String { "\(prefix)-\(number)" }
+    var deadLetterTopic: String { "\(prefix)-\(number)-dlq" }
+    var commandsTopic: String { "\(prefix)-\(number)-commands" }
+    var recommendationsTopic: String { "\(prefix)-\(number)-recs" }
 
-    init(number: Int, databaseURL: String) throws {
+    init(number: Int, databaseURL: String, executable: String = "EchoWorker", prefix: String = "it-pipe") throws {
         self.number = number
         self.databaseURL = databaseURL
+        self.executable = executable
+        self.prefix = prefix
         producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: TestEnvironment.kafka()), logger: TestEnvironment.logger)
     }
 
-    /// Starts an EchoWorker; its probe port is whatever free port it bound (read from its log).
+    /// Starts a worker; its probe port is whatever free port it bound (read from its log).
     @discardableResult
     func startWorker() async throws -> (process: ChildProcess, port: Int) {
         var environment = [
             "DATABASE_URL": databaseURL, "SHOPPER_EVENTS_TOPIC": inputTopic, "EMAIL_COMMANDS_TOPIC": commandsTopic,
+            "RECOMMENDATION_COMMANDS_TOPIC": recommendationsTopic,
             "KAFKA_GROUP_ID": group, "HTTP_PORT": "0", "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_FORMAT": "json", "BATCH_WAIT_MS": "50",
         ]
         environment.merge(extraEnvironment) { _, new in new }
-        let worker = try ChildProcess("EchoWorker", [], environment: environment)
+        let worker = try ChildProcess(executable, [], environment: environment)
         workers.append(worker)
         return (worker, try await worker.probePort())
     }
@@ -99,9 +107,11 @@ final class PipelineFixture: @unchecked Sendable {
 
 extension TestEnvironment {
     /// A pipeline fixture on a fresh database, stopped and dropped afterwards.
-    static func withPipeline<T>(_ number: Int, _ body: (PipelineFixture) async throws -> T) async throws -> T {
+    static func withPipeline<T>(
+        _ number: Int, executable: String = "EchoWorker", prefix: String = "it-pipe", _ body: (PipelineFixture) async throws -> T
+    ) async throws -> T {
         try await withFreshDatabase { url in
-            let fixture = try PipelineFixture(number: number, databaseURL: url)
+            let fixture = try PipelineFixture(number: number, databaseURL: url, executable: executable, prefix: prefix)
             do {
                 let result = try await body(fixture)
                 await fixture.stopWorkers()

@@ -316,7 +316,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Quotes an identifier (`"name"`, doubling any quote inside).
-    static func quoteIdentifier(_ name: String) -> String {
+    public static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
 }

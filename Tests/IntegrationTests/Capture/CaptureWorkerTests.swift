@@ -1,0 +1,307 @@
+import Foundation
+import Shared
+import Testing
+
+/// CaptureWorker end to end: the worker as its own process, real PostgreSQL, the embedded Kafka; one test per rule.
+@Suite(.serialized) struct CaptureWorkerTests {
+    /// Builds `shopper-events` messages for one fixture's store.
+    struct Events {
+        let fixture: PipelineFixture
+        var store: String { fixture.store }
+
+        func message(_ body: [String: JSONValue], key: String) -> KafkaOutboundMessage {
+            var body = body
+            var context = body["context"]?.objectValue ?? [:]
+            context["storeId"] = .string(store)
+            body["context"] = .object(context)
+            return KafkaOutboundMessage(topic: fixture.inputTopic, key: Array("\(store)/\(key)".utf8), value: JSONValue.object(body).encoded())
+        }
+
+        func track(_ event: String, id: String, anonymousID: String, minutes: Double = 0, properties: [String: JSONValue] = [:],
+                   context: [String: JSONValue] = [:], userID: String? = nil) -> KafkaOutboundMessage {
+            var body: [String: JSONValue] = [
+                "type": .string("track"), "event": .string(event), "messageId": .string(id), "anonymousId": .string(anonymousID),
+                "timestamp": .string(Date(timeIntervalSince1970: 1_795_586_400 + minutes * 60).rfc3339), "properties": .object(properties),
+                "context": .object(context),
+            ]
+            if let userID { body["userId"] = .string(userID) }
+            return message(body, key: userID ?? anonymousID)
+        }
+
+        func identify(id: String, userID: String, anonymousID: String, traits: [String: JSONValue], minutes: Double = 0) -> KafkaOutboundMessage {
+            message(
+                [
+                    "type": .string("identify"), "messageId": .string(id), "userId": .string(userID), "anonymousId": .string(anonymousID),
+                    "timestamp": .string(Date(timeIntervalSince1970: 1_795_586_400 + minutes * 60).rfc3339), "traits": .object(traits),
+                ], key: userID)
+        }
+
+        func capture(id: String, anonymousID: String, email: String, marketing: Bool?, offer: String? = "WELCOME10", minutes: Double = 0,
+                     context: [String: JSONValue] = [:]) -> KafkaOutboundMessage {
+            var properties: [String: JSONValue] = ["email": .string(email), "source": .string("popup")]
+            if let offer { properties["offer_code"] = .string(offer) }
+            if let marketing {
+                properties["consent"] = .object([
+                    "marketing": .bool(marketing), "opt_in_level": .string("single"), "text": .string("Send me offers"), "text_version": .string("v2"),
+                ])
+            }
+            return track("Email Captured", id: id, anonymousID: anonymousID, minutes: minutes, properties: properties, context: context)
+        }
+
+        func feedback(_ event: String, id: String, anonymousID: String, email: String, minutes: Double, bounce: String? = nil) -> KafkaOutboundMessage {
+            var properties: [String: JSONValue] = ["email": .string(email)]
+            if let bounce { properties["bounce_type"] = .string(bounce) }
+            return track(event, id: id, anonymousID: anonymousID, minutes: minutes, properties: properties)
+        }
+    }
+
+    /// Writes a settings file for the fixture's store and returns its path.
+    static func settingsFile(_ fixture: PipelineFixture, _ settings: String) throws -> String {
+        let url = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("settings") + ".json")
+        try Data(#"{"stores": {"\#(fixture.store)": \#(settings)}}"#.utf8).write(to: url)
+        return url.path
+    }
+
+    /// The email commands of the fixture's store on the wire, as JSON objects, once `enough` holds.
+    static func emails(_ fixture: PipelineFixture, timeout: Duration = .seconds(60), until enough: @escaping ([[String: JSONValue]]) -> Bool) async throws
+        -> [[String: JSONValue]]
+    {
+        let read = try await fixture.read(fixture.commandsTopic, partitions: 4, timeout: timeout) { messages in
+            enough(messages.compactMap { try? JSONValue.parse($0.value).objectValue })
+        }
+        return read.compactMap { try? JSONValue.parse($0.value).objectValue }
+    }
+
+    /// Waits until the worker has processed `count` messages of the fixture's store (de-duplication rows).
+    static func processed(_ fixture: PipelineFixture, _ count: Int) async throws {
+        try await eventually("\(count) messages processed", timeout: .seconds(60)) {
+            let rows = try await fixture.query(
+                "SELECT count(*) FROM rapport_processed_messages WHERE store_id = $1", [fixture.store])
+            return (try rows.first?.decode(Int.self, at: 0) ?? 0) >= count
+        }
+    }
+
+    static func contact(_ fixture: PipelineFixture, _ email: String) async throws -> PostgresRow? {
+        try await fixture.query(
+            """
+            SELECT transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression, soft_bounce_streak, erased_at IS NOT NULL
+            FROM rapport_contacts WHERE store_id = $1 AND email = $2
+            """, [fixture.store, email]
+        ).first
+    }
+
+    @Test func aPopupCaptureRecordsConsentAsGivenAndSendsOnePersonalWelcome() async throws {
+        try await TestEnvironment.withPipeline(1, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            try await fixture.startWorker()
+            let capture = events.capture(
+                id: "cap-1", anonymousID: "anon-1", email: " Ana@Example.COM ", marketing: true, minutes: 10,
+                context: ["ip": .string("198.51.100.7"), "userAgent": .string("Mozilla/5.0 test")])
+            try await fixture.publish([
+                events.track("Product Viewed", id: "view-1", anonymousID: "anon-1", properties: ["product_id": .string("sku-42"), "category": .string("tea")]),
+                events.track("Product Viewed", id: "view-2", anonymousID: "anon-1", minutes: 1, properties: ["product_id": .string("sku-7")]),
+                capture, capture,  // published twice: one effect
+                events.capture(id: "cap-2", anonymousID: "anon-1", email: "ana@example.com", marketing: true, minutes: 60),
+            ])
+            try await Self.processed(fixture, 4)
+            let welcomes = try await Self.emails(fixture) { $0.contains { $0["template"] == .string("welcome_offer") } }
+                .filter { $0["template"] == .string("welcome_offer") }
+            #expect(welcomes.count == 1)
+            let welcome = try #require(welcomes.first)
+            #expect(welcome["to"]?["email"] == .string("ana@example.com"), "normalised")
+            #expect(welcome["category"] == .string("marketing"))
+            #expect(welcome["data"]?["offer_code"] == .string("WELCOME10"))
+            #expect(welcome["data"]?["viewed_products"] == .array([.string("sku-7"), .string("sku-42")]), "browsing before the capture counts")
+            #expect(welcome["unsubscribe_token"]?.stringValue?.count == 32)
+            #expect(welcome["causation_id"] == .string("cap-1"))
+            let ledger = try await fixture.query(
+                "SELECT kind, marketing, source, opt_in_level, consent_text, text_version, ip, user_agent, message_id FROM capture_consent_ledger WHERE store_id = $1",
+                [fixture.store])
+            #expect(ledger.count == 2, "each consent event recorded once")
+            let first = try #require(ledger.first { (try? $0.decode(String.self, at: 8)) == "cap-1" })
+            #expect(try first.decode(Bool.self, at: 1) == true)
+            #expect(try first.decode(String.self, at: 4) == "Send me offers")
+            #expect(try first.decode(String.self, at: 5) == "v2")
+            #expect(try first.decode(String.self, at: 6) == "198.51.100.7")
+            #expect(try first.decode(String.self, at: 7) == "Mozilla/5.0 test")
+            // Never rewritten.
+            await #expect(throws: PostgresError.self) { _ = try await fixture.query("UPDATE capture_consent_ledger SET marketing = false") }
+            await #expect(throws: PostgresError.self) { _ = try await fixture.query("DELETE FROM capture_consent_ledger") }
+            let decisions = Array(try await fixture.query(
+                "SELECT decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND template = 'welcome_offer' ORDER BY decided_at", [fixture.store]))
+            #expect(try decisions.map { try $0.decode(String.self, at: 0) ?? "" } == ["sent", "dropped"])
+            #expect(try decisions.last?.decode(String.self, at: 1) == "welcome_already_offered")
+        }
+    }
+
+    @Test func identifyLinksAnonymousBrowsingToTheKnownShopperAndBrowseRecommendationsRespectTheirWindow() async throws {
+        try await TestEnvironment.withPipeline(2, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            try await fixture.startWorker()
+            try await fixture.publish([
+                events.identify(id: "id-0", userID: "user-9", anonymousID: "anon-phone", traits: ["email": .string("bo@example.com"), "firstName": .string("Bo")]),
+                events.track("Product Viewed", id: "v-1", anonymousID: "anon-laptop", properties: ["product_id": .string("p-1")]),
+                events.track("Product Added", id: "v-2", anonymousID: "anon-laptop", minutes: 1, properties: ["product_id": .string("p-1")]),
+                events.track("Product Viewed", id: "v-3", anonymousID: "anon-laptop", minutes: 2, properties: ["product_id": .string("p-2")]),
+                events.identify(id: "id-1", userID: "user-9", anonymousID: "anon-laptop", traits: ["lastName": .string("Berg")], minutes: 3),
+                events.track("Product Viewed", id: "v-4", anonymousID: "anon-laptop", minutes: 60 * 30, properties: ["product_id": .string("p-3")], userID: "user-9"),
+            ])
+            try await Self.processed(fixture, 6)
+            let shoppers = try await fixture.query(
+                "SELECT DISTINCT shopper_id FROM capture_identities WHERE store_id = $1", [fixture.store])
+            #expect(shoppers.count == 1, "user id, both anonymous ids and the email resolve to one shopper")
+            let interest = try await fixture.query(
+                "SELECT views, adds FROM capture_interests WHERE store_id = $1 AND kind = 'product' AND item = 'p-1'", [fixture.store]
+            ).first
+            #expect(try interest?.decode(Int.self, at: 0) == 1 && interest?.decode(Int.self, at: 1) == 1)
+            let names = try await fixture.query("SELECT first_name, last_name FROM capture_shoppers WHERE store_id = $1", [fixture.store]).first
+            #expect(try names?.decode(String.self, at: 0) == "Bo" && names?.decode(String.self, at: 1) == "Berg")
+            let recommendations = try await fixture.read(fixture.recommendationsTopic, partitions: 4) { $0.count >= 2 }
+            #expect(recommendations.count == 2, "one at the first view, one after the 24 h window")
+            let last = try #require(recommendations.compactMap { try? JSONValue.parse($0.value).objectValue }.first { $0["causation_id"] == .string("v-4") })
+            #expect(last["type"] == .string("RecommendProducts") && last["context"] == .string("browse"))
+            #expect(last["shopper"]?["user_id"] == .string("user-9"))
+            #expect(last["products"]?.arrayValue?.first?["product_id"] == .string("p-3"))
+        }
+    }
+
+    @Test func doubleOptInConfirmsFirstAndAWithdrawalBeforeConfirmationMeansNoWelcome() async throws {
+        try await TestEnvironment.withPipeline(3, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"double_opt_in": true}"#)]
+            try await fixture.startWorker()
+            try await fixture.publish([
+                events.capture(id: "c-1", anonymousID: "a-1", email: "cy@example.com", marketing: true),
+                events.capture(id: "c-2", anonymousID: "a-2", email: "di@example.com", marketing: true),
+                events.feedback("Email Confirmed", id: "ok-1", anonymousID: "a-1", email: "cy@example.com", minutes: 30),
+                events.feedback("Unsubscribed", id: "un-2", anonymousID: "a-2", email: "di@example.com", minutes: 20),
+                events.feedback("Email Confirmed", id: "ok-2", anonymousID: "a-2", email: "di@example.com", minutes: 40),
+            ])
+            try await Self.processed(fixture, 5)
+            let emails = try await Self.emails(fixture) { $0.count >= 3 }
+            func sent(_ to: String) -> [String] {
+                emails.filter { $0["to"]?["email"] == .string(to) }.compactMap { $0["template"]?.stringValue }.sorted()
+            }
+            #expect(sent("cy@example.com") == ["confirm_subscription", "welcome_offer"])
+            #expect(sent("di@example.com") == ["confirm_subscription"], "consent withdrawn between scheduling and sending: not sent")
+            let confirm = try #require(emails.first { $0["template"] == .string("confirm_subscription") })
+            #expect(confirm["category"] == .string("transactional"))
+            #expect(confirm["data"]?["confirmation_token"]?.stringValue?.count == 32)
+            let welcome = try #require(emails.first { $0["template"] == .string("welcome_offer") })
+            #expect(welcome["causation_id"] == .string("ok-1"), "released by the confirmation")
+            #expect(try await Self.contact(fixture, "cy@example.com")?.decode(String.self, at: 2) == "confirmed")
+            let withheld = try await fixture.query(
+                "SELECT decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND causation_id = 'c-2' AND template = 'welcome_offer' ORDER BY id",
+                [fixture.store])
+            #expect(try withheld.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" }
+                == ["deferred awaiting_confirmation", "suppressed unsubscribed"])
+        }
+    }
+
+    @Test func checkoutIsTransactionalOnlySoftOptInIsPerStoreAndFeedbackSuppresses() async throws {
+        try await TestEnvironment.withPipeline(4, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            try await fixture.startWorker()
+            var messages = [
+                events.track("Checkout Started", id: "co-1", anonymousID: "a-1", properties: ["email": .string("eve@example.com")]),
+                events.capture(id: "c-2", anonymousID: "a-2", email: "fay@example.com", marketing: true, offer: nil),
+                events.feedback("Email Marked as Spam", id: "sp-2", anonymousID: "a-2", email: "fay@example.com", minutes: 5),
+                events.capture(id: "c-3", anonymousID: "a-3", email: "gus@example.com", marketing: true, offer: nil),
+                events.feedback("Email Bounced", id: "hb-3", anonymousID: "a-3", email: "gus@example.com", minutes: 5, bounce: "hard"),
+                events.capture(id: "c-4", anonymousID: "a-4", email: "hal@example.com", marketing: true, offer: nil),
+            ]
+            messages += (1...7).map { events.feedback("Email Bounced", id: "sb-\($0)", anonymousID: "a-4", email: "hal@example.com", minutes: Double($0), bounce: "soft") }
+            try await fixture.publish(messages)
+            try await Self.processed(fixture, messages.count)
+            let eve = try #require(try await Self.contact(fixture, "eve@example.com"))
+            #expect(try eve.decode(Bool.self, at: 0) == true && eve.decode(Bool.self, at: 1) == false, "email-first checkout: transactional only")
+            let fay = try #require(try await Self.contact(fixture, "fay@example.com"))
+            #expect(try fay.decode(Bool.self, at: 1) == false && fay.decode(String.self, at: 4) == "marketing")
+            let gus = try #require(try await Self.contact(fixture, "gus@example.com"))
+            #expect(try gus.decode(Bool.self, at: 0) == false && gus.decode(String.self, at: 4) == "all")
+            let hal = try #require(try await Self.contact(fixture, "hal@example.com"))
+            #expect(try hal.decode(String.self, at: 4) == "all" && hal.decode(Int.self, at: 5) == 7)
+        }
+        try await TestEnvironment.withPipeline(5, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"soft_opt_in": true}"#)]
+            try await fixture.startWorker()
+            try await fixture.publish([events.track("Checkout Started", id: "co-1", anonymousID: "a-1", context: ["traits": .object(["email": .string("ida@example.com")])])])
+            try await Self.processed(fixture, 1)
+            let ida = try #require(try await Self.contact(fixture, "ida@example.com"))
+            #expect(try ida.decode(Bool.self, at: 1) == true && ida.decode(String.self, at: 2) == "soft", "soft opt-in where the store uses it")
+        }
+    }
+
+    @Test func erasureLeavesNoEmailOrNameInAnyTextColumnAndRefusesReimport() async throws {
+        try await TestEnvironment.withPipeline(6, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            fixture.extraEnvironment = [
+                "STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"keep_erasure_hash": true, "double_opt_in": true}"#),
+                "ERASURE_HASH_SALT": "a-test-salt-of-some-length",
+            ]
+            try await fixture.startWorker()
+            let email = "zelda.quist@example.com"
+            try await fixture.publish([
+                events.identify(id: "i-1", userID: "u-zq", anonymousID: "a-zq", traits: [
+                    "email": .string(email), "firstName": .string("Zelda"), "lastName": .string("Quist"), "bio": .string("Zelda Quist likes tea"),
+                ]),
+                events.track("Product Viewed", id: "v-1", anonymousID: "a-zq", minutes: 1, properties: ["product_id": .string("p-1")]),
+                events.capture(id: "c-1", anonymousID: "a-zq", email: email, marketing: true, minutes: 2,
+                               context: ["ip": .string("192.0.2.55"), "userAgent": .string("ZeldaBrowser/1")]),
+                events.track("Erasure Requested", id: "e-1", anonymousID: "a-zq", minutes: 3, properties: ["email": .string(email)]),
+            ])
+            try await Self.processed(fixture, 4)
+            // Every text-like column of every table, found in the catalogue.
+            let columns = try await fixture.query(
+                """
+                SELECT c.table_name, c.column_name FROM information_schema.columns c
+                JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+                WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'
+                  AND c.data_type IN ('text', 'character varying', 'character', 'jsonb', 'json')
+                """)
+            #expect(columns.count > 20)
+            var leaks: [String] = []
+            for column in columns {
+                let table = try column.decode(String.self, at: 0) ?? ""
+                let name = try column.decode(String.self, at: 1) ?? ""
+                let hits = try await fixture.query(
+                    "SELECT count(*) FROM \(PostgresConnection.quoteIdentifier(table)) WHERE \(PostgresConnection.quoteIdentifier(name))::text ILIKE ANY($1::text[])",
+                    [PostgresArray(["%zelda.quist%", "%Zelda%", "%Quist%", "%192.0.2.55%", "%ZeldaBrowser%"])])
+                if try hits.first?.decode(Int.self, at: 0) ?? 0 > 0 { leaks.append("\(table).\(name)") }
+            }
+            #expect(leaks.isEmpty, "personal data left in \(leaks)")
+            #expect(try await fixture.query("SELECT 1 FROM capture_erased_addresses WHERE store_id = $1", [fixture.store]).count == 1)
+            // Re-import is refused: a new capture of the erased address creates nothing.
+            try await fixture.publish([events.capture(id: "c-again", anonymousID: "a-new", email: email, marketing: true, minutes: 10)])
+            try await Self.processed(fixture, 5)
+            #expect(try await fixture.query("SELECT 1 FROM capture_identities WHERE store_id = $1", [fixture.store]).count == 0)
+            let emails = try await Self.emails(fixture, timeout: .seconds(5)) { _ in false }
+            #expect(emails.allSatisfy { $0["causation_id"] != .string("c-again") })
+        }
+    }
+
+    @Test func explainTellsWhyAShopperDidOrDidNotGetAnEmail() async throws {
+        try await TestEnvironment.withPipeline(7, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            try await fixture.startWorker()
+            try await fixture.publish([
+                events.capture(id: "c-1", anonymousID: "a-1", email: "jo@example.com", marketing: true),
+                events.capture(id: "c-2", anonymousID: "a-1", email: "jo@example.com", marketing: true, minutes: 5),
+                events.feedback("Unsubscribed", id: "u-1", anonymousID: "a-1", email: "jo@example.com", minutes: 9),
+            ])
+            try await Self.processed(fixture, 3)
+            let explain = try ChildProcess("CaptureWorker", ["explain", "--store", fixture.store, "--email", "Jo@Example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await explain.waitForExit() == 0)
+            let output = explain.stdout
+            #expect(output.contains("suppressed: marketing"))
+            #expect(output.contains("event     Email Captured  [message c-1]"))
+            #expect(output.contains("consent   consent  marketing yes, source popup, opt-in single, text vv2  [message c-1]"))
+            #expect(output.contains("sent      welcome_offer (marketing)"))
+            #expect(output.contains("dropped   welcome_offer (marketing) — welcome_already_offered"))
+            #expect(output.contains("consent   unsubscribe  marketing no"))
+            let lines = output.split(separator: "\n")
+            #expect(lines.firstIndex { $0.contains("welcome_already_offered") } ?? 0 > lines.firstIndex { $0.contains("sent      welcome_offer") } ?? 0, "oldest first")
+        }
+    }
+}
