@@ -16,7 +16,8 @@ ALTER TABLE capture_shoppers
     ADD COLUMN erased_at               timestamptz;
 
 -- The consent ledger: every consent-relevant event exactly as given. Rows are never updated or deleted, except by
--- erasure, which clears their personal columns (IP, user agent) inside a transaction that says so.
+-- erasure (which clears their personal columns: IP, user agent, consent text) and by an anonymous shopper's merge into
+-- the known one (which moves them): both set rapport.ledger_rewrite for their own statement only.
 CREATE TABLE capture_consent_ledger (
     id             bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     store_id       text        NOT NULL,
@@ -40,7 +41,7 @@ CREATE INDEX capture_consent_ledger_by_shopper ON capture_consent_ledger (store_
 CREATE FUNCTION capture_consent_ledger_append_only() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF current_setting('rapport.erasure', true) = 'on' THEN
+    IF current_setting('rapport.ledger_rewrite', true) = 'on' THEN
         RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
     END IF;
     RAISE EXCEPTION 'the consent ledger is append-only (% refused)', TG_OP USING ERRCODE = 'integrity_constraint_violation';
@@ -82,6 +83,8 @@ CREATE TABLE capture_erased_addresses (
 -- Resolves each event's identities to a shopper, in order, creating shoppers and linking identities as it goes.
 -- An event carrying identities that point at two shoppers (anonymous browsing, then identify or capture) merges the
 -- anonymous one into the known one: its identities, interests and timeline move, so what was viewed still counts.
+-- Every event gets the shopper it belongs to at the end of the batch (an earlier event's shopper may have been merged
+-- by a later one).
 CREATE FUNCTION capture_resolve_shoppers(p_store text[], p_user text[], p_anonymous text[], p_email text[])
 RETURNS TABLE (n integer, shopper_id bigint)
 LANGUAGE plpgsql AS $$
@@ -90,6 +93,7 @@ DECLARE
     found_ids bigint[];
     target bigint;
     other bigint;
+    resolved bigint[] := ARRAY[]::bigint[];
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_store, 1), 0) LOOP
         SELECT array_agg(DISTINCT ci.shopper_id ORDER BY ci.shopper_id) INTO found_ids
@@ -109,7 +113,9 @@ BEGIN
             LIMIT 1;
             FOREACH other IN ARRAY found_ids LOOP
                 CONTINUE WHEN other = target;
-                PERFORM capture_merge_shopper(p_store[i], other, target);
+                IF capture_merge_shopper(p_store[i], other, target) THEN
+                    resolved := array_replace(resolved, other, target);
+                END IF;
             END LOOP;
         END IF;
         INSERT INTO capture_identities (store_id, kind, value, shopper_id)
@@ -117,21 +123,20 @@ BEGIN
         FROM (VALUES ('user_id', p_user[i]), ('anonymous_id', p_anonymous[i]), ('email', p_email[i])) AS k(kind, value)
         WHERE k.value IS NOT NULL
         ON CONFLICT (store_id, kind, value) DO NOTHING;
-        n := i;
-        shopper_id := target;
-        RETURN NEXT;
+        resolved := resolved || target;
     END LOOP;
+    RETURN QUERY SELECT r.n::integer, r.id FROM unnest(resolved) WITH ORDINALITY AS r(id, n);
 END;
 $$;
 
--- Folds shopper `p_from` into `p_into`: identities, interests (summed), timeline, ledger; then deletes `p_from`.
--- A merged shopper with its own email and consent is not folded (two known people): only anonymous shoppers merge.
-CREATE FUNCTION capture_merge_shopper(p_store text, p_from bigint, p_into bigint) RETURNS void
+-- Folds shopper `p_from` into `p_into`: identities, interests (summed), timeline, consent ledger; then deletes
+-- `p_from`. Only an anonymous shopper is folded: two known people (each with a user id or an email) stay apart.
+-- Returns whether it merged.
+CREATE FUNCTION capture_merge_shopper(p_store text, p_from bigint, p_into bigint) RETURNS boolean
 LANGUAGE plpgsql AS $$
 BEGIN
     IF EXISTS (SELECT 1 FROM capture_identities WHERE store_id = p_store AND shopper_id = p_from AND kind <> 'anonymous_id') THEN
-        -- Both are known shoppers: keep them apart; only the anonymous identity moves to the newer knowledge.
-        RETURN;
+        RETURN false;
     END IF;
     UPDATE capture_identities SET shopper_id = p_into WHERE store_id = p_store AND shopper_id = p_from;
     INSERT INTO capture_interests AS i (store_id, shopper_id, kind, item, views, adds, last_at)
@@ -140,7 +145,11 @@ BEGIN
         SET views = i.views + EXCLUDED.views, adds = i.adds + EXCLUDED.adds, last_at = greatest(i.last_at, EXCLUDED.last_at);
     DELETE FROM capture_interests WHERE store_id = p_store AND shopper_id = p_from;
     UPDATE capture_timeline SET shopper_id = p_into WHERE store_id = p_store AND shopper_id = p_from;
+    PERFORM set_config('rapport.ledger_rewrite', 'on', true);  -- the rows change owner, nothing else
+    UPDATE capture_consent_ledger SET shopper_id = p_into WHERE store_id = p_store AND shopper_id = p_from;
+    PERFORM set_config('rapport.ledger_rewrite', 'off', true);
     DELETE FROM capture_shoppers WHERE store_id = p_store AND shopper_id = p_from;
+    RETURN true;
 END;
 $$;
 
@@ -158,10 +167,10 @@ BEGIN
     IF ids IS NULL THEN
         RETURN;
     END IF;
-    PERFORM set_config('rapport.erasure', 'on', true);
+    PERFORM set_config('rapport.ledger_rewrite', 'on', true);
     UPDATE capture_consent_ledger SET ip = NULL, user_agent = NULL, consent_text = NULL
     WHERE store_id = p_store AND shopper_id = ANY(ids);
-    PERFORM set_config('rapport.erasure', 'off', true);
+    PERFORM set_config('rapport.ledger_rewrite', 'off', true);
     DELETE FROM capture_identities WHERE store_id = p_store AND shopper_id = ANY(ids);
     DELETE FROM capture_interests WHERE store_id = p_store AND shopper_id = ANY(ids);
     DELETE FROM capture_timeline WHERE store_id = p_store AND shopper_id = ANY(ids);

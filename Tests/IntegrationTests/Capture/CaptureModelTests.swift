@@ -170,6 +170,15 @@ import Testing
         #expect(model.interests[.init(storeID: Self.store, shopperID: 1, kind: "product", item: "p-2")]?.adds == 1)
     }
 
+    @Test func browseEventsArrivingOutOfOrderStillGetOneRecommendationPerWindow() {
+        var model = Self.model()
+        // A later view (another partition ran ahead), then earlier ones, then one a day later.
+        for (minutes, product) in [(600.0, "p-late"), (0, "p-early"), (30, "p-mid"), (600 + 60 * 24, "p-next-day")] {
+            model.apply(Self.track("Product Viewed", ["product_id": .string(product)], minutes: minutes, id: product), shopperID: 1)
+        }
+        #expect(model.commands.map(\.causationID) == ["p-late", "p-next-day"])
+    }
+
     @Test func erasureStopsEverythingAfterIt() {
         var model = Self.model()
         model.apply(Self.capture(marketing: true, offer: nil), shopperID: 1)

@@ -18,14 +18,14 @@ import Testing
         }
 
         func track(_ event: String, id: String, anonymousID: String, minutes: Double = 0, properties: [String: JSONValue] = [:],
-                   context: [String: JSONValue] = [:], userID: String? = nil) -> KafkaOutboundMessage {
+                   context: [String: JSONValue] = [:], userID: String? = nil, key: String? = nil) -> KafkaOutboundMessage {
             var body: [String: JSONValue] = [
                 "type": .string("track"), "event": .string(event), "messageId": .string(id), "anonymousId": .string(anonymousID),
                 "timestamp": .string(Date(timeIntervalSince1970: 1_795_586_400 + minutes * 60).rfc3339), "properties": .object(properties),
                 "context": .object(context),
             ]
             if let userID { body["userId"] = .string(userID) }
-            return message(body, key: userID ?? anonymousID)
+            return message(body, key: key ?? userID ?? anonymousID)
         }
 
         func identify(id: String, userID: String, anonymousID: String, traits: [String: JSONValue], minutes: Double = 0) -> KafkaOutboundMessage {
@@ -138,11 +138,13 @@ import Testing
         try await TestEnvironment.withPipeline(2, executable: "CaptureWorker", prefix: "it-cap") { fixture in
             let events = Events(fixture: fixture)
             try await fixture.startWorker()
+            // One key for the whole story, so that it stays in order (a storefront's key changes at login; see the model
+            // tests for events that arrive out of order).
             try await fixture.publish([
                 events.identify(id: "id-0", userID: "user-9", anonymousID: "anon-phone", traits: ["email": .string("bo@example.com"), "firstName": .string("Bo")]),
-                events.track("Product Viewed", id: "v-1", anonymousID: "anon-laptop", properties: ["product_id": .string("p-1")]),
-                events.track("Product Added", id: "v-2", anonymousID: "anon-laptop", minutes: 1, properties: ["product_id": .string("p-1")]),
-                events.track("Product Viewed", id: "v-3", anonymousID: "anon-laptop", minutes: 2, properties: ["product_id": .string("p-2")]),
+                events.track("Product Viewed", id: "v-1", anonymousID: "anon-laptop", properties: ["product_id": .string("p-1")], key: "user-9"),
+                events.track("Product Added", id: "v-2", anonymousID: "anon-laptop", minutes: 1, properties: ["product_id": .string("p-1")], key: "user-9"),
+                events.track("Product Viewed", id: "v-3", anonymousID: "anon-laptop", minutes: 2, properties: ["product_id": .string("p-2")], key: "user-9"),
                 events.identify(id: "id-1", userID: "user-9", anonymousID: "anon-laptop", traits: ["lastName": .string("Berg")], minutes: 3),
                 events.track("Product Viewed", id: "v-4", anonymousID: "anon-laptop", minutes: 60 * 30, properties: ["product_id": .string("p-3")], userID: "user-9"),
             ])
@@ -302,6 +304,91 @@ import Testing
             #expect(output.contains("consent   unsubscribe  marketing no"))
             let lines = output.split(separator: "\n")
             #expect(lines.firstIndex { $0.contains("welcome_already_offered") } ?? 0 > lines.firstIndex { $0.contains("sent      welcome_offer") } ?? 0, "oldest first")
+        }
+    }
+
+    @Test func aDirectAnswerGoesAtOnceInQuietHoursAndCountsTowardThePressureBudget() async throws {
+        try await TestEnvironment.withPipeline(8, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            try await fixture.startWorker()
+            // 06:00 UTC is 22:00 the evening before in Los Angeles: inside the default quiet hours there.
+            try await fixture.publish([
+                events.capture(id: "c-1", anonymousID: "a-1", email: "kim@example.com", marketing: true, context: ["timezone": .string("America/Los_Angeles")]),
+            ])
+            try await Self.processed(fixture, 1)
+            let emails = try await Self.emails(fixture) { $0.contains { $0["template"] == .string("welcome_offer") } }
+            #expect(emails.count { $0["template"] == .string("welcome_offer") } == 1)
+            let counted = try await fixture.query(
+                "SELECT count(*) FROM rapport_contact_decisions WHERE store_id = $1 AND category = 'marketing' AND decision = 'sent'", [fixture.store])
+            #expect(try counted.first?.decode(Int.self, at: 0) == 1, "the send is what the caps count")
+            #expect(try await Self.contact(fixture, "kim@example.com").map { _ in true } == true)
+            let zone = try await fixture.query("SELECT time_zone FROM rapport_contacts WHERE store_id = $1", [fixture.store])
+            #expect(try zone.first?.decode(String.self, at: 0) == "America/Los_Angeles", "the shopper's zone is kept for scheduled sends")
+        }
+    }
+
+    /// The consent property end to end: random event sequences for many shoppers through the worker; every marketing
+    /// email on the wire must be permitted, by the same oracle as the model's property test, at the event that
+    /// caused it.
+    @Test func endToEndNoMarketingEmailWithoutCurrentConsent() async throws {
+        try await TestEnvironment.withPipeline(1, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            let doubleOptIn = true
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"double_opt_in": \#(doubleOptIn)}"#)]
+            try await fixture.startWorker()
+            var generator = ConsentPropertyTests.SplitMix(state: 20_261_125)
+            var sequences: [String: [ConsentPropertyTests.Step]] = [:]
+            var messages: [KafkaOutboundMessage] = []
+            for shopper in 0..<60 {
+                let anonymous = "anon-\(shopper)"
+                let email = "shopper\(shopper)@example.com"
+                let steps = (0..<Int.random(in: 3...14, using: &generator)).map { _ in ConsentPropertyTests.Step.random(using: &generator) }
+                sequences[email] = steps
+                for (index, step) in steps.enumerated() {
+                    let id = "\(shopper)-\(index)"
+                    let minutes = Double(index) * 7
+                    let message: KafkaOutboundMessage =
+                        switch step {
+                        case .capture(let marketing, let level, let offer):
+                            events.track("Email Captured", id: id, anonymousID: anonymous, minutes: minutes, properties: [
+                                "email": .string(email), "source": .string("popup"), "offer_code": offer ? .string("HELLO") : .null,
+                                "consent": marketing.map { .object(["marketing": .bool($0), "opt_in_level": .string(level)]) } ?? .null,
+                            ])
+                        case .confirmed: events.feedback("Email Confirmed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
+                        case .checkout: events.track("Checkout Started", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
+                        case .unsubscribe: events.feedback("Unsubscribed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
+                        case .spam: events.feedback("Email Marked as Spam", id: id, anonymousID: anonymous, email: email, minutes: minutes)
+                        case .softBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "soft")
+                        case .hardBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "hard")
+                        case .viewed: events.track("Product Viewed", id: id, anonymousID: anonymous, minutes: minutes, properties: ["product_id": .string("p-\(index)")])
+                        case .erasure: events.track("Erasure Requested", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
+                        }
+                    messages.append(message)
+                }
+            }
+            try await fixture.publish(messages)
+            try await Self.processed(fixture, messages.count)
+            // Everything processed has been published (outbox drained) once the backlog is empty.
+            try await eventually("outbox drained", timeout: .seconds(30)) {
+                try await fixture.query("SELECT count(*) FROM rapport_outbox").first?.decode(Int.self, at: 0) == 0
+            }
+            let emails = try await Self.emails(fixture, timeout: .seconds(10)) { _ in false }
+            var marketing = 0
+            for email in emails where email["category"] == .string("marketing") {
+                marketing += 1
+                let causation = email["causation_id"]?.stringValue ?? ""
+                let parts = causation.split(separator: "-")
+                guard parts.count == 2, let shopper = Int(parts[0]), let index = Int(parts[1]),
+                    let steps = sequences["shopper\(shopper)@example.com"]
+                else {
+                    Issue.record("a marketing email caused by \(causation)")
+                    continue
+                }
+                #expect(
+                    ConsentPropertyTests.oraclePermitsMarketing(Array(steps[...index]), doubleOptIn: doubleOptIn, softOptIn: false),
+                    "\(email["template"]?.stringValue ?? "") to shopper \(shopper) after \(steps[...index])")
+            }
+            #expect(marketing >= 5, "the sequences must exercise sending: \(marketing) marketing emails")
         }
     }
 }
