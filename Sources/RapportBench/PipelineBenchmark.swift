@@ -42,12 +42,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
     mutating func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
-        let adminURL = try Environment().string("DATABASE_URL", default: "postgresql://localhost:5432/rapport")
-        let database = "rapport_bench_\(UInt32.random(in: 0...UInt32.max))"
-        let admin = PostgresClient(configuration: PostgresConfiguration(url: adminURL), logger: logger)
-        _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(database)") }
-        defer { admin.close() }
-        let url = PostgresConfiguration(url: adminURL).replacingDatabase(with: database).url
+        let database = try await BenchDatabase(prefix: "rapport_bench", logger: logger)
+        let url = database.url
 
         let cluster = try MockKafkaCluster(brokers: 1, logger: logger)
         for topic in ["bench-events", "bench-commands"] { try cluster.createTopic(topic, partitions: partitions) }
@@ -57,33 +53,24 @@ struct PipelineBenchmark: AsyncParsableCommand {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
 
         print("rapport-bench pipeline — \(ProcessInfo.processInfo.activeProcessorCount) cores, EchoWorker (2 rows + 1 command per event), BATCH_SIZE \(batchSize), BATCH_TRANSACTIONS \(batchTransactions)")
-        print("Kafka: mock cluster in this process, \(partitions) partitions; PostgreSQL: \(database), defaults (fsync on)")
+        print("Kafka: mock cluster in this process, \(partitions) partitions; PostgreSQL: \(database.name), defaults (fsync on)")
 
         // Throughput: a backlog of events, drained by the worker.
         for start in stride(from: 0, to: events, by: 10_000) {
             _ = try await producer.send((start..<min(start + 10_000, events)).map { Self.event(index: $0, sentAt: nil) })
         }
         let worker = try startWorker(bootstrap: cluster.bootstrapServers, databaseURL: url)
-        defer { if worker.isRunning { kill(worker.processIdentifier, SIGKILL) } }
+        defer { if worker.process.isRunning { kill(worker.process.processIdentifier, SIGKILL) } }
         let client = PostgresClient(configuration: PostgresConfiguration(url: url), logger: logger)
         defer { client.close() }
-        var first: ContinuousClock.Instant?
-        var count = 0
-        while count < events {
-            count = try await Self.effects(client)
-            if count > 0, first == nil { first = .now }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        let elapsed = Self.seconds(ContinuousClock.now - (first ?? .now))
-        let pipelineRate = Double(events) / elapsed
+        let pipelineRate = try await worker.drainRate(total: events) { try await Self.effects(client) }
         print(String(format: "  pipeline end to end           %10.0f events/s   (%d events from the first effect to the last)", pipelineRate, events))
 
         // Latency: a fixed offered rate; each event's send time against its command's arrival.
         let latencies = try await measureLatency(producer: producer, kafka: kafka, logger: logger)
         print(String(format: "  latency at %d events/s      p50 %6.1f ms   p99 %6.1f ms   (%d events; fetch.wait.max.ms %d)", rate, latencies.p50, latencies.p99, latencies.count, fetchWaitMs))
-        let peak = Self.peakResidentMegabytes(of: worker.processIdentifier)
-        worker.terminate()
-        worker.waitUntilExit()
+        let peak = worker.peakResidentMegabytes
+        worker.stop()
         print(String(format: "  worker peak RSS               %10.1f MB", peak))
 
         // Limits and baseline, on the same tables.
@@ -96,31 +83,20 @@ struct PipelineBenchmark: AsyncParsableCommand {
         try await producer.close()
         withExtendedLifetime(cluster) {}
         client.close()
-        _ = try await admin.withConnection { try $0.execute("DROP DATABASE \(database) WITH (FORCE)") }
+        try await database.drop()
     }
 
     // MARK: - The worker
 
-    private func startWorker(bootstrap: String, databaseURL: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("EchoWorker")
-        var environment = ProcessInfo.processInfo.environment
-        environment.merge([
-            "DATABASE_URL": databaseURL, "KAFKA_BROKERS": bootstrap, "SHOPPER_EVENTS_TOPIC": "bench-events",
-            "EMAIL_COMMANDS_TOPIC": "bench-commands", "BATCH_SIZE": "\(batchSize)", "BATCH_WAIT_MS": "20",
-            "BATCH_TRANSACTIONS": "\(batchTransactions)",
-            "HTTP_PORT": "0", "LOG_LEVEL": workerLog == nil ? "warning" : "debug", "KAFKA_GROUP_ID": "bench",
-            "KAFKA_FETCH_WAIT_MAX_MS": "\(fetchWaitMs)",
-        ]) { _, new in new }
-        process.environment = environment
-        if let workerLog {
-            _ = FileManager.default.createFile(atPath: workerLog, contents: nil)
-            process.standardOutput = FileHandle(forWritingAtPath: workerLog)
-        } else {
-            process.standardOutput = FileHandle.nullDevice
-        }
-        try process.run()
-        return process
+    private func startWorker(bootstrap: String, databaseURL: String) throws -> BenchWorker {
+        try BenchWorker(
+            "EchoWorker",
+            environment: [
+                "DATABASE_URL": databaseURL, "KAFKA_BROKERS": bootstrap, "SHOPPER_EVENTS_TOPIC": "bench-events",
+                "EMAIL_COMMANDS_TOPIC": "bench-commands", "BATCH_SIZE": "\(batchSize)", "BATCH_WAIT_MS": "20",
+                "BATCH_TRANSACTIONS": "\(batchTransactions)", "HTTP_PORT": "0", "LOG_LEVEL": workerLog == nil ? "warning" : "debug",
+                "KAFKA_GROUP_ID": "bench", "KAFKA_FETCH_WAIT_MAX_MS": "\(fetchWaitMs)",
+            ], log: workerLog)
     }
 
     static func event(index: Int, sentAt: UInt64?) -> KafkaOutboundMessage {
@@ -237,14 +213,6 @@ struct PipelineBenchmark: AsyncParsableCommand {
     }
 
     // MARK: - Helpers
-
-    static func peakResidentMegabytes(of pid: Int32) -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
-            let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
-        else { return .nan }
-        return kilobytes / 1024
-    }
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18

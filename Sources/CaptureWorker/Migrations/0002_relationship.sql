@@ -90,39 +90,55 @@ RETURNS TABLE (n integer, shopper_id bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     i integer;
+    v_store text;
+    v_user text;
+    v_anonymous text;
+    v_email text;
+    hits bigint[];
     found_ids bigint[];
     target bigint;
     other bigint;
     resolved bigint[] := ARRAY[]::bigint[];
 BEGIN
     FOR i IN 1 .. coalesce(array_length(p_store, 1), 0) LOOP
-        SELECT array_agg(DISTINCT ci.shopper_id ORDER BY ci.shopper_id) INTO found_ids
-        FROM capture_identities ci
-        WHERE ci.store_id = p_store[i]
-          AND ((ci.kind = 'user_id' AND ci.value = p_user[i])
-            OR (ci.kind = 'email' AND ci.value = p_email[i])
-            OR (ci.kind = 'anonymous_id' AND ci.value = p_anonymous[i]));
-        IF found_ids IS NULL THEN
-            INSERT INTO capture_shoppers (store_id) VALUES (p_store[i]) RETURNING capture_shoppers.shopper_id INTO target;
+        v_store := p_store[i];
+        v_user := p_user[i];
+        v_anonymous := p_anonymous[i];
+        v_email := p_email[i];
+        -- Three primary-key probes (one OR-ed condition would not use the index in a generic plan).
+        hits := ARRAY(
+            SELECT ci.shopper_id FROM capture_identities ci WHERE ci.store_id = v_store AND ci.kind = 'user_id' AND ci.value = v_user
+            UNION ALL
+            SELECT ci.shopper_id FROM capture_identities ci WHERE ci.store_id = v_store AND ci.kind = 'email' AND ci.value = v_email
+            UNION ALL
+            SELECT ci.shopper_id FROM capture_identities ci WHERE ci.store_id = v_store AND ci.kind = 'anonymous_id' AND ci.value = v_anonymous);
+        found_ids := ARRAY(SELECT DISTINCT h FROM unnest(hits) AS h ORDER BY 1);
+        IF cardinality(found_ids) = 0 THEN
+            INSERT INTO capture_shoppers (store_id) VALUES (v_store) RETURNING capture_shoppers.shopper_id INTO target;
+        ELSIF cardinality(found_ids) = 1 THEN
+            target := found_ids[1];
         ELSE
             -- The known shopper wins: the one with the user id, else the one with the email, else the oldest.
             SELECT ci.shopper_id INTO target FROM capture_identities ci
-            WHERE ci.store_id = p_store[i] AND ci.shopper_id = ANY(found_ids)
-            ORDER BY (ci.kind = 'user_id' AND ci.value = p_user[i]) DESC, (ci.kind = 'email' AND ci.value = p_email[i]) DESC,
+            WHERE ci.store_id = v_store AND ci.shopper_id = ANY(found_ids)
+            ORDER BY (ci.kind = 'user_id' AND ci.value = v_user) DESC, (ci.kind = 'email' AND ci.value = v_email) DESC,
                      ci.shopper_id
             LIMIT 1;
             FOREACH other IN ARRAY found_ids LOOP
                 CONTINUE WHEN other = target;
-                IF capture_merge_shopper(p_store[i], other, target) THEN
+                IF capture_merge_shopper(v_store, other, target) THEN
                     resolved := array_replace(resolved, other, target);
                 END IF;
             END LOOP;
         END IF;
-        INSERT INTO capture_identities (store_id, kind, value, shopper_id)
-        SELECT p_store[i], k.kind, k.value, target
-        FROM (VALUES ('user_id', p_user[i]), ('anonymous_id', p_anonymous[i]), ('email', p_email[i])) AS k(kind, value)
-        WHERE k.value IS NOT NULL
-        ON CONFLICT (store_id, kind, value) DO NOTHING;
+        -- Only when some identity is new: most events carry ones already linked.
+        IF cardinality(hits) < (v_user IS NOT NULL)::int + (v_anonymous IS NOT NULL)::int + (v_email IS NOT NULL)::int THEN
+            INSERT INTO capture_identities (store_id, kind, value, shopper_id)
+            SELECT v_store, k.kind, k.value, target
+            FROM (VALUES ('user_id', v_user), ('anonymous_id', v_anonymous), ('email', v_email)) AS k(kind, value)
+            WHERE k.value IS NOT NULL
+            ON CONFLICT (store_id, kind, value) DO NOTHING;
+        END IF;
         resolved := resolved || target;
     END LOOP;
     RETURN QUERY SELECT r.n::integer, r.id FROM unnest(resolved) WITH ORDINALITY AS r(id, n);

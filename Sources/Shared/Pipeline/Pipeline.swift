@@ -299,29 +299,30 @@ public final class Pipeline: Service, Sendable {
             }
         }
         guard groups.count > 1 else { return try await transaction(nil) }
-        let results = await withTaskGroup(of: (Set<TopicPartition>, Result<Committed, any Error>).self) { group in
+        let outcomes = await withTaskGroup(of: TransactionOutcome.self) { group in
             for partitions in groups {
                 group.addTask {
                     do {
-                        return (partitions, .success(try await transaction(partitions)))
+                        return TransactionOutcome(partitions: partitions, committed: try await transaction(partitions), error: nil)
                     } catch {
-                        return (partitions, .failure(error))
+                        return TransactionOutcome(partitions: partitions, committed: nil, error: error)
                     }
                 }
             }
             // Every transaction is awaited, even after one fails: none may still be running when the batch retries.
-            return await group.reduce(into: []) { $0.append($1) }
+            var outcomes: [TransactionOutcome] = []
+            while let outcome = await group.next() { outcomes.append(outcome) }
+            return outcomes
         }
         var committed = Committed()
         var committedPartitions = Set<TopicPartition>()
         var firstError: (any Error)?
-        for (partitions, result) in results {
-            switch result {
-            case .success(let part):
+        for outcome in outcomes {
+            if let part = outcome.committed {
                 committed.add(part)
-                committedPartitions.formUnion(partitions)
-            case .failure(let error):
-                firstError = firstError ?? error
+                committedPartitions.formUnion(outcome.partitions)
+            } else {
+                firstError = firstError ?? outcome.error
             }
         }
         if let firstError {
@@ -329,6 +330,20 @@ public final class Pipeline: Service, Sendable {
             throw PartialCommit(committed: committed, partitions: committedPartitions, error: firstError)
         }
         return committed
+    }
+
+    /// How one of a batch's transactions ended. A class: the task group hands one reference back per child (a tuple
+    /// of a set and a `Result` crashed the Swift 6.3 runtime while copying a child's result in a release build).
+    private final class TransactionOutcome: Sendable {
+        let partitions: Set<TopicPartition>
+        let committed: Committed?
+        let error: (any Error)?
+
+        init(partitions: Set<TopicPartition>, committed: Committed?, error: (any Error)?) {
+            self.partitions = partitions
+            self.committed = committed
+            self.error = error
+        }
     }
 
     /// Some of a batch's transactions committed and at least one failed with `error`. The committed partitions are
