@@ -213,8 +213,22 @@ import Testing
                 events.capture(id: "c-4", anonymousID: "a-4", email: "hal@example.com", marketing: true, offer: nil),
             ]
             messages += (1...7).map { events.feedback("Email Bounced", id: "sb-\($0)", anonymousID: "a-4", email: "hal@example.com", minutes: Double($0), bounce: "soft") }
-            try await fixture.publish(messages)
+            // Bad capture events: the contract's fields checked per event, each to the dead-letter topic.
+            let bad = [
+                events.track("Email Captured", id: "bad-1", anonymousID: "a-9", properties: ["source": .string("popup")]),
+                events.track("Email Captured", id: "bad-2", anonymousID: "a-9", properties: ["email": .string("not-an-address")]),
+                events.track("Email Bounced", id: "bad-3", anonymousID: "a-9", properties: ["email": .string("x@example.com"), "bounce_type": .string("bouncy")]),
+                events.track("Product Viewed", id: "bad-4", anonymousID: "a-9", properties: ["product_id": .bool(true)]),
+            ]
+            try await fixture.publish(messages + bad)
             try await Self.processed(fixture, messages.count)
+            let dead = try await fixture.read(fixture.deadLetterTopic, partitions: 1) { $0.count >= bad.count }
+            #expect(dead.count == bad.count)
+            #expect(dead.allSatisfy { $0.header("dlq.reason") == "schema_violation" && $0.header("dlq.worker") == "CaptureWorker" })
+            #expect(Set(dead.compactMap { $0.header("dlq.message") }) == [
+                "properties.email is required", "properties.email is not a valid email address",
+                "properties.bounce_type must be hard or soft", "properties.product_id must be a string, not a boolean",
+            ])
             let eve = try #require(try await Self.contact(fixture, "eve@example.com"))
             #expect(try eve.decode(Bool.self, at: 0) == true && eve.decode(Bool.self, at: 1) == false, "email-first checkout: transactional only")
             let fay = try #require(try await Self.contact(fixture, "fay@example.com"))
@@ -242,6 +256,19 @@ import Testing
                 "STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"keep_erasure_hash": true, "double_opt_in": true}"#),
                 "ERASURE_HASH_SALT": "a-test-salt-of-some-length",
             ]
+            // Every worker's tables in the one database, each holding this shopper's data under their shopper key.
+            for worker in ["ReceiptWorker", "SurveyWorker"] {
+                let migrate = try ChildProcess(worker, ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+                #expect(try await migrate.waitForExit() == 0)
+            }
+            _ = try await fixture.query(
+                "INSERT INTO receipt_orders (store_id, order_id, shopper_key, currency, placed_at) VALUES ($1, 'o-1', $1 || '/u-zq', 'EUR', now())",
+                [fixture.store])
+            _ = try await fixture.query(
+                """
+                INSERT INTO survey_responses (store_id, message_id, survey_id, shopper_key, answers, submitted_at)
+                VALUES ($1, 's-1', 'onboarding', $1 || '/a-zq', '{"about": "I am Zelda Quist"}', now())
+                """, [fixture.store])
             try await fixture.startWorker()
             let email = "zelda.quist@example.com"
             try await fixture.publish([
@@ -273,6 +300,7 @@ import Testing
                 if try hits.first?.decode(Int.self, at: 0) ?? 0 > 0 { leaks.append("\(table).\(name)") }
             }
             #expect(leaks.isEmpty, "personal data left in \(leaks)")
+            #expect(try await fixture.query("SELECT 1 FROM receipt_orders WHERE store_id = $1", [fixture.store]).count == 0, "other workers' data erased too")
             #expect(try await fixture.query("SELECT 1 FROM capture_erased_addresses WHERE store_id = $1", [fixture.store]).count == 1)
             // Re-import is refused: a new capture of the erased address creates nothing.
             try await fixture.publish([events.capture(id: "c-again", anonymousID: "a-new", email: email, marketing: true, minutes: 10)])
