@@ -23,9 +23,15 @@ import Testing
                 try $0.query("SELECT component, version FROM rapport_schema_migrations ORDER BY component, version")
                     .map { "\(try $0.decode(String.self, at: 0) ?? "")/\(try $0.decode(Int.self, at: 1) ?? 0)" }
             }
-            #expect(rows == ["capture/1", "receipt/1", "shared/1"])
+            // Every migration file of the three components, as the files in the source tree name them.
+            let expected = try ["shared": "Shared", "capture": "CaptureWorker", "receipt": "ReceiptWorker"].flatMap { component, target in
+                try Migration.load(component: component, directory: TestEnvironment.root.appendingPathComponent("Sources/\(target)/Migrations"))
+                    .map { "\(component)/\($0.version)" }
+            }.sorted()
+            #expect(expected.count >= 6)
+            #expect(rows == expected)
             #expect(applied.reduce(0, +) == rows.count, "\(applied)")
-            #expect(applied[0] == 0 || applied[1] == 0, "the two CaptureWorkers did not both apply capture/1")
+            #expect(applied[0] == 0 || applied[1] == 0, "the two CaptureWorkers did not both apply the capture migrations")
             let tables = try await client.withConnection {
                 try $0.query("SELECT count(*) FROM pg_tables WHERE tablename IN ('capture_shoppers', 'capture_identities', 'receipt_orders')")
                     .first?.decode(Int.self, at: 0)
@@ -80,6 +86,23 @@ import Testing
             #expect(!process.stderr.contains("Backtrac") && !process.stderr.contains("Fatal error"))
             #expect(process.stdout.isEmpty)
         }
+    }
+
+    /// CaptureWorker's own settings: the store settings file and the erasure salt.
+    @Test(arguments: [
+        (#"{"defaults": {"double_opt_in": "yes"}}"#, [:], "STORE_SETTINGS_FILE: defaults.double_opt_in must be true or false"),
+        (#"{"stores": {"acme": {"quiet_hours": {"start": "9pm", "end": "08:00"}}}}"#, [:], "STORE_SETTINGS_FILE: stores.acme.quiet_hours.start"),
+        (#"{"defaults": {"keep_erasure_hash": true}}"#, [:], "ERASURE_HASH_SALT: must be set"),
+        (#"{"defaults": {"keep_erasure_hash": true}}"#, ["ERASURE_HASH_SALT": "short"], "ERASURE_HASH_SALT: must be set (16 characters or more)"),
+    ])
+    func badStoreSettingsStopCaptureWorkerNamingTheSetting(settings: String, environment: [String: String], message: String) async throws {
+        let file = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("settings") + ".json")
+        try Data(settings.utf8).write(to: file)
+        let process = try ChildProcess("CaptureWorker", [], environment: environment.merging(["STORE_SETTINGS_FILE": file.path]) { _, new in new })
+        #expect(try await process.waitForExit(timeout: .seconds(20)) == 1)
+        let lines = process.stderr.split(separator: "\n")
+        #expect(lines.count == 1 && lines.first?.contains(message) == true, "\(process.stderr)")
+        #expect(!process.stderr.contains("short"), "the salt was printed")
     }
 
     @Test func aWorkerJoinsItsGroupAnswersProbesAndDrainsOnSIGTERM() async throws {
