@@ -7,11 +7,14 @@ public struct DeadLetter: Sendable, Equatable {
     public var source: KafkaMessage
     /// Why it could not be handled.
     public var failure: DecodeFailure
+    /// The Segment `messageId`, when the message was read far enough to have one (for logs).
+    public var messageID: String?
 
     /// A dead letter for `source`.
-    public init(source: KafkaMessage, failure: DecodeFailure) {
+    public init(source: KafkaMessage, failure: DecodeFailure, messageID: String? = nil) {
         self.source = source
         self.failure = failure
+        self.messageID = messageID
     }
 
     /// The message to publish to `topic` on behalf of `worker`, failed at `failedAt`.

@@ -198,7 +198,12 @@ public final class Pipeline: Service, Sendable {
             do {
                 switch try SegmentMessage.decode(message.value, sizeLimit: configuration.maxMessageBytes) {
                 case .event(let event):
-                    try handler.validate(event)
+                    do {
+                        try handler.validate(event)
+                    } catch {
+                        deadLetters.append(DeadLetter(source: message, failure: error, messageID: event.messageID))
+                        continue
+                    }
                     events.append(InboundEvent(message: event, source: message))
                 case .skipped: skipped.append(message.topicPartition)
                 }
@@ -241,12 +246,12 @@ public final class Pipeline: Service, Sendable {
             size: size, duration: duration, handled: committed.handled, duplicates: committed.duplicates,
             skipped: skipped, deadLetters: committed.deadLetters, commands: committed.commands)
         for deadLetter in committed.deadLetters {
-            logger.warning(
-                "message dead-lettered",
-                metadata: [
-                    LogKey.kafkaTopic: "\(deadLetter.source.topicPartition.topic)", LogKey.kafkaPartition: "\(deadLetter.source.topicPartition.partition)",
-                    LogKey.kafkaOffset: "\(deadLetter.source.offset)", "dlq.reason": "\(deadLetter.failure.reason.rawValue)",
-                ])
+            var metadata: Logger.Metadata = [
+                LogKey.kafkaTopic: "\(deadLetter.source.topicPartition.topic)", LogKey.kafkaPartition: "\(deadLetter.source.topicPartition.partition)",
+                LogKey.kafkaOffset: "\(deadLetter.source.offset)", "dlq.reason": "\(deadLetter.failure.reason.rawValue)",
+            ]
+            if let messageID = deadLetter.messageID { metadata[LogKey.messageID] = "\(messageID)" }
+            logger.warning("message dead-lettered", metadata: metadata)
         }
     }
 
@@ -411,7 +416,8 @@ public final class Pipeline: Service, Sendable {
                 } catch {
                     try connection.execute("ROLLBACK TO SAVEPOINT rapport_event")
                     if attempts[key, default: 0] + 1 >= configuration.maxAttempts {
-                        deadLetters.append(DeadLetter(source: event.source, failure: DecodeFailure(.handlerFailure, Self.describe(error))))
+                        deadLetters.append(
+                            DeadLetter(source: event.source, failure: DecodeFailure(.handlerFailure, Self.describe(error)), messageID: event.message.messageID))
                     } else {
                         retry.append(key)
                     }

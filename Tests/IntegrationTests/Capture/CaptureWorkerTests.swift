@@ -229,6 +229,9 @@ import Testing
                 "properties.email is required", "properties.email is not a valid email address",
                 "properties.bounce_type must be hard or soft", "properties.product_id must be a string, not a boolean",
             ])
+            let log = fixture.workers.first?.stdout ?? ""
+            #expect(log.contains(#""event.message_id":"bad-2""#), "the dead-letter log line names the message")
+            #expect(!log.contains("not-an-address"), "never the offending value")
             let eve = try #require(try await Self.contact(fixture, "eve@example.com"))
             #expect(try eve.decode(Bool.self, at: 0) == true && eve.decode(Bool.self, at: 1) == false, "email-first checkout: transactional only")
             let fay = try #require(try await Self.contact(fixture, "fay@example.com"))
