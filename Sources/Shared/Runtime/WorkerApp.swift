@@ -6,7 +6,8 @@ import ServiceLifecycle
 /// and the tests call the same function.
 public enum WorkerApp {
     /// Connects, applies migrations, and assembles the worker's services in start order (PostgreSQL, probes, health
-    /// check, pipeline); shutdown runs in reverse, so the pipeline drains first and PostgreSQL closes last.
+    /// check, de-duplication retention, pipeline); shutdown runs in reverse, so the pipeline drains first and
+    /// PostgreSQL closes last.
     ///
     /// - Parameters:
     ///   - descriptor: Which worker.
@@ -32,6 +33,8 @@ public enum WorkerApp {
         let health = WorkerHealth(livenessWindow: configuration.livenessWindow)
         let probes = ProbeServer(port: configuration.httpPort, health: health, registry: registry, logger: logger)
         let healthCheck = PostgresHealthCheck(client: postgres, health: health, logger: logger)
+        let retention = DeduplicationRetention(
+            postgres: postgres, groupID: configuration.consumer.groupID, window: configuration.deduplicationWindow, logger: logger)
         var pipelineConfiguration = PipelineConfiguration(
             worker: descriptor.name, groupID: configuration.consumer.groupID, inputTopic: descriptor.inputTopic(configuration.topics))
         pipelineConfiguration.batchSize = configuration.batchSize
@@ -42,7 +45,7 @@ public enum WorkerApp {
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
             handler: handler, health: health, logger: logger)
-        var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, pipeline], logger: logger)
+        var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, retention, pipeline], logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = configuration.drainTimeout
         return ServiceGroup(configuration: group)

@@ -23,6 +23,7 @@ extension WorkerConfiguration {
         batchWait = .milliseconds(try environment.integer("BATCH_WAIT_MS", default: 100, in: 1...60_000))
         maxMessageBytes = try environment.integer("MAX_MESSAGE_BYTES", default: maxMessageBytes, in: 1024...(64 << 20))
         maxAttempts = try environment.integer("HANDLER_MAX_ATTEMPTS", default: maxAttempts, in: 1...100)
+        deduplicationWindow = .seconds(try environment.integer("DEDUPLICATION_WINDOW_DAYS", default: 30, in: 1...3650) * 86_400)
     }
 
     /// Reads `LOG_FORMAT` (`json`, `text`) and `LOG_LEVEL` (`trace` … `critical`).

@@ -38,6 +38,8 @@ public struct WorkerConfiguration: Sendable {
     public var maxMessageBytes: Int = 1 << 20
     /// How many times an event whose handling fails is tried before it is dead-lettered. Default: 3.
     public var maxAttempts: Int = 3
+    /// How long a processed message id is remembered for de-duplication. Default: 30 days.
+    public var deduplicationWindow: Duration = .seconds(30 * 86_400)
 
     /// A configuration from its parts, with the remaining defaults.
     public init(
