@@ -41,6 +41,15 @@ import Testing
         #expect(configuration.logLevel == .info)
         #expect(configuration.logFormat == .json)
         #expect(configuration.drainTimeout == .seconds(20))
+        #expect(configuration.transactionsPerBatch == 3)
+        #expect(configuration.deduplicationWindow == .seconds(30 * 86_400))
+        let tuned = try WorkerConfiguration(
+            descriptor: descriptor, environment: Environment(["BATCH_TRANSACTIONS": "1", "DEDUPLICATION_WINDOW_DAYS": "7"]))
+        #expect(tuned.transactionsPerBatch == 1 && tuned.deduplicationWindow == .seconds(7 * 86_400))
+        for (name, value) in [("BATCH_TRANSACTIONS", "0"), ("BATCH_TRANSACTIONS", "many"), ("DEDUPLICATION_WINDOW_DAYS", "0")] {
+            let error = #expect(throws: ConfigurationError.self) { try WorkerConfiguration(descriptor: descriptor, environment: Environment([name: value])) }
+            #expect(error?.setting == name)
+        }
     }
 
     @Test func commandIDsAreFNV1a128OfTheLengthPrefixedParts() {
