@@ -105,6 +105,20 @@ import Testing
         #expect(!process.stderr.contains("short"), "the salt was printed")
     }
 
+    @Test func sigtermWhileWaitingForPostgreSQLAtStartUpExitsZero() async throws {
+        // Nothing listens on this port: the worker waits for PostgreSQL, retrying.
+        let worker = try ChildProcess(
+            "CaptureWorker", [], environment: ["DATABASE_URL": "postgresql://rapport@127.0.0.1:9/rapport", "HTTP_PORT": "0"])
+        try await eventually("the worker waiting for PostgreSQL", timeout: .seconds(20)) {
+            worker.stdout.contains("schema migration waiting for PostgreSQL")
+        }
+        let sent = ContinuousClock.now
+        worker.send(SIGTERM)
+        #expect(try await worker.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(ContinuousClock.now - sent < .seconds(5))
+        #expect(worker.stdout.contains("stopped during start-up"))
+    }
+
     @Test func aWorkerJoinsItsGroupAnswersProbesAndDrainsOnSIGTERM() async throws {
         let worker = try ChildProcess(
             "SurveyWorker", [],

@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 
 /// A worker executable's command line: `run` (the default) and `migrate`.
 public struct WorkerCommand<Worker: WorkerDefinition>: AsyncParsableCommand {
@@ -35,8 +36,20 @@ public struct RunWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         var logger = Logger(label: descriptor.name)
         logger[metadataKey: LogKey.worker] = "\(descriptor.name)"
-        let group = try await WorkerApp.build(
-            descriptor: descriptor, configuration: configuration, handler: handler, registry: registry, logger: logger)
+        // Start-up (waiting for PostgreSQL, migrations) ends cleanly on SIGTERM too, before the group handles signals.
+        let building = Task {
+            try await WorkerApp.build(descriptor: descriptor, configuration: configuration, handler: handler, registry: registry, logger: logger)
+        }
+        let signals = StartupSignals { building.cancel() }
+        let group: ServiceGroup
+        do {
+            group = try await building.value
+            signals.stop()
+        } catch where signals.fired {
+            signals.stop()
+            logger.info("stopped during start-up")
+            return
+        }
         try await group.run()
         logger.info("stopped")
     }
