@@ -10,23 +10,23 @@ struct CaptureHandler: PipelineHandler {
     /// The secret salt of erased addresses' hashes (`ERASURE_HASH_SALT`); required when a store keeps them.
     let erasureSalt: String?
     let worker = "CaptureWorker"
+    /// The longest contact-pressure window of any store: how far back marketing sends are loaded.
+    let longestPressureWindow: TimeInterval
+
+    static func longestPressureWindow(_ stores: StoreDirectory) -> TimeInterval {
+        stores.allSettings.flatMap(\.pressureCaps).map(\.window.seconds).max() ?? 0
+    }
 
     /// Reads `STORE_SETTINGS_FILE` and `ERASURE_HASH_SALT`.
     /// - Throws: ``ConfigurationError`` naming the variable.
     init(topics: Topics, environment: Environment) throws {
         stores = try StoreDirectory(environment: environment)
+        longestPressureWindow = Self.longestPressureWindow(stores)
         self.topics = topics
         erasureSalt = try environment.string("ERASURE_HASH_SALT")
-        let keeping = ([stores.defaults] + stores.knownStores.map(stores.settings(for:))).contains(where: \.keepErasureHash)
-        if keeping, (erasureSalt ?? "").count < 16 {
+        if stores.allSettings.contains(where: \.keepErasureHash), (erasureSalt ?? "").count < 16 {
             throw ConfigurationError("ERASURE_HASH_SALT", "must be set (16 characters or more) when a store keeps erased addresses' hashes (keep_erasure_hash)")
         }
-    }
-
-    init(stores: StoreDirectory, topics: Topics, erasureSalt: String?) {
-        self.stores = stores
-        self.topics = topics
-        self.erasureSalt = erasureSalt
     }
 
     func validate(_ message: SegmentMessage) throws(DecodeFailure) {
@@ -182,14 +182,11 @@ struct CaptureHandler: PipelineHandler {
             contacts[key] = contact
             byID[id] = key
         }
-        let longest = self.stores.knownStores.map(self.stores.settings(for:)).reduce(self.stores.defaults.pressureCaps.map(\.window.seconds).max() ?? 0) {
-            max($0, $1.pressureCaps.map(\.window.seconds).max() ?? 0)
-        }
         for row in try connection.query(
             """
             SELECT contact_id, decided_at FROM rapport_contact_decisions
             WHERE contact_id = ANY($1::bigint[]) AND decision = 'sent' AND category = 'marketing' AND decided_at > $2
-            """, [PostgresArray(Array(byID.keys)), earliest.addingTimeInterval(-longest)])
+            """, [PostgresArray(Array(byID.keys)), earliest.addingTimeInterval(-longestPressureWindow)])
         {
             guard let id = try row.decode(Int64.self, at: 0), let at = try row.decode(Date.self, at: 1), let key = byID[id] else { continue }
             contacts[key]?.sentMarketing.append(at)

@@ -166,7 +166,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
         while received < messages {
             received += try await consumer.poll(maxMessages: 10_000, maxWait: .seconds(1)).count
         }
-        let elapsed = seconds(ContinuousClock.now - start)
+        let elapsed = (ContinuousClock.now - start).seconds
         try await consumer.close()
         return elapsed * Double(messages) / Double(received)
     }
@@ -216,7 +216,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
             rd_kafka_poll(producer, 0)
         }
         while rd_kafka_outq_len(producer) > 0 { rd_kafka_poll(producer, 1) }
-        return seconds(ContinuousClock.now - start)
+        return (ContinuousClock.now - start).seconds
     }
 
     /// Seconds for a bare `rd_kafka_consumer_poll` loop to read what the bare producer wrote, from the first message on.
@@ -229,10 +229,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
     private func measure(_ body: () async throws -> Void) async throws -> Double {
         let start = ContinuousClock.now
         try await body()
-        return seconds(ContinuousClock.now - start)
+        return (ContinuousClock.now - start).seconds
     }
 
-    private func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }

@@ -179,7 +179,7 @@ struct PipelineBenchmark: AsyncParsableCommand {
             try connection.copy(
                 into: "copy_audit", columns: ["store_id", "message_id", "event", "at"],
                 rows: (0..<rows).map { ["bench", "ev-\($0)", "Product Viewed", Date()] })
-            return Double(rows) / Self.seconds(ContinuousClock.now - start)
+            return Double(rows) / (ContinuousClock.now - start).seconds
         }
     }
 
@@ -208,13 +208,10 @@ struct PipelineBenchmark: AsyncParsableCommand {
                         """, [index + 1])
                 }
             }
-            return Double(count) / Self.seconds(ContinuousClock.now - start)
+            return Double(count) / (ContinuousClock.now - start).seconds
         }
     }
 
     // MARK: - Helpers
 
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }

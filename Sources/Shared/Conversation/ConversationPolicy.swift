@@ -174,10 +174,3 @@ public struct ConversationPolicy: Sendable {
         return endToday > now ? endToday : (calendar.date(byAdding: .day, value: 1, to: endToday) ?? now)
     }
 }
-
-extension Duration {
-    /// The duration in seconds, as a `TimeInterval`.
-    public var seconds: TimeInterval {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}

@@ -85,6 +85,9 @@ public struct StoreDirectory: Sendable {
     /// The stores the file names.
     public var knownStores: [String] { stores.keys.sorted() }
 
+    /// The defaults, then every named store's settings.
+    public var allSettings: [StoreSettings] { [defaults] + knownStores.map(settings(for:)) }
+
     /// Reads the settings file (JSON):
     /// ```json
     /// {"defaults": {"double_opt_in": false, "quiet_hours": {"start": "21:00", "end": "08:00"}},

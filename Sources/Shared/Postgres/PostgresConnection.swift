@@ -30,8 +30,9 @@ public final class PostgresConnection: @unchecked Sendable {
         // NULL-terminated, as PQconnectdbParams requires.
         let keywords: [String?] = ["dbname", "fallback_application_name", "connect_timeout", nil]
         let values: [String?] = [configuration.url, configuration.applicationName, String(max(1, configuration.connectTimeout.components.seconds)), nil]
-        let pointer = withCStringArray(keywords) { keywordPointers in
-            withCStringArray(values) { valuePointers in
+        let (keywordList, valueList) = (try EncodedParameters(keywords), try EncodedParameters(values))
+        let pointer = keywordList.withPointers { keywordPointers in
+            valueList.withPointers { valuePointers in
                 PQconnectdbParams(keywordPointers, valuePointers, 1)
             }
         }
@@ -318,29 +319,6 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Quotes an identifier (`"name"`, doubling any quote inside).
     public static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
-}
-
-/// Calls `body` with C strings for `values` (`nil` stays a null pointer), all in one buffer valid during the call.
-func withCStringArray<R>(_ values: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
-    var buffer: [CChar] = []
-    var offsets: [Int?] = []
-    offsets.reserveCapacity(values.count)
-    for value in values {
-        guard let value else {
-            offsets.append(nil)
-            continue
-        }
-        offsets.append(buffer.count)
-        buffer.append(contentsOf: value.utf8.map { CChar(bitPattern: $0) })
-        buffer.append(0)
-    }
-    return buffer.withUnsafeBufferPointer { base in
-        let pointers: [UnsafePointer<CChar>?] = offsets.map { offset in
-            guard let offset, let start = base.baseAddress else { return nil }
-            return start + offset
-        }
-        return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
     }
 }
 
