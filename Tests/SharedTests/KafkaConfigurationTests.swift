@@ -34,6 +34,19 @@ import Testing
         #expect(producer["linger.ms"] == "1")
     }
 
+    /// librdkafka logs a CONFWARN line at start for a consumer-only property given to a producer (and the reverse).
+    @Test func passedThroughPropertiesGoOnlyToTheClientsTheyApplyTo() {
+        var kafka = KafkaConfiguration()
+        kafka.properties = ["session.timeout.ms": "6000", "linger.ms": "1", "security.protocol": "ssl", "auto.offset.reset": "latest"]
+        let consumer = KafkaConsumerConfiguration(kafka: kafka, groupID: "g").librdkafkaProperties
+        let producer = KafkaProducerConfiguration(kafka: kafka).librdkafkaProperties
+        #expect(consumer["session.timeout.ms"] == "6000" && consumer["auto.offset.reset"] == "latest" && consumer["security.protocol"] == "ssl")
+        #expect(consumer["linger.ms"] == nil)
+        #expect(producer["linger.ms"] == "1" && producer["security.protocol"] == "ssl")
+        #expect(producer["session.timeout.ms"] == nil && producer["auto.offset.reset"] == nil)
+        #expect(PropertyScope.table.count > 100, "librdkafka's property table was read")
+    }
+
     @Test(arguments: [
         (["KAFKA_BROKERS": ""], ConfigurationError("KAFKA_BROKERS", "must not be empty")),
         (["KAFKA_BROKERS": " , "], ConfigurationError("KAFKA_BROKERS", "must not be empty")),

@@ -79,7 +79,7 @@ public struct KafkaConsumerConfiguration: Sendable, Equatable {
         self.groupID = groupID
     }
 
-    /// Every librdkafka property of this consumer, pass-through properties last.
+    /// Every librdkafka property of this consumer, pass-through properties last (those that apply to consumers).
     var librdkafkaProperties: [String: String] {
         var properties = kafka.baseProperties
         properties["group.id"] = groupID
@@ -93,7 +93,7 @@ public struct KafkaConsumerConfiguration: Sendable, Equatable {
         properties["max.poll.interval.ms"] = String(maxPollInterval.milliseconds)
         properties["fetch.wait.max.ms"] = String(fetchWait.milliseconds)
         properties["queued.max.messages.kbytes"] = String(prefetchKilobytes)
-        properties.merge(kafka.properties) { _, passedThrough in passedThrough }
+        properties.merge(kafka.properties.applying(to: .consumer)) { _, passedThrough in passedThrough }
         return properties
     }
 }
@@ -115,15 +115,15 @@ public struct KafkaProducerConfiguration: Sendable, Equatable {
         self.kafka = kafka
     }
 
-    /// Every librdkafka property of this producer, pass-through properties last. Idempotence (and so `acks=all`
-    /// and ordered retries) is always on.
+    /// Every librdkafka property of this producer, pass-through properties last (those that apply to producers).
+    /// Idempotence (and so `acks=all` and ordered retries) is always on.
     var librdkafkaProperties: [String: String] {
         var properties = kafka.baseProperties
         properties["enable.idempotence"] = "true"
         properties["linger.ms"] = String(linger.milliseconds)
         properties["message.timeout.ms"] = String(deliveryTimeout.milliseconds)
         properties["compression.codec"] = compression
-        properties.merge(kafka.properties) { _, passedThrough in passedThrough }
+        properties.merge(kafka.properties.applying(to: .producer)) { _, passedThrough in passedThrough }
         properties["enable.idempotence"] = "true"
         return properties
     }
