@@ -307,7 +307,12 @@ struct CaptureHandler: PipelineHandler {
                 ContactDecisionLog.Entry(
                     storeID: $0.storeID, contactID: $0.contactID, subject: $0.subject, worker: worker, template: $0.template, decision: $0.decision,
                     commandID: $0.commandID, causationID: $0.causationID, decidedAt: $0.decidedAt)
-            }, connection: connection)
+            }
+                + model.recommendations.map {
+                    ContactDecisionLog.Entry(
+                        storeID: $0.storeID, contactID: $0.contactID, subject: $0.subject, worker: worker, recommendation: $0.context,
+                        commandID: $0.commandID, causationID: $0.causationID, decidedAt: $0.at)
+                }, connection: connection)
         for erasure in model.erasures {
             if erasure.keepHash, let salt = erasureSalt, let email = erasure.email {
                 try connection.execute(

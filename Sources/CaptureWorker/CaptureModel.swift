@@ -99,6 +99,17 @@ struct CaptureModel {
         var decidedAt: Date
     }
 
+    /// A recommendation command emitted, for the shopper's record.
+    struct Recommendation: Equatable {
+        var storeID: String
+        var contactID: Int64?
+        var subject: String
+        var context: String
+        var commandID: String
+        var causationID: String
+        var at: Date
+    }
+
     struct Erasure: Equatable {
         var storeID: String
         var shopperID: Int64
@@ -119,6 +130,7 @@ struct CaptureModel {
     private(set) var timeline: [TimelineEntry] = []
     private(set) var interests: [InterestKey: InterestDelta] = [:]
     private(set) var decisions: [Decision] = []
+    private(set) var recommendations: [Recommendation] = []
     private(set) var commands: [OutboundCommand] = []
     private(set) var erasures: [Erasure] = []
     private(set) var touchedShoppers: Set<Int64> = []
@@ -237,7 +249,12 @@ struct CaptureModel {
             // changes at login, and another partition may run ahead).
             if shopper.browseRecommendedAt.map({ abs(at.timeIntervalSince($0)) >= settings.browseRecommendationWindow.seconds }) ?? true {
                 shopper.browseRecommendedAt = max(at, shopper.browseRecommendedAt ?? at)
-                commands.append(browseRecommendation(shopper: shopper, contact: contact, message: message, added: added))
+                let command = browseRecommendation(shopper: shopper, contact: contact, message: message, added: added)
+                commands.append(command)
+                recommendations.append(
+                    Recommendation(
+                        storeID: message.storeID, contactID: contact?.contactID, subject: Self.subject(shopper), context: "browse",
+                        commandID: command.id, causationID: message.messageID, at: at))
             }
 
         case .checkoutStarted:

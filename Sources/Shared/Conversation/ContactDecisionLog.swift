@@ -1,20 +1,25 @@
 import Foundation
 
-/// Where every worker records the conversation policy's decisions (`rapport_contact_decisions`).
+/// Where every worker records the conversation policy's decisions, and the recommendation commands it emits
+/// (`rapport_contact_decisions`): the shopper's record of every command and every decision not to send.
 public enum ContactDecisionLog {
-    /// One decision about one message to one contact.
+    /// One decision about one message to one contact (an email), or one recommendation command emitted.
     public struct Entry: Sendable {
         public var storeID: String
         public var contactID: Int64?
         /// The shopper, named without personal data (`capture:42`).
         public var subject: String
         public var worker: String
-        public var template: EmailTemplate
+        /// The email template, or `recommend:<context>`.
+        public var name: String
+        /// `transactional`, `marketing` or `recommendation`.
+        public var category: String
         public var decision: ContactDecision
         public var commandID: String?
         public var causationID: String
         public var decidedAt: Date
 
+        /// The policy's decision about `template`.
         public init(
             storeID: String, contactID: Int64?, subject: String, worker: String, template: EmailTemplate, decision: ContactDecision,
             commandID: String?, causationID: String, decidedAt: Date
@@ -23,8 +28,27 @@ public enum ContactDecisionLog {
             self.contactID = contactID
             self.subject = subject
             self.worker = worker
-            self.template = template
+            self.name = template.name
+            self.category = template.category.rawValue
             self.decision = decision
+            self.commandID = commandID
+            self.causationID = causationID
+            self.decidedAt = decidedAt
+        }
+
+        /// A recommendation command emitted in `context` (`browse`, `next_sale`, …): not the policy's (nothing is
+        /// sent to the shopper), recorded so that the shopper's timeline shows every command.
+        public init(
+            storeID: String, contactID: Int64?, subject: String, worker: String, recommendation context: String, commandID: String,
+            causationID: String, decidedAt: Date
+        ) {
+            self.storeID = storeID
+            self.contactID = contactID
+            self.subject = subject
+            self.worker = worker
+            self.name = "recommend:\(context)"
+            self.category = "recommendation"
+            self.decision = .send
             self.commandID = commandID
             self.causationID = causationID
             self.decidedAt = decidedAt
@@ -44,8 +68,8 @@ public enum ContactDecisionLog {
             """,
             [
                 PostgresArray(entries.map(\.storeID)), PostgresArray(entries.map(\.contactID) as [(any PostgresBindable)?]),
-                PostgresArray(entries.map(\.subject)), PostgresArray(entries.map(\.worker)), PostgresArray(entries.map(\.template.name)),
-                PostgresArray(entries.map(\.template.category.rawValue)), PostgresArray(entries.map(\.decision.name)),
+                PostgresArray(entries.map(\.subject)), PostgresArray(entries.map(\.worker)), PostgresArray(entries.map(\.name)),
+                PostgresArray(entries.map(\.category)), PostgresArray(entries.map(\.decision.name)),
                 PostgresArray(entries.map(\.decision.reason)), PostgresArray(entries.map(\.commandID) as [(any PostgresBindable)?]),
                 PostgresArray(entries.map(\.causationID)),
                 PostgresArray(entries.map { entry -> (any PostgresBindable)? in

@@ -24,8 +24,9 @@ CREATE TABLE rapport_contacts (
     UNIQUE (store_id, email)
 );
 
--- Every decision to send, defer, suppress or drop a message, with its reason: the answer to "why did (or didn't)
--- this shopper get this email?". Marketing sends here are what the contact-pressure caps count.
+-- Every decision to send, defer, suppress or drop a message, with its reason, and every recommendation command
+-- emitted: the answer to "why did (or didn't) this shopper get this email?". Marketing sends here are what the
+-- contact-pressure caps count.
 CREATE TABLE rapport_contact_decisions (
     id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     store_id      text        NOT NULL,
@@ -33,7 +34,7 @@ CREATE TABLE rapport_contact_decisions (
     subject       text        NOT NULL,
     worker        text        NOT NULL,
     template      text        NOT NULL,
-    category      text        NOT NULL CHECK (category IN ('transactional', 'marketing')),
+    category      text        NOT NULL CHECK (category IN ('transactional', 'marketing', 'recommendation')),
     decision      text        NOT NULL CHECK (decision IN ('sent', 'deferred', 'suppressed', 'dropped')),
     reason        text        NOT NULL,
     command_id    text,

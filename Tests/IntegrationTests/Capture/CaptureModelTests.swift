@@ -161,6 +161,7 @@ import Testing
         model.apply(Self.track("Product Viewed", ["product_id": .string("p-3")], minutes: 60 * 25), shopperID: 1)
         let recommendations = model.commands.filter { $0.topic == "recommendation-commands" }
         #expect(recommendations.count == 2)
+        #expect(model.recommendations.map(\.commandID) == recommendations.map(\.id), "each recorded for the shopper's timeline")
         let last = try Self.body(try #require(recommendations.last))
         #expect(last["context"] == .string("browse"))
         #expect(last["products"]?.arrayValue?.compactMap { $0["product_id"]?.stringValue } == ["p-3", "p-2", "p-1"])

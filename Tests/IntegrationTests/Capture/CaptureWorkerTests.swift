@@ -323,9 +323,10 @@ import Testing
             try await fixture.publish([
                 events.capture(id: "c-1", anonymousID: "a-1", email: "jo@example.com", marketing: true),
                 events.capture(id: "c-2", anonymousID: "a-1", email: "jo@example.com", marketing: true, minutes: 5),
+                events.track("Product Viewed", id: "v-1", anonymousID: "a-1", minutes: 7, properties: ["product_id": .string("p-1")]),
                 events.feedback("Unsubscribed", id: "u-1", anonymousID: "a-1", email: "jo@example.com", minutes: 9),
             ])
-            try await Self.processed(fixture, 3)
+            try await Self.processed(fixture, 4)
             let explain = try ChildProcess("CaptureWorker", ["explain", "--store", fixture.store, "--email", "Jo@Example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await explain.waitForExit() == 0)
             let output = explain.stdout
@@ -335,6 +336,7 @@ import Testing
             #expect(output.contains("sent      welcome_offer (marketing)"))
             #expect(output.contains("dropped   welcome_offer (marketing) — welcome_already_offered"))
             #expect(output.contains("consent   unsubscribe  marketing no"))
+            #expect(output.contains("sent      recommend:browse (recommendation)  [command "), "every command, recommendations too")
             let lines = output.split(separator: "\n")
             #expect(lines.firstIndex { $0.contains("welcome_already_offered") } ?? 0 > lines.firstIndex { $0.contains("sent      welcome_offer") } ?? 0, "oldest first")
         }
