@@ -41,12 +41,15 @@ public struct RunWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
             try await WorkerApp.build(descriptor: descriptor, configuration: configuration, handler: handler, registry: registry, logger: logger)
         }
         let signals = StartupSignals { building.cancel() }
-        let group: ServiceGroup
+        let group: ServiceGroup?
         do {
             group = try await building.value
-            signals.stop()
         } catch where signals.fired {
-            signals.stop()
+            group = nil
+        }
+        signals.stop()
+        // A signal that came after the start completed, before the group listens, stops the worker too.
+        guard let group, !signals.fired else {
             logger.info("stopped during start-up")
             return
         }
