@@ -9,7 +9,6 @@ struct CaptureHandler: PipelineHandler {
     let topics: Topics
     /// The secret salt of erased addresses' hashes (`ERASURE_HASH_SALT`); required when a store keeps them.
     let erasureSalt: String?
-    let worker = "CaptureWorker"
     /// The longest contact-pressure window of any store: how far back marketing sends are loaded.
     let longestPressureWindow: TimeInterval
 
@@ -302,17 +301,7 @@ struct CaptureHandler: PipelineHandler {
                     PostgresArray(shoppers.map(\.browseRecommendedAt) as [(any PostgresBindable)?]),
                 ])
         }
-        try ContactDecisionLog.record(
-            model.decisions.map {
-                ContactDecisionLog.Entry(
-                    storeID: $0.storeID, contactID: $0.contactID, subject: $0.subject, worker: worker, template: $0.template, decision: $0.decision,
-                    commandID: $0.commandID, causationID: $0.causationID, decidedAt: $0.decidedAt)
-            }
-                + model.recommendations.map {
-                    ContactDecisionLog.Entry(
-                        storeID: $0.storeID, contactID: $0.contactID, subject: $0.subject, worker: worker, recommendation: $0.context,
-                        commandID: $0.commandID, causationID: $0.causationID, decidedAt: $0.at)
-                }, connection: connection)
+        try ContactDecisionLog.record(model.decisions + model.recommendations, connection: connection)
         for erasure in model.erasures {
             if erasure.keepHash, let salt = erasureSalt, let email = erasure.email {
                 try connection.execute(

@@ -88,28 +88,6 @@ struct CaptureModel {
         var lastAt: Date
     }
 
-    struct Decision: Equatable {
-        var storeID: String
-        var contactID: Int64?
-        var subject: String
-        var template: EmailTemplate
-        var decision: ContactDecision
-        var commandID: String?
-        var causationID: String
-        var decidedAt: Date
-    }
-
-    /// A recommendation command emitted, for the shopper's record.
-    struct Recommendation: Equatable {
-        var storeID: String
-        var contactID: Int64?
-        var subject: String
-        var context: String
-        var commandID: String
-        var causationID: String
-        var at: Date
-    }
-
     struct Erasure: Equatable {
         var storeID: String
         var shopperID: Int64
@@ -129,8 +107,10 @@ struct CaptureModel {
     private(set) var ledger: [LedgerEntry] = []
     private(set) var timeline: [TimelineEntry] = []
     private(set) var interests: [InterestKey: InterestDelta] = [:]
-    private(set) var decisions: [Decision] = []
-    private(set) var recommendations: [Recommendation] = []
+    /// The policy's decisions about emails, as recorded.
+    private(set) var decisions: [ContactDecisionLog.Entry] = []
+    /// The recommendation commands emitted, as recorded for the shopper's timeline.
+    private(set) var recommendations: [ContactDecisionLog.Entry] = []
     private(set) var commands: [OutboundCommand] = []
     private(set) var erasures: [Erasure] = []
     private(set) var touchedShoppers: Set<Int64> = []
@@ -192,8 +172,8 @@ struct CaptureModel {
             current.permission.transactional = true
             if let consent {
                 if consent.marketing {
-                    // A new explicit consent lifts an earlier unsubscribe (not a hard bounce or a spam complaint's
-                    // suppression of all mail).
+                    // A new explicit consent lifts an earlier unsubscribe or spam complaint (the end of marketing),
+                    // never a bounce's end of all mail.
                     if current.permission.suppression == .marketing { current.permission.suppression = nil }
                     let alreadyConfirmed = current.consentLevel == "confirmed" && current.permission.marketing
                     if consent.level == "confirmed" || alreadyConfirmed || !settings.doubleOptIn {
@@ -252,9 +232,9 @@ struct CaptureModel {
                 let command = browseRecommendation(shopper: shopper, contact: contact, message: message, added: added)
                 commands.append(command)
                 recommendations.append(
-                    Recommendation(
-                        storeID: message.storeID, contactID: contact?.contactID, subject: Self.subject(shopper), context: "browse",
-                        commandID: command.id, causationID: message.messageID, at: at))
+                    ContactDecisionLog.Entry(
+                        storeID: message.storeID, contactID: contact?.contactID, subject: Self.subject(shopper), worker: Self.worker,
+                        recommendation: "browse", commandID: command.id, causationID: message.messageID, decidedAt: at))
             }
 
         case .checkoutStarted:
@@ -311,16 +291,16 @@ struct CaptureModel {
     private mutating func offerWelcome(code: String, causationID: String, shopper: inout ShopperState, contact: inout ContactState, message: SegmentMessage) {
         if shopper.welcome != nil {
             decisions.append(
-                Decision(
-                    storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), template: .welcomeOffer,
+                ContactDecisionLog.Entry(
+                    storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), worker: Self.worker, template: .welcomeOffer,
                     decision: .dropped(reason: "welcome_already_offered"), commandID: nil, causationID: causationID, decidedAt: message.timestamp))
             return
         }
         if contact.permission.awaitingConfirmation, contact.permission.suppression == nil, !contact.permission.erased {
             shopper.welcome = .held(offerCode: code, causationID: causationID)
             decisions.append(
-                Decision(
-                    storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), template: .welcomeOffer,
+                ContactDecisionLog.Entry(
+                    storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), worker: Self.worker, template: .welcomeOffer,
                     decision: .deferred(until: .distantFuture, reason: "awaiting_confirmation"), commandID: nil, causationID: causationID,
                     decidedAt: message.timestamp))
             return
@@ -338,8 +318,8 @@ struct CaptureModel {
         guard case .held(_, let causationID) = shopper.welcome else { return }
         shopper.welcome = .declined
         decisions.append(
-            Decision(
-                storeID: message.storeID, contactID: contact?.contactID, subject: Self.subject(shopper), template: .welcomeOffer,
+            ContactDecisionLog.Entry(
+                storeID: message.storeID, contactID: contact?.contactID, subject: Self.subject(shopper), worker: Self.worker, template: .welcomeOffer,
                 decision: .suppressed(reason: reason), commandID: nil, causationID: causationID, decidedAt: message.timestamp))
     }
 
@@ -369,8 +349,8 @@ struct CaptureModel {
             if template.category == .marketing { contact.sentMarketing.append(at) }
         }
         decisions.append(
-            Decision(
-                storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), template: template, decision: decision,
+            ContactDecisionLog.Entry(
+                storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), worker: Self.worker, template: template, decision: decision,
                 commandID: commandID, causationID: causation, decidedAt: at))
         return decision == .send
     }
@@ -394,6 +374,9 @@ struct CaptureModel {
             anonymousID: shopper.anonymousID, email: contact?.email, products: products, createdAt: message.timestamp,
             topic: topics.recommendationCommands)
     }
+
+    /// The worker named in every decision it records.
+    static let worker = "CaptureWorker"
 
     /// How decisions name a shopper without personal data.
     static func subject(_ shopper: ShopperState) -> String { "capture:\(shopper.shopperID)" }

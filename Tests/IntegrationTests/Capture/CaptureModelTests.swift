@@ -117,7 +117,7 @@ import Testing
         model.apply(Self.track("Unsubscribed", ["email": .string(Self.email)], minutes: 10), shopperID: 1)
         model.apply(Self.track("Email Confirmed", ["email": .string(Self.email)], minutes: 20), shopperID: 1)
         #expect(Self.templates(model) == ["confirm_subscription"])
-        #expect(model.decisions.contains { $0.template == .welcomeOffer && $0.decision == .suppressed(reason: "unsubscribed") })
+        #expect(model.decisions.contains { $0.name == EmailTemplate.welcomeOffer.name && $0.decision == .suppressed(reason: "unsubscribed") })
     }
 
     @Test func emailFirstCheckoutIsTransactionalOnlyUnlessTheStoreUsesSoftOptIn() {
