@@ -21,11 +21,18 @@ struct EchoWorker: WorkerDefinition {
 }
 
 /// Writes an effect and an audit row per event (two set-based statements per batch) and echoes one command.
+///
+/// Two properties exist for the pipeline's tests: `hang_ms` blocks the handler that long (a call that never returns,
+/// for the liveness probe and the drain timeout), and `pad_bytes` makes the echoed command that much heavier (a
+/// command the producer must refuse).
 struct EchoHandler: PipelineHandler {
     let commandsTopic: String
 
     func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
         guard !events.isEmpty else { return [] }
+        for event in events {
+            if let hang = event.message.properties["hang_ms"]?.numberValue { Thread.sleep(forTimeInterval: hang / 1000) }
+        }
         let sequences = events.map { Int64($0.message.properties["sequence"]?.numberValue ?? 0) }
         try connection.execute(
             """
@@ -47,12 +54,13 @@ struct EchoHandler: PipelineHandler {
             let message = event.message
             let id = CommandID.make(store: message.storeID, causation: message.messageID, name: "echo")
             // Deterministic content: a command sent twice is byte-for-byte the same.
-            let body: [String: JSONValue] = [
+            var body: [String: JSONValue] = [
                 "command_id": .string(id), "type": .string("Echo"), "store_id": .string(message.storeID),
                 "shopper_key": .string(message.shopperKey), "sequence": .number(Double(sequence)),
                 "causation_id": .string(message.messageID),
                 "created_at": .string(message.timestamp.rfc3339),
             ]
+            if let pad = message.properties["pad_bytes"]?.numberValue { body["pad"] = .string(String(repeating: "p", count: Int(pad))) }
             let value = JSONValue.object(body).encoded()
             return OutboundCommand(
                 topic: commandsTopic, key: message.shopperKey, name: "echo", storeID: message.storeID, causationID: message.messageID,

@@ -80,18 +80,57 @@ final class PipelineFixture: @unchecked Sendable {
         return try await client.withConnection { try $0.query(sql, parameters) }
     }
 
-    /// Reads `topic` from the beginning until `enough` holds for what was read (this store's messages only), or
-    /// `timeout` passes.
-    func read(_ topic: String, partitions: Int32, timeout: Duration = .seconds(60), until enough: ([KafkaMessage]) -> Bool) async throws -> [KafkaMessage] {
+    /// How many partitions `scripts/test` gives each of the fixture's topics.
+    func partitions(of topic: String) -> Int32 { topic == deadLetterTopic ? 1 : 4 }
+
+    /// Waits until the worker has finished with everything published to the input topic so far: PostgreSQL's offsets
+    /// for the group reach each partition's high watermark (taken now) and the outbox holds nothing waiting — every
+    /// command and dead letter of that input is on the wire. What is read afterwards up to the output topics' high
+    /// watermarks is then all there is: extra or duplicate messages are seen, and nothing arrives later.
+    /// - Returns: The input's high watermarks.
+    @discardableResult
+    func waitUntilConsumed(timeout: Duration = .seconds(120)) async throws -> [TopicPartition: Int64] {
+        let watermarks = try await highWatermarks(inputTopic)
+        try await eventually("the input consumed to \(watermarks.sorted { $0.key < $1.key }.map(\.value)) and the outbox drained", timeout: timeout) {
+            let rows = try await query(
+                "SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, inputTopic])
+            var recorded: [Int32: Int64] = [:]
+            for row in rows { recorded[try row.decode(Int32.self, at: 0) ?? -1] = try row.decode(Int64.self, at: 1) ?? 0 }
+            guard watermarks.allSatisfy({ $0.value == 0 || (recorded[$0.key.partition] ?? 0) >= $0.value }) else { return false }
+            let waiting = try await query("SELECT count(*) FROM rapport_outbox WHERE group_id = $1 AND parked_at IS NULL", [group])
+            return try waiting.first?.decode(Int.self, at: 0) == 0
+        }
+        return watermarks
+    }
+
+    /// The high watermark of each of `topic`'s partitions.
+    func highWatermarks(_ topic: String) async throws -> [TopicPartition: Int64] {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(kafka: TestEnvironment.kafka(), groupID: TestEnvironment.unique("watermarks")), logger: TestEnvironment.logger)
+        let watermarks = try await consumer.highWatermarks(for: (0..<partitions(of: topic)).map { TopicPartition(topic: topic, partition: $0) })
+        try await consumer.close()
+        return watermarks
+    }
+
+    /// Every message of this run's store on `topic`, read from the beginning up to the high watermarks as of this
+    /// call (call it after ``waitUntilConsumed(timeout:)``).
+    func readToEnd(_ topic: String, timeout: Duration = .seconds(60)) async throws -> [KafkaMessage] {
+        let watermarks = try await highWatermarks(topic)
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(kafka: TestEnvironment.kafka(), groupID: TestEnvironment.unique("reader")), logger: TestEnvironment.logger)
-        try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<partitions).map { (TopicPartition(topic: topic, partition: $0), Int64?.some(-2)) }))
+        try consumer.assign(Dictionary(uniqueKeysWithValues: watermarks.keys.map { ($0, Int64?.some(-2)) }))
+        var next: [TopicPartition: Int64] = [:]
         var mine: [KafkaMessage] = []
         let deadline = ContinuousClock.now + timeout
         let marker = Array(store.utf8)
-        while !enough(mine), ContinuousClock.now < deadline {
+        while watermarks.contains(where: { (next[$0.key] ?? 0) < $0.value }) {
+            guard ContinuousClock.now < deadline else {
+                try await consumer.close()
+                throw TestFailure("\(topic) not read to its high watermarks \(watermarks) within \(timeout): at \(next)")
+            }
             for message in try await consumer.poll(maxMessages: 5000, maxWait: .milliseconds(200)) {
-                if let key = message.key, key.starts(with: marker) { mine.append(message) }
+                next[message.topicPartition] = message.offset + 1
+                if message.offset < watermarks[message.topicPartition] ?? 0, let key = message.key, key.starts(with: marker) { mine.append(message) }
             }
         }
         try await consumer.close()

@@ -12,18 +12,13 @@ import Testing
             let (worker, _) = try await fixture.startWorker()
             try await eventually("the first copies applied", timeout: .seconds(60)) { try await fixture.effectCount() == 50 }
             try await fixture.publish(events)  // again, in later batches
-            let commands = try await fixture.read(fixture.commandsTopic, partitions: 4) { $0.count >= 50 }
-            // Give the second copies time to be read and found duplicate.
-            try await eventually("the second copies read", timeout: .seconds(30)) {
-                let rows = try await fixture.query(
-                    "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = $1", [fixture.group])
-                let consumed = try rows.first?.decode(Int64.self, at: 0) ?? 0
-                return consumed >= 100
-            }
+            let consumed = try await fixture.waitUntilConsumed()
+            #expect(consumed.values.reduce(0, +) == 100, "both copies read")
             #expect(try await fixture.effectCount() == 50)
-            let again = try await fixture.read(fixture.commandsTopic, partitions: 4, timeout: .seconds(3)) { _ in false }
-            #expect(again.count == 50, "one command per event, none for the duplicates")
+            let commands = try await fixture.readToEnd(fixture.commandsTopic)
+            #expect(commands.count == 50, "one command per event, none for the duplicates")
             #expect(Set(commands.map { commandID($0) }).count == 50)
+            #expect(try await fixture.readToEnd(fixture.deadLetterTopic).isEmpty, "a duplicate is not a bad message")
             #expect(worker.isRunning)
         }
     }
@@ -64,7 +59,8 @@ import Testing
                 }
             }
             #expect(expected.count == 1000)
-            let dead = try await fixture.read(fixture.deadLetterTopic, partitions: 1, timeout: .seconds(120)) { $0.count >= 1000 }
+            try await fixture.waitUntilConsumed()
+            let dead = try await fixture.readToEnd(fixture.deadLetterTopic)
             #expect(dead.count == 1000)
             for message in dead {
                 let key = String(decoding: message.key ?? [], as: UTF8.self)
@@ -83,7 +79,8 @@ import Testing
                 let original = messages.first { $0.key.map { String(decoding: $0, as: UTF8.self) } == key }
                 #expect(Array(message.value) == original?.value, "original bytes kept")
             }
-            try await eventually("every good event applied", timeout: .seconds(60)) { try await fixture.effectCount() == good }
+            #expect(try await fixture.effectCount() == good, "every good event applied")
+            #expect(try await fixture.readToEnd(fixture.commandsTopic).count == good, "one command per good event")
             #expect(worker.isRunning, "the worker never restarted")
         }
     }
@@ -102,10 +99,7 @@ import Testing
             }
             let bad = (0..<4).map { _ in KafkaOutboundMessage(topic: fixture.inputTopic, key: Array("\(fixture.store)/x".utf8), value: Array("nope".utf8)) }
             try await fixture.publish(events + Array(events.prefix(15)) + skipped + bad)
-            func value(_ series: String) async -> Double {
-                guard let body = await probe(port, "/metrics")?.body else { return -1 }
-                return body.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
-            }
+            func value(_ series: String) async -> Double { await metric(port, series) }
             let topic = "topic=\"\(fixture.inputTopic)\""
             try await eventually("all 148 messages counted", timeout: .seconds(60)) {
                 let handled = await value("rapport_events_total{\(topic),type=\"track\",outcome=\"handled\"}")
@@ -138,12 +132,12 @@ import Testing
 
             try await fixture.publish((5000..<6000).map { fixture.event(shopper: $0 % 50, sequence: $0) })
             try await fixture.startWorker()
-            try await eventually("all 6,000 applied", timeout: .seconds(90)) { try await fixture.effectCount() == 6000 }
-            let commands = try await fixture.read(fixture.commandsTopic, partitions: 4) { Set($0.map(commandID)).count >= 6000 }
+            try await fixture.waitUntilConsumed()
+            #expect(try await fixture.effectCount() == 6000)
+            let commands = try await fixture.readToEnd(fixture.commandsTopic)
             #expect(Set(commands.map(commandID)).count == 6000)
             #expect(try duplicatesDifferInContent(commands) == 0)
-            let dead = try await fixture.read(fixture.deadLetterTopic, partitions: 1, timeout: .seconds(2)) { _ in false }
-            #expect(dead.isEmpty)
+            #expect(try await fixture.readToEnd(fixture.deadLetterTopic).isEmpty)
         }
     }
 }

@@ -176,3 +176,9 @@ func probe(_ port: Int, _ path: String) async -> (status: Int, body: String)? {
     let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
     return (status, body)
 }
+
+/// The value of one `/metrics` series (`name{labels}` exactly as exposed): 0 when absent, -1 when nothing answers.
+func metric(_ port: Int, _ series: String) async -> Double {
+    guard let body = await probe(port, "/metrics")?.body else { return -1 }
+    return body.split(separator: "\n").first { $0.hasPrefix(series + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
+}

@@ -109,6 +109,12 @@ public struct KafkaProducerConfiguration: Sendable, Equatable {
     public var deliveryTimeout: Duration = .seconds(30)
     /// Compression of message batches (`compression.codec`). Default: `"lz4"`.
     public var compression: String = "lz4"
+    /// The largest message the producer accepts, key and headers included (`message.max.bytes`; librdkafka refuses a
+    /// larger one with `MSG_SIZE_TOO_LARGE` before sending it). Set explicitly, never left to librdkafka's default
+    /// (1,000,000), so that what a dead letter may weigh is decided by design. Default: 1 MiB + 64 KiB, which the
+    /// worker configuration derives from `MAX_MESSAGE_BYTES` (see ``DeadLetter/headerAllowance``);
+    /// `KAFKA_MESSAGE_MAX_BYTES` overrides it.
+    public var messageMaxBytes: Int = (1 << 20) + (64 << 10)
 
     /// A configuration for `kafka` with every other default.
     public init(kafka: KafkaConfiguration) {
@@ -123,9 +129,19 @@ public struct KafkaProducerConfiguration: Sendable, Equatable {
         properties["linger.ms"] = String(linger.milliseconds)
         properties["message.timeout.ms"] = String(deliveryTimeout.milliseconds)
         properties["compression.codec"] = compression
+        properties["message.max.bytes"] = String(messageMaxBytes)
+        // Topics are created by operators (the deployment's topic resources), never by a first publish with the
+        // broker's defaults: a missing topic is reported instead (librdkafka's producer default is to auto-create).
+        properties["allow.auto.create.topics"] = "false"
         properties.merge(kafka.properties.applying(to: .producer)) { _, passedThrough in passedThrough }
         properties["enable.idempotence"] = "true"
         return properties
+    }
+
+    /// The `message.max.bytes` the producer runs with: a pass-through `KAFKA_MESSAGE_MAX_BYTES` if given, else
+    /// ``messageMaxBytes``.
+    public var effectiveMessageMaxBytes: Int {
+        librdkafkaProperties["message.max.bytes"].flatMap { Int($0) } ?? messageMaxBytes
     }
 }
 

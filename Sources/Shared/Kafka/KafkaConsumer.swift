@@ -167,6 +167,24 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// Asks the partitions' leaders for their high watermarks (the offset the next message produced will get).
+    /// - Throws: ``KafkaError`` when a leader does not answer within `timeout`.
+    public func highWatermarks(for partitions: [TopicPartition], timeout: Duration = .seconds(10)) async throws -> [TopicPartition: Int64] {
+        let handle = self.handle
+        return try await queue.run {
+            var watermarks: [TopicPartition: Int64] = [:]
+            for partition in partitions {
+                var low: Int64 = 0
+                var high: Int64 = 0
+                let err = rd_kafka_query_watermark_offsets(
+                    handle.pointer, partition.topic, partition.partition, &low, &high, Int32(clamping: timeout.milliseconds))
+                guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, "query watermarks of \(partition)") }
+                watermarks[partition] = high
+            }
+            return watermarks
+        }
+    }
+
     /// Moves the fetch position of each partition to the given offset (the next one to read).
     /// - Throws: ``KafkaError`` when a partition cannot be moved (it is not assigned, or the broker timed out).
     public func seek(_ offsets: [TopicPartition: Int64], timeout: Duration = .seconds(10)) async throws {

@@ -42,6 +42,8 @@ public struct KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
         public static let destroyed = Code(RD_KAFKA_RESP_ERR__DESTROY)
         /// The client hit a fatal error and must be recreated (`_FATAL`).
         public static let fatal = Code(RD_KAFKA_RESP_ERR__FATAL)
+        /// The producer has no metadata for the topic: it does not exist (`_UNKNOWN_TOPIC`).
+        public static let unknownTopic = Code(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
         /// The message is larger than the broker accepts (`MSG_SIZE_TOO_LARGE`).
         public static let messageSizeTooLarge = Code(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE)
     }

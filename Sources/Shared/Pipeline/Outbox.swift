@@ -5,18 +5,39 @@ public enum Outbox {
     public struct Entry: Sendable {
         /// The input partition, which decides who relays the row after a crash.
         public var source: TopicPartition
+        /// The offset of the input message that caused it, where one did.
+        public var sourceOffset: Int64?
         /// What to publish.
         public var message: KafkaOutboundMessage
         /// The command id, for commands (dead letters have none).
         public var commandID: String?
     }
 
-    /// A stored row: its id and what to publish.
+    /// A stored row: its id, what to publish, and where it came from.
     public struct Row: Sendable {
         /// The row's id; ids grow in write order.
         public var id: Int64
         /// What to publish.
         public var message: KafkaOutboundMessage
+        /// The input partition whose event caused it.
+        public var source: TopicPartition
+        /// The offset of that event, where known.
+        public var sourceOffset: Int64?
+        /// The command id, for commands; `nil` for dead letters.
+        public var commandID: String?
+
+        /// The row `id` as written from `entry`.
+        init(id: Int64, entry: Entry) {
+            self.init(id: id, message: entry.message, source: entry.source, sourceOffset: entry.sourceOffset, commandID: entry.commandID)
+        }
+
+        init(id: Int64, message: KafkaOutboundMessage, source: TopicPartition, sourceOffset: Int64?, commandID: String?) {
+            self.id = id
+            self.message = message
+            self.source = source
+            self.sourceOffset = sourceOffset
+            self.commandID = commandID
+        }
     }
 
     /// Writes `entries` in one statement, in order.
@@ -26,10 +47,10 @@ public enum Outbox {
         guard !entries.isEmpty else { return [] }
         let rows = try connection.query(
             """
-            INSERT INTO rapport_outbox (group_id, source_topic, source_partition, topic, key, value, headers, command_id)
-            SELECT $1, u.source_topic, u.source_partition, u.topic, u.key, u.value, u.headers, u.command_id
-            FROM unnest($2::text[], $3::integer[], $4::text[], $5::bytea[], $6::bytea[], $7::bytea[], $8::text[])
-                 WITH ORDINALITY AS u(source_topic, source_partition, topic, key, value, headers, command_id, n)
+            INSERT INTO rapport_outbox (group_id, source_topic, source_partition, source_offset, topic, key, value, headers, command_id)
+            SELECT $1, u.source_topic, u.source_partition, u.source_offset, u.topic, u.key, u.value, u.headers, u.command_id
+            FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[], $9::text[])
+                 WITH ORDINALITY AS u(source_topic, source_partition, source_offset, topic, key, value, headers, command_id, n)
             ORDER BY u.n
             RETURNING id
             """,
@@ -37,6 +58,7 @@ public enum Outbox {
                 group,
                 PostgresArray(entries.map(\.source.topic)),
                 PostgresArray(entries.map(\.source.partition)),
+                PostgresArray(entries.map(\.sourceOffset)),
                 PostgresArray(entries.map(\.message.topic)),
                 PostgresArray(entries.map { $0.message.key.map(PostgresBytes.init) }),
                 PostgresArray(entries.map { PostgresBytes($0.message.value) }),
@@ -50,25 +72,34 @@ public enum Outbox {
         return ids.sorted()
     }
 
-    /// The rows left for `partitions` of `topic`, oldest first.
+    /// The rows left for `partitions` of `topic`, oldest first; parked rows are not among them.
     /// - Throws: ``PostgresError``.
     static func pending(group: String, topic: String, partitions: [Int32], limit: Int, connection: PostgresConnection) throws -> [Row] {
         try connection.query(
             """
-            SELECT id, topic, key, value, headers FROM rapport_outbox
-            WHERE group_id = $1 AND source_topic = $2 AND source_partition = ANY($3::integer[])
+            SELECT id, topic, key, value, headers, source_partition, source_offset, command_id FROM rapport_outbox
+            WHERE group_id = $1 AND source_topic = $2 AND source_partition = ANY($3::integer[]) AND parked_at IS NULL
             ORDER BY id LIMIT $4
             """,
             [group, topic, PostgresArray(partitions), limit]
         ).map { row in
-            guard let id = try row.decode(Int64.self, at: 0), let topic = try row.decode(String.self, at: 1),
-                let value = try row.decode(PostgresBytes.self, at: 3), let headers = try row.decode(PostgresBytes.self, at: 4)
+            guard let id = try row.decode(Int64.self, at: 0), let target = try row.decode(String.self, at: 1),
+                let value = try row.decode(PostgresBytes.self, at: 3), let headers = try row.decode(PostgresBytes.self, at: 4),
+                let partition = try row.decode(Int32.self, at: 5)
             else { throw PostgresError(code: .decoding, message: "outbox row has NULLs") }
             let key = try row.decode(PostgresBytes.self, at: 2)
             return Row(
                 id: id,
-                message: KafkaOutboundMessage(topic: topic, key: key?.bytes, value: value.bytes, headers: try HeaderCodec.decode(headers.bytes)))
+                message: KafkaOutboundMessage(topic: target, key: key?.bytes, value: value.bytes, headers: try HeaderCodec.decode(headers.bytes)),
+                source: TopicPartition(topic: topic, partition: partition), sourceOffset: try row.decode(Int64.self, at: 6),
+                commandID: try row.decode(String.self, at: 7))
         }
+    }
+
+    /// Parks a row that cannot be published in any form: it stays, with `reason`, and is no longer relayed.
+    /// - Throws: ``PostgresError``.
+    static func park(_ id: Int64, reason: String, connection: PostgresConnection) throws {
+        try connection.execute("UPDATE rapport_outbox SET parked_at = now(), parked_reason = $2 WHERE id = $1", [id, reason])
     }
 
     /// Deletes delivered rows.
@@ -78,9 +109,11 @@ public enum Outbox {
         try connection.execute("DELETE FROM rapport_outbox WHERE id = ANY($1::bigint[])", [PostgresArray(ids)])
     }
 
-    /// How many rows wait to be published, for every group.
-    static func backlog(connection: PostgresConnection) throws -> Int {
-        try connection.query("SELECT count(*) FROM rapport_outbox").first?.decode(Int.self, at: 0) ?? 0
+    /// How many rows wait to be published, and how many are parked, for every group.
+    static func backlog(connection: PostgresConnection) throws -> (waiting: Int, parked: Int) {
+        let row = try connection.query("SELECT count(*) FILTER (WHERE parked_at IS NULL), count(*) FILTER (WHERE parked_at IS NOT NULL) FROM rapport_outbox")
+            .first
+        return (try row?.decode(Int.self, at: 0) ?? 0, try row?.decode(Int.self, at: 1) ?? 0)
     }
 }
 

@@ -13,15 +13,15 @@ import ServiceLifecycle
 /// A transient failure pauses the partitions and retries the same batch with backoff, polling meanwhile so that the
 /// member stays in its group; nothing is ever skipped. On shutdown it stops between batches and leaves the group.
 public final class Pipeline: Service, Sendable {
-    private let configuration: PipelineConfiguration
-    private let consumer: KafkaConsumer
-    private let offsets: OffsetStore
-    private let producer: KafkaProducer
-    private let postgres: PostgresClient
+    let configuration: PipelineConfiguration
+    let consumer: KafkaConsumer
+    let offsets: OffsetStore
+    let producer: KafkaProducer
+    let postgres: PostgresClient
     private let handler: (any PipelineHandler)?
-    private let health: WorkerHealth
-    private let metrics: PipelineMetrics
-    private let logger: Logger
+    let health: WorkerHealth
+    let metrics: PipelineMetrics
+    let logger: Logger
 
     /// A pipeline. `consumer` must have been created with `offsets` as its rebalance listener. Without a `handler`
     /// the pipeline idles: it keeps its partitions paused and commits nothing.
@@ -158,7 +158,7 @@ public final class Pipeline: Service, Sendable {
 
     /// Waits `delay` while polling (partitions paused), so that rebalances are served and the member stays alive.
     /// - Returns: The first offset per partition of anything the polls returned anyway; it is read again later.
-    private func waitPolling(_ delay: Duration) async throws -> [TopicPartition: Int64] {
+    func waitPolling(_ delay: Duration) async throws -> [TopicPartition: Int64] {
         var returned: [TopicPartition: Int64] = [:]
         let until = ContinuousClock.now + delay
         while ContinuousClock.now < until, !Task.isShuttingDownGracefully, !Task.isCancelled {
@@ -173,7 +173,7 @@ public final class Pipeline: Service, Sendable {
     }
 
     /// Leaves backoff: moves partitions back to `offsets` where given, then resumes every assigned partition.
-    private func resume(rewinding offsets: [TopicPartition: Int64]) async throws {
+    func resume(rewinding offsets: [TopicPartition: Int64]) async throws {
         let assigned = consumer.assignment
         try await consumer.seek(offsets.filter { assigned.contains($0.key) })
         try consumer.resume(Array(assigned))
@@ -223,10 +223,11 @@ public final class Pipeline: Service, Sendable {
             throw partial
         }
         let committedAt = ContinuousClock.now
-        try await publish(committed.outbox)
+        let published = try await publish(committed.outbox)
         let publishedAt = ContinuousClock.now
         do {
-            try await consumer.commit(nextOffsets)
+            // Kafka's offsets never pass a message whose outbox rows are still waiting (shutdown mid-publish).
+            if published { try await consumer.commit(nextOffsets) }
         } catch let error as KafkaError where error.isRetriable {
             // PostgreSQL holds the offsets that count; Kafka's catch up with the next commit.
             logger.debug("offset commit refused", metadata: [LogKey.error: "\(error)"])
@@ -393,6 +394,7 @@ public final class Pipeline: Service, Sendable {
         var deadLetters = deadLetters
         var commands: [OutboundCommand] = []
         var handled = fresh
+        let limit = configuration.producerMessageLimit
         if !isolating {
             do {
                 commands = try handler.handle(fresh, connection: connection)
@@ -401,6 +403,8 @@ public final class Pipeline: Service, Sendable {
             } catch {
                 throw IsolationNeeded()
             }
+            // A command the producer would refuse: find its event, which is dead-lettered (below).
+            if commands.contains(where: { $0.outbound.wireSize > limit }) { throw IsolationNeeded() }
         } else {
             handled = []
             var retry: [MessageKey] = []
@@ -408,7 +412,15 @@ public final class Pipeline: Service, Sendable {
                 let key = MessageKey(topicPartition: event.source.topicPartition, offset: event.source.offset)
                 try connection.execute("SAVEPOINT rapport_event")
                 do {
-                    commands += try handler.handle([event], connection: connection)
+                    let caused = try handler.handle([event], connection: connection)
+                    if let heavy = caused.first(where: { $0.outbound.wireSize > limit }) {
+                        // Permanent for this event: the same input always makes the same command. Not retried.
+                        try connection.execute("ROLLBACK TO SAVEPOINT rapport_event")
+                        let reason = "command \(heavy.name) for \(heavy.topic) is \(heavy.outbound.wireSize) bytes, over the producer's message.max.bytes (\(limit))"
+                        deadLetters.append(DeadLetter(source: event.source, failure: DecodeFailure(.handlerFailure, reason), messageID: event.message.messageID))
+                        continue
+                    }
+                    commands += caused
                     try connection.execute("RELEASE SAVEPOINT rapport_event")
                     handled.append(event)
                 } catch let error as PostgresError where error.isRetriable {
@@ -428,28 +440,24 @@ public final class Pipeline: Service, Sendable {
         let failedAt = Date()
         var entries = deadLetters.map { deadLetter in
             Outbox.Entry(
-                source: deadLetter.source.topicPartition,
-                message: deadLetter.outbound(topic: configuration.deadLetterTopic, worker: configuration.worker, failedAt: failedAt),
+                source: deadLetter.source.topicPartition, sourceOffset: deadLetter.source.offset,
+                message: deadLetter.outbound(topic: configuration.deadLetterTopic, worker: configuration.worker, failedAt: failedAt, limit: limit),
                 commandID: nil)
         }
         // A command's row belongs to the partition of the event that caused it: that partition's next owner relays it,
         // before it processes anything newer from the same shopper.
-        let sources = Dictionary(handled.map { (CausationKey(store: $0.message.storeID, message: $0.message.messageID), $0.source.topicPartition) }) {
+        let sources = Dictionary(handled.map { (CausationKey(store: $0.message.storeID, message: $0.message.messageID), $0.source) }) {
             first, _ in first
         }
         let fallback = handled.first?.source.topicPartition ?? nextOffsets.keys.sorted().first ?? TopicPartition(topic: configuration.inputTopic, partition: 0)
         entries += commands.map { command in
-            Outbox.Entry(
-                source: sources[CausationKey(store: command.storeID, message: command.causationID)] ?? fallback,
-                message: KafkaOutboundMessage(
-                    topic: command.topic, key: Array(command.key.utf8), value: command.value,
-                    headers: [KafkaHeader(key: "content-type", text: "application/json")]),
-                commandID: command.id)
+            let source = sources[CausationKey(store: command.storeID, message: command.causationID)]
+            return Outbox.Entry(source: source?.topicPartition ?? fallback, sourceOffset: source?.offset, message: command.outbound, commandID: command.id)
         }
         let ids = try Outbox.write(entries, group: configuration.groupID, connection: connection)
         try OffsetStore.record(nextOffsets, groupID: configuration.groupID, connection: connection)
         return Committed(
-            outbox: zip(ids, entries).map { Outbox.Row(id: $0, message: $1.message) }, handled: handled,
+            outbox: zip(ids, entries).map { Outbox.Row(id: $0, entry: $1) }, handled: handled,
             duplicates: events.count - fresh.count, deadLetters: deadLetters, commands: commands)
     }
 
@@ -481,71 +489,6 @@ public final class Pipeline: Service, Sendable {
             return "handler failed: \(error.sqlState.map { "SQLSTATE \($0): " } ?? "")\(error.message)"
         }
         return "handler failed: \(error)"
-    }
-
-    // MARK: - Publishing
-
-    /// Publishes outbox rows in order and deletes each once delivered; what fails is sent again after a backoff,
-    /// until everything is delivered.
-    private func publish(_ rows: [Outbox.Row]) async throws {
-        var pending = rows
-        var attempt = 0
-        while !pending.isEmpty {
-            let results = try await producer.send(pending.map(\.message))
-            var delivered: [Int64] = []
-            var failed: [Outbox.Row] = []
-            var lastError: KafkaError?
-            for (row, result) in zip(pending, results) {
-                switch result {
-                case .success: delivered.append(row.id)
-                case .failure(let error):
-                    failed.append(row)
-                    lastError = error
-                }
-            }
-            do {
-                let ids = delivered
-                try await postgres.withConnection { try Outbox.delete(ids, connection: $0) }
-            } catch {
-                // The rows stay and are published again by the next relay: a duplicate with the same command id.
-                logger.warning("delivered outbox rows not deleted", metadata: [LogKey.error: "\(error)"])
-            }
-            pending = failed
-            guard !pending.isEmpty else { break }
-            attempt += 1
-            metrics.retries(stage: "publish")
-            health.setBackoff(true)
-            logger.warning("publishing failed; retrying", metadata: [LogKey.error: "\(lastError.map { "\($0)" } ?? "")", "messages": "\(pending.count)"])
-            try await Task.sleep(for: configuration.backoff.delay(attempt: attempt - 1))
-        }
-        if attempt > 0 { health.setBackoff(false) }
-    }
-
-    /// Publishes what previous owners left in the outbox for partitions just assigned, oldest first, before any new
-    /// message of theirs is processed.
-    private func relayArrivals() async throws {
-        let arrivals = offsets.takeArrivals()
-        guard !arrivals.isEmpty else { return }
-        do {
-            try await relay(arrivals.filter { $0.topic == configuration.inputTopic }.map(\.partition))
-        } catch {
-            offsets.restoreArrivals(arrivals)
-            throw error
-        }
-    }
-
-    /// Publishes the outbox rows of `partitions` of the input topic, oldest first, until none is left.
-    private func relay(_ partitions: [Int32]) async throws {
-        guard !partitions.isEmpty else { return }
-        let configuration = self.configuration
-        while true {
-            let rows = try await postgres.withConnection {
-                try Outbox.pending(group: configuration.groupID, topic: configuration.inputTopic, partitions: partitions, limit: 1000, connection: $0)
-            }
-            guard !rows.isEmpty else { return }
-            logger.info("relaying outbox rows", metadata: ["messages": "\(rows.count)"])
-            try await publish(rows)
-        }
     }
 }
 

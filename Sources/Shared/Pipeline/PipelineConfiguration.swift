@@ -19,6 +19,15 @@ public struct PipelineConfiguration: Sendable {
     /// How many times an event whose handling fails is tried before it is dead-lettered (`handler_failure`).
     /// Default: 3.
     public var maxAttempts: Int = 3
+    /// The producer's `message.max.bytes`: a dead letter heavier than this goes as a truncated copy, and an event
+    /// whose command is heavier is dead-lettered (`handler_failure`). Default: 1 MiB + 64 KiB.
+    public var producerMessageLimit: Int = (1 << 20) + DeadLetter.headerAllowance
+    /// The longest a publish can wait for its delivery reports (the producer's delivery timeout and a margin): while
+    /// it waits, liveness holds. Default: 40 s.
+    public var publishBound: Duration = .seconds(40)
+    /// For each topic the pipeline publishes to, the setting that names it (for the log line that says a topic is
+    /// missing). Default: the dead-letter topic only.
+    public var topicSettings: [String: String] = [:]
     /// The wait between retries of a failed batch or publish. Default: 100 ms doubling to 10 s, with jitter.
     public var backoff = Backoff(base: .milliseconds(100), cap: .seconds(10))
 
@@ -28,5 +37,6 @@ public struct PipelineConfiguration: Sendable {
         self.groupID = groupID
         self.inputTopic = inputTopic
         self.deadLetterTopic = Topics.deadLetter(of: inputTopic)
+        self.topicSettings = [deadLetterTopic: "the input topic's name + \"-dlq\""]
     }
 }

@@ -29,6 +29,11 @@ public struct OutboundCommand: Sendable, Equatable {
     /// The JSON document.
     public var value: [UInt8]
 
+    /// The Kafka message it is published as: keyed by the shopper, `content-type: application/json`.
+    public var outbound: KafkaOutboundMessage {
+        KafkaOutboundMessage(topic: topic, key: Array(key.utf8), value: value, headers: [KafkaHeader(key: "content-type", text: "application/json")])
+    }
+
     /// A command named `name`, caused by `causationID` in `storeID`; its id is ``CommandID/make(store:causation:name:)``
     /// of those three, so the JSON in `value` should carry that same id as `command_id`.
     public init(topic: String, key: String, name: String, storeID: String, causationID: String, value: [UInt8]) {

@@ -4,7 +4,9 @@ import Metrics
 /// `rapport_events_total{topic,type,outcome}` (outcome: handled, skipped, duplicate, dead_lettered),
 /// `rapport_batch_size`, `rapport_batch_duration_seconds`, `rapport_commands_total{topic,name}`,
 /// `rapport_dead_letters_total{topic,reason}`, `rapport_retries_total{stage}`,
-/// `rapport_kafka_consumer_lag{topic,partition}`.
+/// `rapport_kafka_consumer_lag{topic,partition}`, `rapport_publish_failures_total{topic,disposition}`; beside them
+/// the publish path records `rapport_publish_blocked` (1 while a topic cannot be written to) and
+/// `rapport_outbox_parked_total{topic}`.
 struct PipelineMetrics: Sendable {
     let topic: String
 
@@ -38,6 +40,11 @@ struct PipelineMetrics: Sendable {
     private func events(type: String, outcome: String, _ count: Int) {
         guard count > 0 else { return }
         Counter(label: "rapport_events_total", dimensions: [("topic", topic), ("type", type), ("outcome", outcome)]).increment(by: count)
+    }
+
+    /// One message's publish failed, classified by ``KafkaError/publishDisposition``.
+    func publishFailure(topic: String, disposition: KafkaError.PublishDisposition) {
+        Counter(label: "rapport_publish_failures_total", dimensions: [("topic", topic), ("disposition", disposition.rawValue)]).increment()
     }
 
     func retries(stage: String) {

@@ -3,7 +3,7 @@ import Metrics
 import ServiceLifecycle
 
 /// Checks PostgreSQL every `interval` and records the answer for `/readyz`, and the outbox backlog for `/metrics`
-/// (`rapport_outbox_backlog`).
+/// (`rapport_outbox_backlog`, and `rapport_outbox_parked`: rows that no form of could be published).
 public final class PostgresHealthCheck: Service, Sendable {
     private let client: PostgresClient
     private let health: WorkerHealth
@@ -24,7 +24,8 @@ public final class PostgresHealthCheck: Service, Sendable {
             let reachable: Bool
             do {
                 let backlog = try await client.withConnection { try Outbox.backlog(connection: $0) }
-                Gauge(label: "rapport_outbox_backlog").record(backlog)
+                Gauge(label: "rapport_outbox_backlog").record(backlog.waiting)
+                Gauge(label: "rapport_outbox_parked").record(backlog.parked)
                 reachable = true
             } catch {
                 reachable = false

@@ -49,7 +49,12 @@ public final class ProbeServer: Service, Sendable {
         case "/readyz":
             let checks = health.readiness()
             let ready = checks.allSatisfy(\.ok)
-            let body = "{" + checks.map { "\"\($0.check)\":\($0.ok)" }.joined(separator: ",") + "}\n"
+            var fields = checks.map { "\"\($0.check)\":\($0.ok)" }
+            let reasons = checks.compactMap { check in check.reason.map { (check.check, JSONValue.string($0)) } }
+            if !reasons.isEmpty {
+                fields.append("\"reasons\":" + String(decoding: JSONValue.object(Dictionary(uniqueKeysWithValues: reasons)).encoded(), as: UTF8.self))
+            }
+            let body = "{" + fields.joined(separator: ",") + "}\n"
             return (ready ? .ok : .serviceUnavailable, "application/json", Array(body.utf8))
         case "/metrics":
             var buffer: [UInt8] = []

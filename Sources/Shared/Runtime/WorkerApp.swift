@@ -42,6 +42,13 @@ public enum WorkerApp {
         pipelineConfiguration.batchWait = configuration.batchWait
         pipelineConfiguration.maxMessageBytes = configuration.maxMessageBytes
         pipelineConfiguration.maxAttempts = configuration.maxAttempts
+        pipelineConfiguration.producerMessageLimit = configuration.producer.effectiveMessageMaxBytes
+        pipelineConfiguration.publishBound = configuration.producer.deliveryTimeout + .seconds(10)
+        for (variable, keyPath) in Topics.variables {
+            let topic = configuration.topics[keyPath: keyPath]
+            pipelineConfiguration.topicSettings[topic] = variable
+            pipelineConfiguration.topicSettings[Topics.deadLetter(of: topic)] = "\(variable) + \"-dlq\""
+        }
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
             handler: handler, health: health, logger: logger)

@@ -22,8 +22,27 @@ extension WorkerConfiguration {
         transactionsPerBatch = try environment.integer("BATCH_TRANSACTIONS", default: transactionsPerBatch, in: 1...32)
         batchWait = .milliseconds(try environment.integer("BATCH_WAIT_MS", default: 100, in: 1...60_000))
         maxMessageBytes = try environment.integer("MAX_MESSAGE_BYTES", default: maxMessageBytes, in: 1024...(64 << 20))
+        try deriveProducerMessageLimit(environment: environment)
         maxAttempts = try environment.integer("HANDLER_MAX_ATTEMPTS", default: maxAttempts, in: 1...100)
         deduplicationWindow = .seconds(try environment.integer("DEDUPLICATION_WINDOW_DAYS", default: 30, in: 1...3650) * 86_400)
+    }
+
+    /// The producer's `message.max.bytes` by design: `MAX_MESSAGE_BYTES` plus ``DeadLetter/headerAllowance``, so that
+    /// the dead letter of any message the worker accepts fits whole (original key and headers, the `dlq.*` headers);
+    /// only a message over `MAX_MESSAGE_BYTES` (dead-lettered `too_large`) goes as a truncated copy.
+    /// `KAFKA_MESSAGE_MAX_BYTES` may raise it, never lower it below that.
+    /// - Throws: ``ConfigurationError`` naming `KAFKA_MESSAGE_MAX_BYTES` when it is lower.
+    private mutating func deriveProducerMessageLimit(environment: Environment) throws {
+        let needed = maxMessageBytes + DeadLetter.headerAllowance
+        producer.messageMaxBytes = needed
+        guard try environment.string("KAFKA_MESSAGE_MAX_BYTES") != nil else { return }
+        let effective = producer.effectiveMessageMaxBytes
+        guard effective >= needed else {
+            throw ConfigurationError(
+                "KAFKA_MESSAGE_MAX_BYTES",
+                "must be at least MAX_MESSAGE_BYTES (\(maxMessageBytes)) + \(DeadLetter.headerAllowance) bytes for dead-letter headers = \(needed), "
+                    + "got \(effective): the dead letter of an accepted message would not fit")
+        }
     }
 
     /// Reads `LOG_FORMAT` (`json`, `text`) and `LOG_LEVEL` (`trace` … `critical`).

@@ -9,6 +9,10 @@ public final class WorkerHealth: Sendable {
         var kafkaAssignment = false
         var inBackoff = false
         var shuttingDown = false
+        /// While the loop waits inside a call that has its own time bound: when that wait counts as hung.
+        var boundedWaitHungAt: ContinuousClock.Instant?
+        /// Why nothing can be published, while the worker's setup does not fit the cluster.
+        var publishBlocked: String?
     }
 
     private let state = Mutex(State())
@@ -43,21 +47,40 @@ public final class WorkerHealth: Sendable {
         state.withLock { $0.shuttingDown = true }
     }
 
-    /// Alive: the poll loop turned within the liveness window (a worker that has not polled yet counts as alive
-    /// for one window after start).
-    public func isAlive(startedAt: ContinuousClock.Instant) -> Bool {
-        let last = state.withLock { $0.lastPoll } ?? startedAt
-        return ContinuousClock.now - last <= livenessWindow
+    /// Nothing can be published for `reason` (a topic missing, authorization refused), or again can (`nil`).
+    public func setPublishBlocked(_ reason: String?) {
+        state.withLock { $0.publishBlocked = reason }
     }
 
-    /// Each readiness check and whether it passes.
-    public func readiness() -> [(check: String, ok: Bool)] {
+    /// Runs `body`, a call to a dependency that ends by itself within `bound` (a producer's delivery timeout),
+    /// counting the loop as alive meanwhile: waiting on a dependency is not a hang. Only a call that overruns its own
+    /// bound by more than the liveness window fails liveness.
+    public func waiting<T>(upTo bound: Duration, _ body: () async throws -> T) async rethrows -> T {
+        let hungAt = ContinuousClock.now + bound + livenessWindow
+        state.withLock { $0.boundedWaitHungAt = hungAt }
+        defer { state.withLock { $0.boundedWaitHungAt = nil } }
+        return try await body()
+    }
+
+    /// Alive: the poll loop turned within the liveness window, or is inside a bounded wait that has not overrun
+    /// (a worker that has not polled yet counts as alive for one window after start). A worker waiting on PostgreSQL
+    /// or Kafka is alive, and says so through readiness.
+    public func isAlive(startedAt: ContinuousClock.Instant) -> Bool {
+        let (last, hungAt) = state.withLock { ($0.lastPoll ?? startedAt, $0.boundedWaitHungAt) }
+        let now = ContinuousClock.now
+        if let hungAt, now < hungAt { return true }
+        return now - last <= livenessWindow
+    }
+
+    /// Each readiness check, whether it passes, and why not where a reason is known.
+    public func readiness() -> [(check: String, ok: Bool, reason: String?)] {
         state.withLock { state in
             [
-                ("postgres", state.postgresReachable),
-                ("kafka_assignment", state.kafkaAssignment),
-                ("not_in_backoff", !state.inBackoff),
-                ("not_shutting_down", !state.shuttingDown),
+                ("postgres", state.postgresReachable, nil),
+                ("kafka_assignment", state.kafkaAssignment, nil),
+                ("not_in_backoff", !state.inBackoff, nil),
+                ("publishing", state.publishBlocked == nil, state.publishBlocked),
+                ("not_shutting_down", !state.shuttingDown, nil),
             ]
         }
     }

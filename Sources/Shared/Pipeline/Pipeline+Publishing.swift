@@ -1,0 +1,188 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+
+extension Pipeline {
+    /// Publishes outbox rows and deletes each once delivered. Every failure is classified
+    /// (``KafkaError/publishDisposition``), and none stops the worker's loop:
+    /// - retriable: sent again after a backoff, polling meanwhile (liveness holds, readiness says `not_in_backoff`);
+    /// - permanent for the message: never sent again as it is — a dead letter goes again at once as a truncated copy
+    ///   of half its weight, a command becomes a dead letter itself (`handler_failure`); a row that no copy of can be
+    ///   published is parked (kept, with its reason) and the partition moves on;
+    /// - permanent for the worker (a topic missing, authorization refused): sent again after a backoff, readiness
+    ///   false with the reason, one log line a minute naming the topic and the setting; nothing skipped;
+    /// - fatal: thrown (the producer must be recreated: the worker exits, the outbox keeps the rows).
+    ///
+    /// - Returns: `false` when shutdown began before everything was delivered: what is left stays in the outbox for
+    ///   the partition's next owner, and the caller must not commit offsets to Kafka past it.
+    @discardableResult
+    func publish(_ rows: [Outbox.Row]) async throws -> Bool {
+        var pending = rows
+        var attempt = 0
+        var paused = false
+        var rewind: [TopicPartition: Int64] = [:]
+        var blockedLoggedAt: ContinuousClock.Instant?
+        defer { if attempt > 0 { Gauge(label: "rapport_publish_blocked").record(0) } }
+        while !pending.isEmpty {
+            let messages = pending.map(\.message)
+            let results = try await health.waiting(upTo: configuration.publishBound) { try await producer.send(messages) }
+            var delivered: [Int64] = []
+            var again: [Outbox.Row] = []
+            var wait = false
+            var blocked: (topic: String, error: KafkaError)?
+            var lastError: KafkaError?
+            for (row, result) in zip(pending, results) {
+                guard case .failure(let error) = result else {
+                    delivered.append(row.id)
+                    continue
+                }
+                let disposition = error.publishDisposition
+                metrics.publishFailure(topic: row.message.topic, disposition: disposition)
+                switch disposition {
+                case .fatal:
+                    throw error
+                case .retriable:
+                    again.append(row)
+                    wait = true
+                    lastError = error
+                case .permanentForWorker:
+                    again.append(row)
+                    wait = true
+                    blocked = (row.message.topic, error)
+                case .permanentForMessage:
+                    if let replacement = replacement(for: row, refusedWith: error) {
+                        // Sent again at once: the copy is a different message, not a retry of this one.
+                        again.append(replacement)
+                    } else {
+                        try await park(row, reason: "\(error)")
+                    }
+                }
+            }
+            do {
+                let ids = delivered
+                try await postgres.withConnection { try Outbox.delete(ids, connection: $0) }
+            } catch {
+                // The rows stay and are published again by the next relay: a duplicate with the same command id.
+                logger.warning("delivered outbox rows not deleted", metadata: [LogKey.error: "\(error)"])
+            }
+            pending = again
+            guard wait else { continue }
+
+            attempt += 1
+            metrics.retries(stage: "publish")
+            if let blocked {
+                let reason = Self.blockedReason(topic: blocked.topic, error: blocked.error, settings: configuration.topicSettings)
+                health.setPublishBlocked(reason)
+                Gauge(label: "rapport_publish_blocked").record(1)
+                if blockedLoggedAt.map({ ContinuousClock.now - $0 >= .seconds(60) }) ?? true {
+                    blockedLoggedAt = .now
+                    logger.error(
+                        "cannot publish: \(reason)",
+                        metadata: [LogKey.kafkaTopic: "\(blocked.topic)", LogKey.error: "\(blocked.error)", "messages": "\(pending.count)"])
+                }
+            } else {
+                health.setPublishBlocked(nil)
+                health.setBackoff(true)
+                logger.warning("publishing failed; retrying", metadata: [LogKey.error: "\(lastError.map { "\($0)" } ?? "")", "messages": "\(pending.count)"])
+            }
+            // Wait polling, the partitions paused: the member stays in its group and the loop keeps turning.
+            if !paused {
+                try consumer.pause(Array(consumer.assignment))
+                paused = true
+            }
+            rewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: attempt - 1)))
+            if Task.isShuttingDownGracefully || Task.isCancelled {
+                logger.info("shutting down with outbox rows unpublished; the partitions' next owner relays them", metadata: ["messages": "\(pending.count)"])
+                return false
+            }
+        }
+        if attempt > 0 {
+            health.setPublishBlocked(nil)
+            if paused { try await resume(rewinding: rewind) } else { health.setBackoff(false) }
+        }
+        return true
+    }
+
+    /// What to send instead of a row the broker or producer refused for good: a dead letter cut to half its weight,
+    /// or — for a command — a dead letter carrying the command; `nil` when no smaller form exists.
+    func replacement(for row: Outbox.Row, refusedWith error: KafkaError) -> Outbox.Row? {
+        var row = row
+        guard let commandID = row.commandID else {
+            guard !row.message.value.isEmpty, let smaller = row.message.truncatedDeadLetter(toFit: row.message.wireSize / 2) else { return nil }
+            logger.warning(
+                "dead letter refused; sending a truncated copy",
+                metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(error)", "bytes": "\(smaller.wireSize)"])
+            row.message = smaller
+            return row
+        }
+        let command = row.message
+        var deadLetter = KafkaOutboundMessage(
+            topic: configuration.deadLetterTopic, key: command.key, value: command.value,
+            headers: command.headers
+                + DeadLetter.headers(
+                    reason: .handlerFailure,
+                    message: "command \(commandID) (\(command.wireSize) bytes) refused by topic \(command.topic): \(error.code.name)",
+                    source: row.source, offset: row.sourceOffset, worker: configuration.worker, failedAt: Date())
+                + [KafkaHeader(key: "dlq.command.topic", text: command.topic), KafkaHeader(key: "dlq.command.id", text: commandID)])
+        if deadLetter.wireSize > configuration.producerMessageLimit {
+            guard let truncated = deadLetter.truncatedDeadLetter(toFit: configuration.producerMessageLimit) else { return nil }
+            deadLetter = truncated
+        }
+        logger.warning(
+            "command refused; dead-lettering it", metadata: [LogKey.kafkaTopic: "\(command.topic)", LogKey.error: "\(error)", "command.id": "\(commandID)"])
+        row.message = deadLetter
+        row.commandID = nil
+        return row
+    }
+
+    /// Keeps a row that no form of can be published, and moves on.
+    private func park(_ row: Outbox.Row, reason: String) async throws {
+        logger.error(
+            "outbox row parked: no form of it can be published",
+            metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(reason)", "outbox.id": "\(row.id)"])
+        Counter(label: "rapport_outbox_parked_total", dimensions: [("topic", row.message.topic)]).increment()
+        try await postgres.withConnection { try Outbox.park(row.id, reason: reason, connection: $0) }
+    }
+
+    /// The readiness reason and log line for a topic the worker cannot publish to: what is wrong and what to change.
+    static func blockedReason(topic: String, error: KafkaError, settings: [String: String]) -> String {
+        let named = settings[topic].map { " (named by \($0))" } ?? ""
+        switch error.code {
+        case .unknownTopicOrPartition, .unknownTopic:
+            return "topic \(topic) does not exist (\(error.code.name)): create it\(named) or point the setting at an existing topic"
+        case .topicAuthorizationFailed:
+            return "not authorized to write to topic \(topic)\(named) (\(error.code.name)): grant the worker's principal Write on it"
+        default:
+            return "cannot write to topic \(topic)\(named) (\(error.code.name)): check the KAFKA_* settings (security.protocol, sasl.*, ssl.*)"
+        }
+    }
+
+    /// Publishes what previous owners left in the outbox for partitions just assigned, oldest first, before any new
+    /// message of theirs is processed.
+    func relayArrivals() async throws {
+        let arrivals = offsets.takeArrivals()
+        guard !arrivals.isEmpty else { return }
+        do {
+            try await relay(arrivals.filter { $0.topic == configuration.inputTopic }.map(\.partition))
+        } catch {
+            offsets.restoreArrivals(arrivals)
+            throw error
+        }
+    }
+
+    /// Publishes the outbox rows of `partitions` of the input topic, oldest first, until none is left (or shutdown
+    /// begins).
+    func relay(_ partitions: [Int32]) async throws {
+        guard !partitions.isEmpty else { return }
+        let configuration = self.configuration
+        while true {
+            let rows = try await postgres.withConnection {
+                try Outbox.pending(group: configuration.groupID, topic: configuration.inputTopic, partitions: partitions, limit: 1000, connection: $0)
+            }
+            guard !rows.isEmpty else { return }
+            logger.info("relaying outbox rows", metadata: ["messages": "\(rows.count)"])
+            guard try await publish(rows) else { return }
+        }
+    }
+}
