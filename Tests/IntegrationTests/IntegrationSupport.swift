@@ -24,6 +24,10 @@ enum TestEnvironment {
     /// (`RAPPORT_PG_DIR`); unset when the tests were pointed at a server they do not own.
     static let postgresDirectory = variables["RAPPORT_PG_DIR"]
 
+    /// The embedded Kafka's control folder (`RAPPORT_KAFKA_CONTROL_DIR`), where a test drops command files to change
+    /// the cluster under running workers; unset when the tests use a Kafka they do not own.
+    static let kafkaControlDirectory = variables["RAPPORT_KAFKA_CONTROL_DIR"].map { URL(fileURLWithPath: $0) }
+
     /// Where child processes keep their captured output: `RAPPORT_RUN_DIR` (a folder `scripts/test` removes when it
     /// ends), default the temporary directory.
     static let runDirectory = variables["RAPPORT_RUN_DIR"].map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
@@ -97,12 +101,13 @@ final class ChildProcess: @unchecked Sendable {
     let stderrURL: URL
 
     /// Starts `executable` (a product of this package) with `arguments` and `environment` added to the tests' own.
-    convenience init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
-        try self.init(at: TestEnvironment.binDirectory.appendingPathComponent(executable), arguments, environment: environment)
+    convenience init(_ executable: String, _ arguments: [String] = [], environment: [String: String] = [:], unset: Set<String> = []) throws {
+        try self.init(at: TestEnvironment.binDirectory.appendingPathComponent(executable), arguments, environment: environment, unset: unset)
     }
 
-    /// Starts the program at `url` with `arguments` and `environment` added to the tests' own.
-    init(at url: URL, _ arguments: [String] = [], environment: [String: String] = [:]) throws {
+    /// Starts the program at `url` with `arguments` and `environment` added to the tests' own, less the variables
+    /// named in `unset`.
+    init(at url: URL, _ arguments: [String] = [], environment: [String: String] = [:], unset: Set<String> = []) throws {
         let folder = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("proc"))
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         stdoutURL = folder.appendingPathComponent("stdout")
@@ -115,6 +120,7 @@ final class ChildProcess: @unchecked Sendable {
         variables["KAFKA_BROKERS"] = TestEnvironment.kafkaBrokers
         variables["DATABASE_URL"] = TestEnvironment.databaseURL
         variables.merge(environment) { _, new in new }
+        for name in unset { variables[name] = nil }
         process.environment = variables
         process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
         process.standardError = try FileHandle(forWritingTo: stderrURL)

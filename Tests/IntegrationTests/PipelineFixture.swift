@@ -17,6 +17,8 @@ final class PipelineFixture: @unchecked Sendable {
     let producer: KafkaProducer
     var workers: [ChildProcess] = []
     var extraEnvironment: [String: String] = [:]
+    /// Variables the workers start without (to give them as `X_FILE` instead).
+    var unsetEnvironment: Set<String> = []
 
     var inputTopic: String { "\(prefix)-\(number)" }
     var deadLetterTopic: String { "\(prefix)-\(number)-dlq" }
@@ -41,7 +43,8 @@ final class PipelineFixture: @unchecked Sendable {
             "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_FORMAT": "json", "BATCH_WAIT_MS": "50",
         ]
         environment.merge(extraEnvironment) { _, new in new }
-        let worker = try ChildProcess(executable, [], environment: environment)
+        for name in unsetEnvironment { environment[name] = nil }
+        let worker = try ChildProcess(executable, [], environment: environment, unset: unsetEnvironment)
         workers.append(worker)
         return (worker, try await worker.probePort())
     }
@@ -58,7 +61,28 @@ final class PipelineFixture: @unchecked Sendable {
     /// Publishes and checks every delivery; returns the reports in order.
     @discardableResult
     func publish(_ messages: [KafkaOutboundMessage]) async throws -> [KafkaDeliveryReport] {
-        try await producer.send(messages).map { try $0.get() }
+        published += messages
+        return try await producer.send(messages).map { try $0.get() }
+    }
+
+    /// The personal data this test published (emails, names, phone numbers, IP addresses, user agents) that any
+    /// worker's log holds: must be none.
+    func personalDataInLogs() -> [String] {
+        var personal = Set<String>()
+        func collect(_ value: JSONValue, key: String?) {
+            switch value {
+            case .object(let object): for (name, child) in object { collect(child, key: name) }
+            case .array(let array): for child in array { collect(child, key: key) }
+            case .string(let text):
+                let trimmed = text.trimmingCharacters(in: .whitespaces).lowercased()
+                let personalKey = ["email", "firstName", "lastName", "phone", "ip", "userAgent"].contains(key ?? "")
+                if trimmed.count >= 3, personalKey || trimmed.contains("@") { personal.insert(trimmed) }
+            default: break
+            }
+        }
+        for message in published { if let value = try? JSONValue.parse(message.value[...]) { collect(value, key: nil) } }
+        let logs = workers.map { ($0.stdout + $0.stderr).lowercased() }
+        return personal.filter { value in logs.contains { $0.contains(value) } }.sorted()
     }
 
     /// Effects this run's store has in the database.
@@ -80,7 +104,10 @@ final class PipelineFixture: @unchecked Sendable {
         return try await client.withConnection { try $0.query(sql, parameters) }
     }
 
-    /// How many partitions `scripts/test` gives each of the fixture's topics.
+    /// Every message published through ``publish(_:)``, for the log scan at the end of the test.
+    private(set) var published: [KafkaOutboundMessage] = []
+
+    /// How many partitions each of the fixture's topics has: `scripts/test` gives dead-letter topics 1, the others 4.
     func partitions(of topic: String) -> Int32 { topic == deadLetterTopic ? 1 : 4 }
 
     /// Waits until the worker has finished with everything published to the input topic so far: PostgreSQL's offsets
@@ -154,6 +181,8 @@ extension TestEnvironment {
             do {
                 let result = try await body(fixture)
                 await fixture.stopWorkers()
+                let leaked = fixture.personalDataInLogs()
+                #expect(leaked.isEmpty, "personal data in the workers' logs: \(leaked)")
                 return result
             } catch {
                 for worker in fixture.workers { print("--- worker log tail:\n\(worker.stdout.suffix(3000))\n\(worker.stderr.suffix(2000))") }

@@ -34,8 +34,13 @@ public struct KafkaMessage: Sendable, Equatable {
     public var timestampMilliseconds: Int64?
 
     /// The first header named `key`, as UTF-8 text.
-    public func header(_ key: String) -> String? {
-        headers.first { $0.key == key }?.value.map { String(decoding: $0, as: UTF8.self) }
+    public func header(_ key: String) -> String? { headers.text(of: key) }
+}
+
+extension Sequence<KafkaHeader> {
+    /// The value of the first header named `key`, as UTF-8 text.
+    func text(of key: String) -> String? {
+        first { $0.key == key }?.value.map { String(decoding: $0, as: UTF8.self) }
     }
 }
 
@@ -60,6 +65,9 @@ public struct KafkaOutboundMessage: Sendable, Equatable {
         self.headers = headers
         self.partition = partition
     }
+
+    /// The first header named `key`, as UTF-8 text.
+    public func header(_ key: String) -> String? { headers.text(of: key) }
 }
 
 /// Where a published message landed.

@@ -53,6 +53,12 @@ public final class MockKafkaCluster: @unchecked Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(err, "create topic \(topic)") }
     }
 
+    /// Makes metadata requests answer `code` for `topic` (`UNKNOWN_TOPIC_OR_PART`: clients see a topic that does not
+    /// exist); ``KafkaError/Code`` 0 clears it.
+    public func setTopicError(_ topic: String, _ code: KafkaError.Code) {
+        rd_kafka_mock_topic_set_error(cluster, topic, rd_kafka_resp_err_t(rawValue: code.rawValue))
+    }
+
     /// Makes the next `errors.count` requests of kind `apiKey` fail, in order, with the given codes.
     public func pushRequestErrors(_ apiKey: APIKey, _ errors: [KafkaError.Code]) {
         let codes = errors.map { rd_kafka_resp_err_t(rawValue: $0.rawValue) }

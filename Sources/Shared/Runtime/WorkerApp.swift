@@ -6,8 +6,8 @@ import ServiceLifecycle
 /// and the tests call the same function.
 public enum WorkerApp {
     /// Connects, applies migrations, and assembles the worker's services in start order (PostgreSQL, probes, health
-    /// check, de-duplication retention, pipeline); shutdown runs in reverse, so the pipeline drains first and
-    /// PostgreSQL closes last.
+    /// check, de-duplication retention, pipeline, drain watchdog); shutdown runs in reverse, so the watchdog starts its
+    /// clock, the pipeline drains first and PostgreSQL closes last.
     ///
     /// - Parameters:
     ///   - descriptor: Which worker.
@@ -52,7 +52,8 @@ public enum WorkerApp {
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
             handler: handler, health: health, logger: logger)
-        var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, retention, pipeline], logger: logger)
+        let watchdog = DrainWatchdog(drainTimeout: configuration.drainTimeout, logger: logger)
+        var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, retention, pipeline, watchdog], logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = configuration.drainTimeout
         return ServiceGroup(configuration: group)

@@ -1,4 +1,3 @@
-import Foundation
 import ArgumentParser
 import Logging
 import Metrics
@@ -41,7 +40,7 @@ public struct RunWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
         let building = Task {
             try await WorkerApp.build(descriptor: descriptor, configuration: configuration, handler: handler, registry: registry, logger: logger)
         }
-        let signals = SignalWatch { building.cancel() }
+        let signals = StartupSignals { building.cancel() }
         let group: ServiceGroup?
         do {
             group = try await building.value
@@ -54,21 +53,6 @@ public struct RunWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
             logger.info("stopped during start-up")
             return
         }
-        let drainTimeout = configuration.drainTimeout
-        let watchdogLogger = logger
-        let watchdog = SignalWatch {
-            // The group drains for up to the drain timeout, then cancels; what still has not returned a moment later
-            // never will (a call blocked in C). Nothing is lost by exiting: the batch in hand did not commit, and the
-            // partitions' next owner resumes from PostgreSQL's offsets.
-            Thread.detachNewThread {
-                Thread.sleep(forTimeInterval: Double(drainTimeout.components.seconds) + 2)
-                watchdogLogger.critical(
-                    "drain did not finish within DRAIN_TIMEOUT_SECONDS; exiting",
-                    metadata: ["drain_timeout_seconds": "\(drainTimeout.components.seconds)"])
-                Foundation.exit(1)
-            }
-        }
-        defer { watchdog.stop() }
         try await group.run()
         logger.info("stopped")
     }

@@ -2,13 +2,10 @@ import Dispatch
 import Foundation
 import Synchronization
 
-/// Watches SIGTERM and SIGINT beside (or before) the service group's own handling. Two uses:
-/// - while a worker starts (waiting for PostgreSQL, applying migrations), before its service group handles signals:
-///   the start-up task is cancelled so that the process exits 0 instead of dying by the default action (status 143);
-///   ``stop()`` then hands over to the group;
-/// - while it runs: the drain watchdog, which ends a process whose drain overran its timeout (a call that never
-///   returns cannot be cancelled).
-final class SignalWatch: Sendable {
+/// SIGTERM and SIGINT while a worker starts (waiting for PostgreSQL, applying migrations), before its service group
+/// handles signals: the start-up task is cancelled so that the process exits 0 instead of dying by the default action
+/// (status 143). The service group installs its own handlers once it runs; ``stop()`` hands over to it.
+final class StartupSignals: Sendable {
     private final class Fired: Sendable {
         let value = Mutex(false)
     }
