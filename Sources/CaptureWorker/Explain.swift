@@ -95,7 +95,7 @@ struct Explain: AsyncParsableCommand {
             {
                 let marketing = try row.decode(Bool.self, at: 2).map { $0 ? "marketing yes" : "marketing no" }
                 let details = [marketing, try row.decode(String.self, at: 3).map { "source \($0)" }, try row.decode(String.self, at: 4).map { "opt-in \($0)" },
-                    try row.decode(String.self, at: 5).map { "text v\($0)" }].compactMap { $0 }
+                    try row.decode(String.self, at: 5).map { "text version \($0)" }].compactMap { $0 }
                 facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 1, "consent   \(try row.decode(String.self, at: 1) ?? "")  \(details.joined(separator: ", "))  [message \(try row.decode(String.self, at: 6) ?? "")]"))
             }
         }

@@ -118,14 +118,20 @@ final class PipelineFixture: @unchecked Sendable {
     @discardableResult
     func waitUntilConsumed(timeout: Duration = .seconds(120)) async throws -> [TopicPartition: Int64] {
         let watermarks = try await highWatermarks(inputTopic)
-        try await eventually("the input consumed to \(watermarks.sorted { $0.key < $1.key }.map(\.value)) and the outbox drained", timeout: timeout) {
-            let rows = try await query(
-                "SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, inputTopic])
-            var recorded: [Int32: Int64] = [:]
-            for row in rows { recorded[try row.decode(Int32.self, at: 0) ?? -1] = try row.decode(Int64.self, at: 1) ?? 0 }
-            guard watermarks.allSatisfy({ $0.value == 0 || (recorded[$0.key.partition] ?? 0) >= $0.value }) else { return false }
-            let waiting = try await query("SELECT count(*) FROM rapport_outbox WHERE group_id = $1 AND parked_at IS NULL", [group])
-            return try waiting.first?.decode(Int.self, at: 0) == 0
+        var state = ""
+        do {
+            try await eventually("the input consumed to its high watermarks and the outbox drained", timeout: timeout) {
+                let rows = try await query(
+                    "SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, inputTopic])
+                var recorded: [Int32: Int64] = [:]
+                for row in rows { recorded[try row.decode(Int32.self, at: 0) ?? -1] = try row.decode(Int64.self, at: 1) ?? 0 }
+                let waiting = try await query("SELECT count(*) FROM rapport_outbox WHERE group_id = $1 AND parked_at IS NULL", [group])
+                    .first?.decode(Int.self, at: 0) ?? -1
+                state = "high watermarks \(watermarks.sorted { $0.key < $1.key }.map(\.value)), recorded \(recorded.sorted { $0.key < $1.key }.map(\.value)), outbox \(waiting)"
+                return waiting == 0 && watermarks.allSatisfy { $0.value == 0 || (recorded[$0.key.partition] ?? 0) >= $0.value }
+            }
+        } catch let failure as TestFailure {
+            throw TestFailure("\(failure.description); \(state)")
         }
         return watermarks
     }

@@ -59,13 +59,7 @@ extension Pipeline {
                     }
                 }
             }
-            do {
-                let ids = delivered
-                try await postgres.withConnection { try Outbox.delete(ids, connection: $0) }
-            } catch {
-                // The rows stay and are published again by the next relay: a duplicate with the same command id.
-                logger.warning("delivered outbox rows not deleted", metadata: [LogKey.error: "\(error)"])
-            }
+            try await deleteDelivered(delivered, paused: &paused, rewind: &rewind)
             pending = again
             guard wait else { continue }
 
@@ -97,11 +91,42 @@ extension Pipeline {
                 return false
             }
         }
-        if attempt > 0 {
-            health.setPublishBlocked(nil)
-            if paused { try await resume(rewinding: rewind) } else { health.setBackoff(false) }
+        if attempt > 0 { health.setPublishBlocked(nil) }
+        if paused {
+            try await resume(rewinding: rewind)
+        } else if attempt > 0 {
+            health.setBackoff(false)
         }
         return true
+    }
+
+    /// Deletes delivered rows, retrying while PostgreSQL is away (polling, the partitions paused): a delivered row
+    /// left behind would be published again by the partition's next owner and would hold the outbox backlog up until
+    /// then. On shutdown the rows stay: the next owner sends them again, byte-identical, with the same command ids.
+    private func deleteDelivered(_ ids: [Int64], paused: inout Bool, rewind: inout [TopicPartition: Int64]) async throws {
+        guard !ids.isEmpty else { return }
+        var attempt = 0
+        while true {
+            do {
+                try await postgres.withConnection { try Outbox.delete(ids, connection: $0) }
+                return
+            } catch let error as PostgresError where error.isRetriable {
+                attempt += 1
+                metrics.retries(stage: "outbox_delete")
+                health.setBackoff(true)
+                if attempt == 1 { logger.warning("delivered outbox rows not deleted; retrying", metadata: [LogKey.error: "\(error)", "messages": "\(ids.count)"]) }
+                if !paused {
+                    try consumer.pause(Array(consumer.assignment))
+                    paused = true
+                }
+                rewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: attempt - 1)))
+                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            } catch {
+                // Not a passing condition: the rows stay and the next relay sends them again, with the same ids.
+                logger.warning("delivered outbox rows not deleted", metadata: [LogKey.error: "\(error)"])
+                return
+            }
+        }
     }
 
     /// What to send instead of a row the broker or producer refused for good: a dead letter cut to half its weight,

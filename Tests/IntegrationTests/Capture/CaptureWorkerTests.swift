@@ -336,7 +336,7 @@ import Testing
             let output = explain.stdout
             #expect(output.contains("suppressed: marketing"))
             #expect(output.contains("event     Email Captured  [message c-1]"))
-            #expect(output.contains("consent   consent  marketing yes, source popup, opt-in single, text vv2  [message c-1]"))
+            #expect(output.contains("consent   consent  marketing yes, source popup, opt-in single, text version v2  [message c-1]"))
             #expect(output.contains("sent      welcome_offer (marketing)"))
             #expect(output.contains("dropped   welcome_offer (marketing) — welcome_already_offered"))
             #expect(output.contains("consent   unsubscribe  marketing no"))
