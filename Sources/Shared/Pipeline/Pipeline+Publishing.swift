@@ -73,21 +73,15 @@ extension Pipeline {
                     blockedLoggedAt = .now
                     logger.error(
                         "cannot publish: \(reason)",
-                        metadata: [LogKey.kafkaTopic: "\(blocked.topic)", LogKey.error: "\(blocked.error)", "messages": "\(pending.count)"])
+                        metadata: [LogKey.kafkaTopic: "\(blocked.topic)", LogKey.error: "\(blocked.error)", LogKey.messages: "\(pending.count)"])
                 }
             } else {
                 health.setPublishBlocked(nil)
                 health.setBackoff(true)
-                logger.warning("publishing failed; retrying", metadata: [LogKey.error: "\(lastError.map { "\($0)" } ?? "")", "messages": "\(pending.count)"])
+                logger.warning("publishing failed; retrying", metadata: [LogKey.error: "\(lastError.map { "\($0)" } ?? "")", LogKey.messages: "\(pending.count)"])
             }
-            // Wait polling, the partitions paused: the member stays in its group and the loop keeps turning.
-            if !paused {
-                try consumer.pause(Array(consumer.assignment))
-                paused = true
-            }
-            rewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: attempt - 1)))
-            if Task.isShuttingDownGracefully || Task.isCancelled {
-                logger.info("shutting down with outbox rows unpublished; the partitions' next owner relays them", metadata: ["messages": "\(pending.count)"])
+            guard try await backOffPolling(attempt: attempt, paused: &paused, rewind: &rewind) else {
+                logger.info("shutting down with outbox rows unpublished; the partitions' next owner relays them", metadata: [LogKey.messages: "\(pending.count)"])
                 return false
             }
         }
@@ -98,6 +92,19 @@ extension Pipeline {
             health.setBackoff(false)
         }
         return true
+    }
+
+    /// Waits out backoff step `attempt` (from 1) while polling, the partitions paused (once, recorded in `paused`),
+    /// so that the member stays in its group and the loop keeps turning; what the polls return anyway is added to
+    /// `rewind`, to be read again on resuming.
+    /// - Returns: `false` when shutdown began meanwhile.
+    private func backOffPolling(attempt: Int, paused: inout Bool, rewind: inout [TopicPartition: Int64]) async throws -> Bool {
+        if !paused {
+            try consumer.pause(Array(consumer.assignment))
+            paused = true
+        }
+        rewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: attempt - 1)))
+        return !Task.isShuttingDownGracefully && !Task.isCancelled
     }
 
     /// Deletes delivered rows, retrying while PostgreSQL is away (polling, the partitions paused): a delivered row
@@ -114,13 +121,8 @@ extension Pipeline {
                 attempt += 1
                 metrics.retries(stage: "outbox_delete")
                 health.setBackoff(true)
-                if attempt == 1 { logger.warning("delivered outbox rows not deleted; retrying", metadata: [LogKey.error: "\(error)", "messages": "\(ids.count)"]) }
-                if !paused {
-                    try consumer.pause(Array(consumer.assignment))
-                    paused = true
-                }
-                rewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: attempt - 1)))
-                if Task.isShuttingDownGracefully || Task.isCancelled { return }
+                if attempt == 1 { logger.warning("delivered outbox rows not deleted; retrying", metadata: [LogKey.error: "\(error)", LogKey.messages: "\(ids.count)"]) }
+                guard try await backOffPolling(attempt: attempt, paused: &paused, rewind: &rewind) else { return }
             } catch {
                 // Not a passing condition: the rows stay and the next relay sends them again, with the same ids.
                 logger.warning("delivered outbox rows not deleted", metadata: [LogKey.error: "\(error)"])
@@ -137,7 +139,7 @@ extension Pipeline {
             guard !row.message.value.isEmpty, let smaller = row.message.truncatedDeadLetter(toFit: row.message.wireSize / 2) else { return nil }
             logger.warning(
                 "dead letter refused; sending a truncated copy",
-                metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(error)", "bytes": "\(smaller.wireSize)"])
+                metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(error)", LogKey.bytes: "\(smaller.wireSize)"])
             row.message = smaller
             return row
         }
@@ -155,7 +157,7 @@ extension Pipeline {
             deadLetter = truncated
         }
         logger.warning(
-            "command refused; dead-lettering it", metadata: [LogKey.kafkaTopic: "\(command.topic)", LogKey.error: "\(error)", "command.id": "\(commandID)"])
+            "command refused; dead-lettering it", metadata: [LogKey.kafkaTopic: "\(command.topic)", LogKey.error: "\(error)", LogKey.commandID: "\(commandID)"])
         row.message = deadLetter
         row.commandID = nil
         return row
@@ -165,7 +167,7 @@ extension Pipeline {
     private func park(_ row: Outbox.Row, reason: String) async throws {
         logger.error(
             "outbox row parked: no form of it can be published",
-            metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(reason)", "outbox.id": "\(row.id)"])
+            metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(reason)", LogKey.outboxID: "\(row.id)"])
         Counter(label: "rapport_outbox_parked_total", dimensions: [("topic", row.message.topic)]).increment()
         try await postgres.withConnection { try Outbox.park(row.id, reason: reason, connection: $0) }
     }
@@ -206,7 +208,7 @@ extension Pipeline {
                 try Outbox.pending(group: configuration.groupID, topic: configuration.inputTopic, partitions: partitions, limit: 1000, connection: $0)
             }
             guard !rows.isEmpty else { return }
-            logger.info("relaying outbox rows", metadata: ["messages": "\(rows.count)"])
+            logger.info("relaying outbox rows", metadata: [LogKey.messages: "\(rows.count)"])
             guard try await publish(rows) else { return }
         }
     }

@@ -16,6 +16,14 @@ public enum LogKey {
     public static let kafkaError = "kafka.error"
     /// The message id of a Segment event.
     public static let messageID = "event.message_id"
+    /// How many messages an operation concerns.
+    public static let messages = "messages"
+    /// A message's weight as librdkafka counts it, in bytes.
+    public static let bytes = "bytes"
+    /// A command's deterministic id.
+    public static let commandID = "command.id"
+    /// An outbox row's id.
+    public static let outboxID = "outbox.id"
     /// A PostgreSQL SQLSTATE.
     public static let sqlState = "pg.sqlstate"
     /// A migration component and version.
