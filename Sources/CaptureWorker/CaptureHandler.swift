@@ -39,7 +39,7 @@ struct CaptureHandler: PipelineHandler {
         parsed = try refuseErasedAddresses(parsed, connection: connection)
         guard !parsed.isEmpty else { return [] }
         let shopperIDs = try resolve(parsed, connection: connection)
-        var shoppers = try loadShoppers(Set(shopperIDs), connection: connection)
+        var shoppers = try loadShoppers(Set(shopperIDs), stores: Array(Set(parsed.map(\.message.storeID))), connection: connection)
         var addresses = Set(parsed.compactMap { event in event.email.map { CaptureModel.ContactKey(storeID: event.message.storeID, email: $0.value) } })
         for shopper in shoppers.values { if let email = shopper.email { addresses.insert(.init(storeID: shopper.storeID, email: email)) } }
         let earliest = parsed.map(\.message.timestamp).min() ?? Date()
@@ -101,7 +101,10 @@ struct CaptureHandler: PipelineHandler {
         return ids
     }
 
-    private func loadShoppers(_ ids: Set<Int64>, connection: PostgresConnection) throws -> [Int64: ShopperState] {
+    /// The state of shoppers `ids` of `stores`. Both keys of `capture_shoppers`' primary key are given (`= ANY` on each):
+    /// the index is probed whatever the table's size or statistics; shopper ids are unique across stores, so the
+    /// pairs the two lists make match nothing more.
+    private func loadShoppers(_ ids: Set<Int64>, stores: [String], connection: PostgresConnection) throws -> [Int64: ShopperState] {
         var shoppers: [Int64: ShopperState] = [:]
         for row in try connection.query(
             """
@@ -113,8 +116,8 @@ struct CaptureHandler: PipelineHandler {
                         SELECT item, last_at FROM capture_interests i
                         WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'product'
                         ORDER BY last_at DESC LIMIT 10) recent)
-            FROM capture_shoppers s WHERE s.shopper_id = ANY($1::bigint[])
-            """, [PostgresArray(Array(ids))])
+            FROM capture_shoppers s WHERE s.store_id = ANY($1::text[]) AND s.shopper_id = ANY($2::bigint[])
+            """, [PostgresArray(stores), PostgresArray(Array(ids))])
         {
             guard let id = try row.decode(Int64.self, at: 0), let store = try row.decode(String.self, at: 1) else { continue }
             var shopper = ShopperState(shopperID: id, storeID: store)

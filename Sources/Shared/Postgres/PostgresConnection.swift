@@ -320,6 +320,12 @@ public final class PostgresConnection: @unchecked Sendable {
     public static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
+
+    /// Quotes a string literal (`'text'`, doubling any quote inside), for scripts that cannot take parameters
+    /// (`executeScript`); a statement with values takes them as parameters.
+    public static func quoteLiteral(_ text: String) -> String {
+        "'" + text.replacingOccurrences(of: "'", with: "''") + "'"
+    }
 }
 
 /// Statement parameters in libpq's text format: every value's text, NUL-terminated, in one buffer.

@@ -1,0 +1,91 @@
+import Foundation
+import Shared
+import Testing
+
+/// Flat at scale: against a database holding a million shoppers (contacts, identities, ledger, decisions, interests,
+/// processed messages — `scripts/sql/seed-shoppers.sql`), a CaptureWorker process handles a realistic mix of events, and no table
+/// that grows with shoppers or events is read by a sequential scan. PostgreSQL's own counters
+/// (`pg_stat_user_tables.seq_scan`) judge every statement the worker ran — the pipeline's, the handler's and those
+/// inside its PL/pgSQL functions — with the plans the planner really chose for real batches.
+@Suite(.serialized) struct CapturePlanTests {
+    /// The tables that grow with shoppers, orders, decisions or events.
+    static let growing = [
+        "capture_shoppers", "capture_identities", "rapport_contacts", "rapport_contact_decisions", "capture_consent_ledger",
+        "capture_interests", "capture_timeline", "rapport_processed_messages",
+    ]
+
+    /// `scripts/sql/seed-shoppers.sql` for `shoppers` shoppers of `store`, processed by `group`.
+    static func seedSQL(shoppers: Int, store: String, group: String) throws -> String {
+        let text = try String(contentsOf: TestEnvironment.root.appendingPathComponent("scripts/sql/seed-shoppers.sql"), encoding: .utf8)
+        return text.replacingOccurrences(of: ":shoppers", with: String(shoppers))
+            .replacingOccurrences(of: ":'store'", with: PostgresConnection.quoteLiteral(store))
+            .replacingOccurrences(of: ":'group'", with: PostgresConnection.quoteLiteral(group))
+    }
+
+    /// Sequential scans and inserted rows per table so far.
+    static func counters(_ fixture: PipelineFixture) async throws -> [String: (seqScans: Int, inserted: Int)] {
+        var counters: [String: (Int, Int)] = [:]
+        for row in try await fixture.query(
+            "SELECT relname::text, coalesce(seq_scan, 0), coalesce(n_tup_ins, 0) FROM pg_stat_user_tables WHERE relname = ANY($1::text[])",
+            [PostgresArray(growing)])
+        {
+            counters[try row.decode(String.self, at: 0) ?? ""] = (try row.decode(Int.self, at: 1) ?? 0, try row.decode(Int.self, at: 2) ?? 0)
+        }
+        return counters
+    }
+
+    @Test func noHotStatementReadsAGrowingTableSequentiallyAtAMillionShoppers() async throws {
+        try await TestEnvironment.withPipeline(10, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let migrate = try ChildProcess("CaptureWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await migrate.waitForExit() == 0)
+            let seeding = ContinuousClock.now
+            let client = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 1)
+            let sql = try Self.seedSQL(shoppers: 1_000_000, store: fixture.store, group: fixture.group)
+            try await client.withConnection { try $0.executeScript(sql) }
+            client.close()
+            print("seeded 1,000,000 shoppers in \(ContinuousClock.now - seeding)")
+            let before = try await Self.counters(fixture)
+            #expect(before["capture_shoppers"].map { $0.inserted >= 1_000_000 } == true)
+
+            try await fixture.startWorker()
+            let events = CaptureWorkerTests.Events(fixture: fixture)
+            var messages: [KafkaOutboundMessage] = []
+            for k in 1...150 {
+                // New shoppers: pop-up captures with consent.
+                messages.append(events.capture(id: "new-\(k)", anonymousID: "new-anon-\(k)", email: "new-\(k)@example.com", marketing: true, minutes: Double(k)))
+                // Stored shoppers: browsing, logging in, being captured again, checking out, unsubscribing.
+                let stored = k * 6000
+                messages.append(events.track(
+                    "Product Viewed", id: "view-\(k)", anonymousID: "seed-anon-\(stored)", minutes: Double(k),
+                    properties: ["product_id": .string("p-\(k % 40)"), "category": .string("tea")]))
+                messages.append(events.identify(
+                    id: "identify-\(k)", userID: "user-\(stored)", anonymousID: "seed-anon-\(stored)",
+                    traits: ["email": .string("seed-\(stored)@example.com"), "firstName": .string("Seed")], minutes: Double(k)))
+                if k % 3 == 0 {
+                    messages.append(events.capture(id: "again-\(k)", anonymousID: "seed-anon-\(stored + 1)", email: "seed-\(stored + 1)@example.com", marketing: true, minutes: Double(k)))
+                    messages.append(events.track("Checkout Started", id: "checkout-\(k)", anonymousID: "seed-anon-\(stored + 2)", minutes: Double(k), properties: ["email": .string("seed-\(stored + 2)@example.com")]))
+                    messages.append(events.feedback("Unsubscribed", id: "unsub-\(k)", anonymousID: "seed-anon-\(stored + 3)", email: "seed-\(stored + 3)@example.com", minutes: Double(k)))
+                }
+            }
+            try await fixture.publish(messages)
+            try await fixture.waitUntilConsumed()
+            #expect(try await fixture.readToEnd(fixture.commandsTopic).count >= 150, "a welcome per new shopper")
+            await fixture.stopWorkers()
+
+            // A backend reports its counters as it exits: wait until the new shoppers show.
+            var after = before
+            try await eventually("the worker's statistics reported", timeout: .seconds(30)) {
+                after = try await Self.counters(fixture)
+                return (after["capture_shoppers"]?.inserted ?? 0) >= (before["capture_shoppers"]?.inserted ?? 0) + 150
+            }
+            let scanned = Self.growing.compactMap { table -> String? in
+                let delta = (after[table]?.seqScans ?? 0) - (before[table]?.seqScans ?? 0)
+                return delta > 0 ? "\(table): \(delta)" : nil
+            }
+            #expect(scanned.isEmpty, "sequential scans of growing tables while handling \(messages.count) events: \(scanned)")
+            // Counted after the counters were read: a count of a million rows rightly reads the whole table.
+            let applied = try await fixture.query("SELECT count(*) FROM rapport_processed_messages WHERE store_id = $1", [fixture.store])
+            #expect(try applied.first?.decode(Int.self, at: 0) == 1_000_000 + messages.count, "every event applied")
+        }
+    }
+}
