@@ -83,8 +83,152 @@ struct CaptureHandler: PipelineHandler {
         }
     }
 
-    /// Each event's shopper, in order (creating shoppers and linking identities inside PostgreSQL).
+    /// One identity of a shopper in a store: a user id, an anonymous id or an email.
+    struct Identity: Hashable {
+        var store: String
+        var kind: String
+        var value: String
+    }
+
+    /// The identities an event carries.
+    static func identities(of event: CaptureEvent) -> [Identity] {
+        let store = event.message.storeID
+        var identities: [Identity] = []
+        if let user = event.message.userID, !user.isEmpty { identities.append(Identity(store: store, kind: "user_id", value: user)) }
+        if let anonymous = event.message.anonymousID, !anonymous.isEmpty {
+            identities.append(Identity(store: store, kind: "anonymous_id", value: anonymous))
+        }
+        if let email = event.email { identities.append(Identity(store: store, kind: "email", value: email.value)) }
+        return identities
+    }
+
+    /// Each event's shopper, in order, set-based where the batch allows it:
+    /// - an event whose identities are all linked already, to one shopper, is that shopper (nothing written);
+    /// - an event whose identities are all new and carried by no other event of the batch is a new shopper: those are
+    ///   created together, with their identities, in two statements;
+    /// - every other event (a new identity for a known shopper, two shoppers to merge, identities shared within the
+    ///   batch) goes through `capture_resolve_shoppers`, in order, with every event of a shopper it touches.
+    ///
+    /// Measured on pure captures of new shoppers: the per-event PL/pgSQL loop (three probes, an insert or two per
+    /// event) was most of a batch's time.
     private func resolve(_ events: [CaptureEvent], connection: PostgresConnection) throws -> [Int64] {
+        let identities = events.map(Self.identities(of:))
+        let known = try linkedShoppers(Set(identities.joined()), connection: connection)
+        var uses: [Identity: Int] = [:]
+        for identity in identities.joined() { uses[identity, default: 0] += 1 }
+
+        var resolved = [Int64?](repeating: nil, count: events.count)
+        var fresh: [Int] = []
+        var sequential: [Int] = []
+        for (index, carried) in identities.enumerated() {
+            let shoppers = Set(carried.compactMap { known[$0] })
+            if !carried.isEmpty, shoppers.count == 1, carried.allSatisfy({ known[$0] != nil }) {
+                resolved[index] = shoppers.first
+            } else if !carried.isEmpty, shoppers.isEmpty, carried.allSatisfy({ uses[$0] == 1 }) {
+                fresh.append(index)
+            } else {
+                sequential.append(index)
+            }
+        }
+        // A shopper the sequential path may link or merge is resolved there for all of its events.
+        let touched = Set(sequential.flatMap { identities[$0].compactMap { known[$0] } })
+        if !touched.isEmpty {
+            for index in resolved.indices where resolved[index].map(touched.contains) == true {
+                resolved[index] = nil
+                sequential.append(index)
+            }
+            sequential.sort()
+        }
+        let conflicted = try createShoppers(fresh, identities: identities, into: &resolved, connection: connection)
+        sequential = (sequential + conflicted).sorted()
+        if !sequential.isEmpty {
+            let subset = sequential.map { events[$0] }
+            for (index, shopper) in zip(sequential, try resolveSequentially(subset, connection: connection)) { resolved[index] = shopper }
+        }
+        return try resolved.map { shopper in
+            guard let shopper else { throw PostgresError(code: .decoding, message: "an event was left without a shopper") }
+            return shopper
+        }
+    }
+
+    /// The shopper each of `identities` is linked to, where it is: one index probe per kind (`= ANY` on the whole
+    /// primary key).
+    private func linkedShoppers(_ identities: Set<Identity>, connection: PostgresConnection) throws -> [Identity: Int64] {
+        guard !identities.isEmpty else { return [:] }
+        let stores = PostgresArray(Array(Set(identities.map(\.store))))
+        func values(_ kind: String) -> PostgresArray { PostgresArray(identities.filter { $0.kind == kind }.map(\.value)) }
+        var linked: [Identity: Int64] = [:]
+        for row in try connection.query(
+            """
+            SELECT store_id, kind, value, shopper_id FROM capture_identities
+            WHERE store_id = ANY($1::text[]) AND kind = 'user_id' AND value = ANY($2::text[])
+            UNION ALL
+            SELECT store_id, kind, value, shopper_id FROM capture_identities
+            WHERE store_id = ANY($1::text[]) AND kind = 'anonymous_id' AND value = ANY($3::text[])
+            UNION ALL
+            SELECT store_id, kind, value, shopper_id FROM capture_identities
+            WHERE store_id = ANY($1::text[]) AND kind = 'email' AND value = ANY($4::text[])
+            """, [stores, values("user_id"), values("anonymous_id"), values("email")])
+        {
+            let identity = Identity(store: try row.decode(String.self, at: 0) ?? "", kind: try row.decode(String.self, at: 1) ?? "", value: try row.decode(String.self, at: 2) ?? "")
+            guard identities.contains(identity), let shopper = try row.decode(Int64.self, at: 3) else { continue }
+            linked[identity] = shopper
+        }
+        return linked
+    }
+
+    /// Creates a shopper for each event of `indices` (all its identities new), with its identities, in two
+    /// statements, filling `resolved`.
+    /// - Returns: The events whose identities another transaction linked meanwhile (their new shopper is removed
+    ///   again): they are resolved sequentially, which finds the identity linked.
+    private func createShoppers(
+        _ indices: [Int], identities: [[Identity]], into resolved: inout [Int64?], connection: PostgresConnection
+    ) throws -> [Int] {
+        guard !indices.isEmpty else { return [] }
+        let stores = indices.map { identities[$0][0].store }
+        // Identity values are handed out in insertion order, which the ORDER BY fixes: sorted, they follow `indices`.
+        let created = try connection.query(
+            """
+            INSERT INTO capture_shoppers (store_id)
+            SELECT u.store_id FROM unnest($1::text[]) WITH ORDINALITY AS u(store_id, n) ORDER BY u.n
+            RETURNING shopper_id
+            """, [PostgresArray(stores)]
+        ).map { try $0.decode(Int64.self, at: 0) ?? 0 }.sorted()
+        guard created.count == indices.count else { throw PostgresError(code: .decoding, message: "created \(created.count) of \(indices.count) shoppers") }
+        var links: [(identity: Identity, shopper: Int64)] = []
+        for (index, shopper) in zip(indices, created) {
+            resolved[index] = shopper
+            for identity in identities[index] { links.append((identity, shopper)) }
+        }
+        // In key order, so that two transactions inserting overlapping identities wait on each other, never deadlock.
+        links.sort { ($0.identity.store, $0.identity.kind, $0.identity.value) < ($1.identity.store, $1.identity.kind, $1.identity.value) }
+        let inserted = Set(
+            try connection.query(
+                """
+                INSERT INTO capture_identities (store_id, kind, value, shopper_id)
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                ON CONFLICT (store_id, kind, value) DO NOTHING
+                RETURNING store_id, kind, value
+                """,
+                [
+                    PostgresArray(links.map(\.identity.store)), PostgresArray(links.map(\.identity.kind)), PostgresArray(links.map(\.identity.value)),
+                    PostgresArray(links.map(\.shopper)),
+                ]
+            ).map { Identity(store: try $0.decode(String.self, at: 0) ?? "", kind: try $0.decode(String.self, at: 1) ?? "", value: try $0.decode(String.self, at: 2) ?? "") })
+        let raced = zip(indices, created).filter { index, _ in !identities[index].allSatisfy(inserted.contains) }
+        guard !raced.isEmpty else { return [] }
+        // Another transaction linked one of these identities first: undo this shopper (its identities go with it) and
+        // let the sequential path find the link.
+        _ = try connection.execute(
+            "DELETE FROM capture_shoppers WHERE store_id = ANY($1::text[]) AND shopper_id = ANY($2::bigint[])",
+            [PostgresArray(Array(Set(raced.map { identities[$0.0][0].store }))), PostgresArray(raced.map(\.1))])
+        for (index, _) in raced { resolved[index] = nil }
+        return raced.map(\.0)
+    }
+
+    /// Each event's shopper through `capture_resolve_shoppers` (one event at a time inside PostgreSQL: links new
+    /// identities and merges shoppers in the batch's order).
+    private func resolveSequentially(_ events: [CaptureEvent], connection: PostgresConnection) throws -> [Int64] {
         let rows = try connection.query(
             "SELECT n, shopper_id FROM capture_resolve_shoppers($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY n",
             [

@@ -8,9 +8,10 @@ struct BenchWorker {
     let process: Process
 
     /// Starts `executable` with `environment` added to this process's own; its output goes to `log` when given.
-    init(_ executable: String, environment: [String: String], log: String? = nil) throws {
+    init(_ executable: String, arguments: [String] = [], environment: [String: String], log: String? = nil) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(executable)
+        process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         if let log {
             _ = FileManager.default.createFile(atPath: log, contents: nil)
@@ -42,6 +43,15 @@ struct BenchWorker {
             let kilobytes = Double(line.split(separator: " ").dropFirst().first ?? "")
         else { return .nan }
         return kilobytes / 1024
+    }
+
+    /// Waits for the process to exit.
+    /// - Throws: ``BenchError`` when it failed.
+    func waitForSuccess() throws {
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw BenchError("\(process.executableURL?.lastPathComponent ?? "worker") \(process.arguments ?? []) exited with \(process.terminationStatus)")
+        }
     }
 
     /// SIGTERM, and waits for the exit.

@@ -3,18 +3,32 @@ import Foundation
 import Logging
 import Shared
 
-/// CaptureWorker end to end beside the pipeline's own figure, in the same run: the same backlog size drained first by
-/// EchoWorker (two rows and one command per event: the pipeline's cost) and then by CaptureWorker (a storefront's mix
-/// of browsing, captures, identifies, checkouts and feedback), each on its own fresh database.
+/// CaptureWorker end to end beside the pipeline's own figure, in the same run, and how it holds up as stored state
+/// grows: for each size in `--shoppers`, a fresh database is seeded with that many stored shoppers
+/// (`scripts/sql/seed-shoppers.sql`: contacts, identities, ledger, decisions, interests, processed messages), and
+/// CaptureWorker drains the same backlog — pop-up captures of new shoppers (`captures`), a storefront's mix of
+/// browsing, captures, identifies, checkouts and feedback by returning shoppers (`storefront`), or both. EchoWorker
+/// (two rows and one command per event: the pipeline's cost) drains a backlog of the same size first.
 struct CaptureBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "capture", abstract: "CaptureWorker events/s through the whole worker, beside the pipeline's own events/s.")
+        commandName: "capture", abstract: "CaptureWorker events/s through the whole worker by stored shoppers and mix, beside the pipeline's own events/s.")
+
+    /// Which traffic CaptureWorker drains.
+    enum Mix: String, ExpressibleByArgument, CaseIterable {
+        case captures, storefront, both
+    }
 
     @Option(help: "Events in each backlog.")
     var events = 100_000
 
-    @Option(help: "Distinct shoppers in the capture backlog.")
-    var shoppers = 10_000
+    @Option(help: "Shoppers stored before each run, comma-separated (e.g. 10000,1000000,10000000).")
+    var shoppers = "10000"
+
+    @Option(help: "captures (new shoppers' pop-up captures), storefront (returning shoppers' mix) or both.")
+    var mix: Mix = .both
+
+    @Option(help: "Distinct returning shoppers in the storefront mix (they are among the stored ones).")
+    var active = 10_000
 
     @Option(help: "Partitions of every topic.")
     var partitions = 8
@@ -22,39 +36,67 @@ struct CaptureBenchmark: AsyncParsableCommand {
     @Option(help: "The workers' BATCH_SIZE.")
     var batchSize = 2000
 
+    @Option(help: "The seed script.")
+    var seedScript = "scripts/sql/seed-shoppers.sql"
+
     mutating func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
+        let sizes = shoppers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--shoppers takes whole numbers, comma-separated") }
+        let seed = try String(contentsOfFile: seedScript, encoding: .utf8)
         let cluster = try MockKafkaCluster(brokers: 1, logger: logger)
-        for topic in ["bench-echo", "bench-capture", "bench-email", "bench-recs"] { try cluster.createTopic(topic, partitions: partitions) }
-        for topic in ["bench-echo-dlq", "bench-capture-dlq"] { try cluster.createTopic(topic, partitions: 1) }
+        for topic in ["bench-email", "bench-recs"] { try cluster.createTopic(topic, partitions: partitions) }
         var kafka = KafkaConfiguration()
         kafka.bootstrapServers = [cluster.bootstrapServers]
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
-        print("rapport-bench capture — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(events) events per worker, BATCH_SIZE \(batchSize), \(partitions) partitions")
+        print("rapport-bench capture — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(events) events per run, BATCH_SIZE \(batchSize), \(partitions) partitions")
+        var run = 0
 
-        func drain(_ executable: String, topic: String, backlog: [KafkaOutboundMessage], progress: String) async throws -> (rate: Double, peak: Double) {
+        /// Drains `backlog` (published to a topic of its own) with `executable` on a fresh database, seeded with
+        /// `stored` shoppers first where asked; events/s from the first batch to the last, and the peak RSS.
+        func drain(_ executable: String, stored: Int, backlog: (String) -> [KafkaOutboundMessage]) async throws -> (rate: Double, peak: Double) {
+            run += 1
+            let topic = "bench-\(executable.lowercased())-\(run)"
+            let group = "bench-\(executable)-\(run)"
+            try cluster.createTopic(topic, partitions: partitions)
+            try cluster.createTopic(Topics.deadLetter(of: topic), partitions: 1)
             let database = try await BenchDatabase(prefix: "rapport_bench_\(executable.lowercased())", logger: logger)
-            for start in stride(from: 0, to: backlog.count, by: 10_000) {
-                for result in try await producer.send(Array(backlog[start..<min(start + 10_000, backlog.count)])) { _ = try result.get() }
+            if stored > 0 {
+                let migrate = try BenchWorker(executable, arguments: ["migrate"], environment: ["DATABASE_URL": database.url])
+                try migrate.waitForSuccess()
+                let script = seed.replacingOccurrences(of: ":shoppers", with: String(stored))
+                    .replacingOccurrences(of: ":'store'", with: PostgresConnection.quoteLiteral("bench"))
+                    .replacingOccurrences(of: ":'group'", with: PostgresConnection.quoteLiteral(group))
+                let seeding = ContinuousClock.now
+                let client = database.client(logger: logger)
+                try await client.withConnection { try $0.executeScript(script) }
+                client.close()
+                print(String(format: "  (seeded %d stored shoppers in %.0f s)", stored, (ContinuousClock.now - seeding).seconds))
+            }
+            let messages = backlog(topic)
+            for start in stride(from: 0, to: messages.count, by: 10_000) {
+                for result in try await producer.send(Array(messages[start..<min(start + 10_000, messages.count)])) { _ = try result.get() }
             }
             let worker = try BenchWorker(
                 executable,
                 environment: [
                     "DATABASE_URL": database.url, "KAFKA_BROKERS": cluster.bootstrapServers, "SHOPPER_EVENTS_TOPIC": topic,
                     "EMAIL_COMMANDS_TOPIC": "bench-email", "RECOMMENDATION_COMMANDS_TOPIC": "bench-recs", "BATCH_SIZE": "\(batchSize)",
-                    "BATCH_WAIT_MS": "20", "HTTP_PORT": "0", "LOG_LEVEL": "warning", "KAFKA_GROUP_ID": "bench-\(executable)",
+                    "BATCH_WAIT_MS": "20", "HTTP_PORT": "0", "LOG_LEVEL": "warning", "KAFKA_GROUP_ID": group,
                     "KAFKA_FETCH_WAIT_MAX_MS": "10",
                 ])
             defer { worker.stop() }
             let client = database.client(logger: logger)
             defer { client.close() }
-            let total = backlog.count
-            let rate = try await worker.drainRate(total: total) {
+            // Progress from the offsets the worker records: a tiny table, so polling it costs the run nothing.
+            let rate = try await worker.drainRate(total: messages.count) {
                 try await client.withConnection { connection in
-                    guard try connection.query("SELECT to_regclass('rapport_processed_messages') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
+                    guard try connection.query("SELECT to_regclass('rapport_consumer_offsets') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
                     else { return 0 }
-                    return try connection.query(progress).first?.decode(Int.self, at: 0) ?? 0
+                    return try connection.query(
+                        "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, topic]
+                    ).first?.decode(Int.self, at: 0) ?? 0
                 }
             }
             let peak = worker.peakResidentMegabytes
@@ -64,36 +106,59 @@ struct CaptureBenchmark: AsyncParsableCommand {
             return (rate, peak)
         }
 
-        let echo = try await drain(
-            "EchoWorker", topic: "bench-echo", backlog: (0..<events).map { Self.echoEvent($0) },
-            progress: "SELECT count(*) FROM echo_effects")
+        let events = self.events
+        let echo = try await drain("EchoWorker", stored: 0) { topic in (0..<events).map { Self.echoEvent($0, topic: topic) } }
         print(String(format: "  pipeline (EchoWorker: 2 rows + 1 command)  %8.0f events/s   peak RSS %5.1f MB", echo.rate, echo.peak))
-        let mix = Self.captureMix(count: events, shoppers: shoppers)
-        let capture = try await drain(
-            "CaptureWorker", topic: "bench-capture", backlog: mix.messages, progress: "SELECT count(*) FROM rapport_processed_messages")
-        print(String(format: "  CaptureWorker (storefront mix)            %8.0f events/s   peak RSS %5.1f MB", capture.rate, capture.peak))
-        print(String(format: "  CaptureWorker at %.0f %% of the pipeline's own rate", 100 * capture.rate / echo.rate))
-        print("  mix: " + mix.counts.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        print("  stored shoppers   mix          events/s   of pipeline   peak RSS")
+        let mixes: [Mix] = mix == .both ? [.captures, .storefront] : [mix]
+        var counts: [String: Int] = [:]
+        for size in sizes {
+            for mix in mixes {
+                let active = self.active
+                let result = try await drain("CaptureWorker", stored: size) { topic in
+                    switch mix {
+                    case .captures: return (0..<events).map { Self.newShopperCapture($0, topic: topic) }
+                    case .storefront, .both:
+                        let generated = Self.storefrontMix(count: events, shoppers: active, topic: topic)
+                        counts = generated.counts
+                        return generated.messages
+                    }
+                }
+                let name = mix.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
+                print(String(format: "  %15d   ", size) + name + String(format: "  %8.0f   %9.0f %%   %6.1f MB", result.rate, 100 * result.rate / echo.rate, result.peak))
+            }
+        }
+        if !counts.isEmpty { print("  storefront mix: " + counts.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) }
         try await producer.close()
         withExtendedLifetime(cluster) {}
     }
 
-    static func echoEvent(_ index: Int) -> KafkaOutboundMessage {
+    /// A pop-up capture of a shopper never seen: consent with an offer code.
+    static func newShopperCapture(_ index: Int, topic: String) -> KafkaOutboundMessage {
+        let anonymous = "cap-anon-\(index)"
+        let at = Date(timeIntervalSince1970: 1_795_586_400 + Double(index) * 0.01).rfc3339
+        let json =
+            #"{"type":"track","event":"Email Captured","messageId":"cap-\#(index)","timestamp":"\#(at)","anonymousId":"\#(anonymous)","context":{"storeId":"bench","ip":"203.0.113.7","userAgent":"bench/1"},"properties":{"email":"cap-\#(index)@example.com","source":"popup","offer_code":"WELCOME10","consent":{"marketing":true,"opt_in_level":"single","text":"Yes please","text_version":"1"}}}"#
+        return KafkaOutboundMessage(topic: topic, key: Array("bench/\(anonymous)".utf8), value: Array(json.utf8))
+    }
+
+    static func echoEvent(_ index: Int, topic: String) -> KafkaOutboundMessage {
         let shopper = "shopper-\(index % 1000)"
         let json =
             #"{"type":"track","event":"Product Viewed","messageId":"ev-\#(index)","timestamp":"2026-11-25T05:00:00Z","anonymousId":"\#(shopper)","context":{"storeId":"bench"},"properties":{"sequence":\#(index),"product_id":"p-\#(index % 500)"}}"#
-        return KafkaOutboundMessage(topic: "bench-echo", key: Array("bench/\(shopper)".utf8), value: Array(json.utf8))
+        return KafkaOutboundMessage(topic: topic, key: Array("bench/\(shopper)".utf8), value: Array(json.utf8))
     }
 
-    /// A storefront's day, deterministic: mostly browsing, some captures (pop-up with consent and an offer),
-    /// identifies, email-first checkouts, and email feedback.
-    static func captureMix(count: Int, shoppers: Int) -> (messages: [KafkaOutboundMessage], counts: [String: Int]) {
+    /// A storefront's day: mostly browsing, some captures (pop-up with consent and an offer), identifies, email-first
+    /// checkouts, and email feedback, by `shoppers` returning shoppers — the seed script's first ones (`seed-anon-k`,
+    /// `seed-k@example.com`), stored already when the run seeded at least that many.
+    static func storefrontMix(count: Int, shoppers: Int, topic: String) -> (messages: [KafkaOutboundMessage], counts: [String: Int]) {
         var generator = SystemRandomNumberGenerator()
         var counts: [String: Int] = [:]
         let messages = (0..<count).map { index -> KafkaOutboundMessage in
-            let shopper = Int.random(in: 0..<shoppers, using: &generator)
-            let anonymous = "anon-\(shopper)"
-            let email = "shopper\(shopper)@example.com"
+            let shopper = Int.random(in: 1...max(shoppers, 1), using: &generator)
+            let anonymous = "seed-anon-\(shopper)"
+            let email = "seed-\(shopper)@example.com"
             let at = Date(timeIntervalSince1970: 1_795_586_400 + Double(index) * 0.5).rfc3339
             let roll = Int.random(in: 0..<100, using: &generator)
             var body: [String: JSONValue] = [
@@ -131,7 +196,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
             }
             if name != "identify" { body["event"] = .string(name) }
             counts[name, default: 0] += 1
-            return KafkaOutboundMessage(topic: "bench-capture", key: Array("bench/\(anonymous)".utf8), value: JSONValue.object(body).encoded())
+            return KafkaOutboundMessage(topic: topic, key: Array("bench/\(anonymous)".utf8), value: JSONValue.object(body).encoded())
         }
         return (messages, counts)
     }
