@@ -38,8 +38,10 @@ struct CaptureHandler: PipelineHandler {
         for event in events { parsed.append(try CaptureEvent(event.message)) }
         parsed = try refuseErasedAddresses(parsed, connection: connection)
         guard !parsed.isEmpty else { return [] }
-        let shopperIDs = try resolve(parsed, connection: connection)
-        var shoppers = try loadShoppers(Set(shopperIDs), stores: Array(Set(parsed.map(\.message.storeID))), connection: connection)
+        let (shopperIDs, created) = try resolve(parsed, connection: connection)
+        // Shoppers created just now have no state to read but the identities they were created with.
+        var shoppers = try loadShoppers(Set(shopperIDs).subtracting(created.keys), stores: Array(Set(parsed.map(\.message.storeID))), connection: connection)
+        shoppers.merge(created) { loaded, _ in loaded }
         var addresses = Set(parsed.compactMap { event in event.email.map { CaptureModel.ContactKey(storeID: event.message.storeID, email: $0.value) } })
         for shopper in shoppers.values { if let email = shopper.email { addresses.insert(.init(storeID: shopper.storeID, email: email)) } }
         let earliest = parsed.map(\.message.timestamp).min() ?? Date()
@@ -111,7 +113,8 @@ struct CaptureHandler: PipelineHandler {
     ///
     /// Measured on pure captures of new shoppers: the per-event PL/pgSQL loop (three probes, an insert or two per
     /// event) was most of a batch's time.
-    private func resolve(_ events: [CaptureEvent], connection: PostgresConnection) throws -> [Int64] {
+    /// - Returns: Each event's shopper, and the shoppers created set-based, with the identities they were created with.
+    private func resolve(_ events: [CaptureEvent], connection: PostgresConnection) throws -> (shoppers: [Int64], created: [Int64: ShopperState]) {
         let identities = events.map(Self.identities(of:))
         let known = try linkedShoppers(Set(identities.joined()), connection: connection)
         var uses: [Identity: Int] = [:]
@@ -141,14 +144,23 @@ struct CaptureHandler: PipelineHandler {
         }
         let conflicted = try createShoppers(fresh, identities: identities, into: &resolved, connection: connection)
         sequential = (sequential + conflicted).sorted()
+        var created: [Int64: ShopperState] = [:]
+        for index in fresh where !conflicted.contains(index) {
+            guard let id = resolved[index] else { continue }
+            var shopper = ShopperState(shopperID: id, storeID: events[index].message.storeID)
+            shopper.userID = identities[index].first { $0.kind == "user_id" }?.value
+            shopper.anonymousID = identities[index].first { $0.kind == "anonymous_id" }?.value
+            created[id] = shopper
+        }
         if !sequential.isEmpty {
             let subset = sequential.map { events[$0] }
             for (index, shopper) in zip(sequential, try resolveSequentially(subset, connection: connection)) { resolved[index] = shopper }
         }
-        return try resolved.map { shopper in
+        let shoppers = try resolved.map { shopper in
             guard let shopper else { throw PostgresError(code: .decoding, message: "an event was left without a shopper") }
             return shopper
         }
+        return (shoppers, created)
     }
 
     /// The shopper each of `identities` is linked to, where it is: one index probe per kind (`= ANY` on the whole
@@ -217,11 +229,13 @@ struct CaptureHandler: PipelineHandler {
             ).map { Identity(store: try $0.decode(String.self, at: 0) ?? "", kind: try $0.decode(String.self, at: 1) ?? "", value: try $0.decode(String.self, at: 2) ?? "") })
         let raced = zip(indices, created).filter { index, _ in !identities[index].allSatisfy(inserted.contains) }
         guard !raced.isEmpty else { return [] }
-        // Another transaction linked one of these identities first: undo this shopper (its identities go with it) and
+        // Another transaction linked one of these identities first: undo this shopper and the identities it did get, and
         // let the sequential path find the link.
-        _ = try connection.execute(
-            "DELETE FROM capture_shoppers WHERE store_id = ANY($1::text[]) AND shopper_id = ANY($2::bigint[])",
-            [PostgresArray(Array(Set(raced.map { identities[$0.0][0].store }))), PostgresArray(raced.map(\.1))])
+        let racedStores = PostgresArray(Array(Set(raced.map { identities[$0.0][0].store })))
+        let orphans = PostgresArray(raced.map(\.1))
+        for table in ["capture_identities", "capture_shoppers"] {
+            _ = try connection.execute("DELETE FROM \(table) WHERE store_id = ANY($1::text[]) AND shopper_id = ANY($2::bigint[])", [racedStores, orphans])
+        }
         for (index, _) in raced { resolved[index] = nil }
         return raced.map(\.0)
     }
