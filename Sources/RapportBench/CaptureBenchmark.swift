@@ -126,6 +126,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
                 }
                 let name = mix.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
                 print(String(format: "  %15d   ", size) + name + String(format: "  %8.0f   %9.0f %%   %6.1f MB", result.rate, 100 * result.rate / echo.rate, result.peak))
+                fflush(nil)  // a long run's rows show as they come
             }
         }
         if !counts.isEmpty { print("  storefront mix: " + counts.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) }
