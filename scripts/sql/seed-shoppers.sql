@@ -1,5 +1,5 @@
 -- Stored state of :shoppers shoppers of store :'store', as CaptureWorker leaves it: a contact with marketing consent,
--- a shopper linked to it with an anonymous id and an email identity, a consent-ledger row, a welcome offer sent (a
+-- a shopper linked to it with an anonymous id and an email identity (every other one a user id too, added after the statistics), a consent-ledger row, a welcome offer sent (a
 -- decision), a product interest and a processed message each. Used by the plan test and by `rapport-bench capture --shoppers N`, so that
 -- both measure against tables of realistic size. Shopper k's anonymous id is `seed-anon-k`, its email
 -- `seed-k@example.com` (k from 1). Run with psql variables, or with the placeholders replaced.
@@ -16,7 +16,8 @@ INSERT INTO capture_identities (store_id, kind, value, shopper_id, first_seen)
 SELECT store_id, 'anonymous_id', 'seed-anon-' || substring(email FROM 'seed-([0-9]+)@'), shopper_id, created_at
 FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%'
 UNION ALL
-SELECT store_id, 'email', email, shopper_id, created_at FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%';
+SELECT store_id, 'email', email, shopper_id, created_at FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%'
+;
 
 INSERT INTO capture_consent_ledger (store_id, shopper_id, message_id, kind, marketing, source, opt_in_level, occurred_at)
 SELECT store_id, shopper_id, 'seed-capture-' || shopper_id, 'consent', true, 'popup', 'single', created_at
@@ -36,3 +37,9 @@ INSERT INTO rapport_processed_messages (group_id, store_id, message_id, processe
 SELECT :'group', store_id, 'seed-capture-' || shopper_id, now() - interval '1 day' FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%';
 
 ANALYZE;
+
+-- Every other shopper has logged in since the statistics were taken: user ids the planner does not know about, as in
+-- a store whose shoppers began to log in after the last ANALYZE. A plan that trusts the statistics reads them all.
+INSERT INTO capture_identities (store_id, kind, value, shopper_id, first_seen)
+SELECT store_id, 'user_id', 'seed-user-' || substring(email FROM 'seed-([0-9]+)@'), shopper_id, created_at
+FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%' AND shopper_id % 2 = 0;
