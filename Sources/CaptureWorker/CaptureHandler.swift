@@ -49,7 +49,7 @@ struct CaptureHandler: PipelineHandler {
         for (id, shopper) in shoppers where shopper.email.map({ contacts[.init(storeID: shopper.storeID, email: $0)] == nil }) ?? false {
             shoppers[id]?.email = nil
         }
-        var model = CaptureModel(stores: stores, topics: topics, shoppers: shoppers, contacts: contacts, makeToken: Self.randomToken)
+        var model = CaptureModel(stores: stores, topics: topics, shoppers: shoppers, contacts: contacts, processedAt: Date(), makeToken: Self.randomToken)
         for (event, shopperID) in zip(parsed, shopperIDs) {
             model.apply(event, shopperID: shopperID)
         }

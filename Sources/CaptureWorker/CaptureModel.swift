@@ -100,6 +100,8 @@ struct CaptureModel {
     let topics: Topics
     /// Makes confirmation tokens (random in production, fixed in tests).
     let makeToken: () -> String
+    /// When the batch is processed: an event older than its store's `stale_after_hours` by then starts nothing.
+    let processedAt: Date
 
     var shoppers: [Int64: ShopperState]
     var contacts: [ContactKey: ContactState]
@@ -118,8 +120,9 @@ struct CaptureModel {
 
     init(
         stores: StoreDirectory, topics: Topics, shoppers: [Int64: ShopperState], contacts: [ContactKey: ContactState],
-        makeToken: @escaping () -> String
+        processedAt: Date, makeToken: @escaping () -> String
     ) {
+        self.processedAt = processedAt
         self.stores = stores
         self.topics = topics
         self.shoppers = shoppers
@@ -226,15 +229,17 @@ struct CaptureModel {
             shopper.recentProducts.removeAll { $0 == productID }
             shopper.recentProducts.insert(productID, at: 0)
             // At most one per window around the latest: events of one shopper may arrive out of order (their key
-            // changes at login, and another partition may run ahead).
+            // changes at login, and another partition may run ahead). An old event's window is recorded as dropped,
+            // once per window like a recommendation, so that an imported history adds one row a window, not one an event.
             if shopper.browseRecommendedAt.map({ abs(at.timeIntervalSince($0)) >= settings.browseRecommendationWindow.seconds }) ?? true {
                 shopper.browseRecommendedAt = max(at, shopper.browseRecommendedAt ?? at)
-                let command = browseRecommendation(shopper: shopper, contact: contact, message: message, added: added)
-                commands.append(command)
+                let stale = ConversationPolicy(settings: settings).staleness(of: at, processedAt: processedAt)
+                let command = stale == nil ? browseRecommendation(shopper: shopper, contact: contact, message: message, added: added) : nil
+                if let command { commands.append(command) }
                 recommendations.append(
                     ContactDecisionLog.Entry(
                         storeID: message.storeID, contactID: contact?.contactID, subject: Self.subject(shopper), worker: Self.worker,
-                        recommendation: "browse", commandID: command.id, causationID: message.messageID, decidedAt: at))
+                        recommendation: "browse", commandID: command?.id, causationID: message.messageID, decidedAt: at, decision: stale ?? .send))
             }
 
         case .checkoutStarted:
@@ -289,6 +294,14 @@ struct CaptureModel {
 
     /// The welcome offer, at most once per shopper per store; held while the double opt-in is awaited.
     private mutating func offerWelcome(code: String, causationID: String, shopper: inout ShopperState, contact: inout ContactState, message: SegmentMessage) {
+        // History offers nothing, not even later: the welcome is neither held nor marked as given.
+        if let stale = ConversationPolicy(settings: stores.settings(for: message.storeID)).staleness(of: message.timestamp, processedAt: processedAt) {
+            decisions.append(
+                ContactDecisionLog.Entry(
+                    storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), worker: Self.worker, template: .welcomeOffer,
+                    decision: stale, commandID: nil, causationID: causationID, decidedAt: message.timestamp))
+            return
+        }
         if shopper.welcome != nil {
             decisions.append(
                 ContactDecisionLog.Entry(
@@ -333,8 +346,10 @@ struct CaptureModel {
         let settings = stores.settings(for: message.storeID)
         let causation = causationID ?? message.messageID
         let at = message.timestamp
-        let decision = ConversationPolicy(settings: settings).decide(
-            template, for: contact.permission, at: at, direct: direct, sentMarketing: contact.sentMarketing)
+        let policy = ConversationPolicy(settings: settings)
+        let decision =
+            policy.staleness(of: at, processedAt: processedAt)
+            ?? policy.decide(template, for: contact.permission, at: at, direct: direct, sentMarketing: contact.sentMarketing)
         var commandID: String?
         if decision == .send {
             let name = [shopper.firstName, shopper.lastName].compactMap { $0 }.joined(separator: " ")

@@ -134,10 +134,14 @@ struct CaptureBenchmark: AsyncParsableCommand {
         withExtendedLifetime(cluster) {}
     }
 
+    /// When the generated storefront traffic begins: ten hours before the run, so that every event is recent enough to
+    /// converse (an event older than the store's `stale_after_hours` would start nothing, and cost less).
+    static let trafficStart = Date().addingTimeInterval(-10 * 3600)
+
     /// A pop-up capture of a shopper never seen: consent with an offer code.
     static func newShopperCapture(_ index: Int, topic: String) -> KafkaOutboundMessage {
         let anonymous = "cap-anon-\(index)"
-        let at = Date(timeIntervalSince1970: 1_795_586_400 + Double(index) * 0.01).rfc3339
+        let at = trafficStart.addingTimeInterval(Double(index) * 0.01).rfc3339
         let json =
             #"{"type":"track","event":"Email Captured","messageId":"cap-\#(index)","timestamp":"\#(at)","anonymousId":"\#(anonymous)","context":{"storeId":"bench","ip":"203.0.113.7","userAgent":"bench/1"},"properties":{"email":"cap-\#(index)@example.com","source":"popup","offer_code":"WELCOME10","consent":{"marketing":true,"opt_in_level":"single","text":"Yes please","text_version":"1"}}}"#
         return KafkaOutboundMessage(topic: topic, key: Array("bench/\(anonymous)".utf8), value: Array(json.utf8))
@@ -160,7 +164,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
             let shopper = Int.random(in: 1...max(shoppers, 1), using: &generator)
             let anonymous = "seed-anon-\(shopper)"
             let email = "seed-\(shopper)@example.com"
-            let at = Date(timeIntervalSince1970: 1_795_586_400 + Double(index) * 0.5).rfc3339
+            let at = trafficStart.addingTimeInterval(Double(index) * 0.5).rfc3339
             let roll = Int.random(in: 0..<100, using: &generator)
             var body: [String: JSONValue] = [
                 "type": .string("track"), "messageId": .string("m-\(index)"), "anonymousId": .string(anonymous), "timestamp": .string(at),

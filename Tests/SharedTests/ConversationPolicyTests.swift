@@ -72,7 +72,8 @@ import Testing
              "stores": {"acme": {"sender": {"name": "Acme", "email": "hi@acme.test"}, "double_opt_in": true,
                                  "social_links": [{"name": "Instagram", "url": "https://instagram.com/acme"}],
                                  "loyalty_programme": {"name": "Acme Club", "url": "https://acme.test/club"},
-                                 "journey": {"survey_invite_hours": 48}, "time_zone": "Europe/Paris"}}}
+                                 "journey": {"survey_invite_hours": 48}, "time_zone": "Europe/Paris",
+                                 "stale_after_hours": 24, "signature": "Mia, founder", "survey_url": "https://acme.test/survey"}}}
             """#
         let directory = try StoreDirectory(json: Array(json.utf8), setting: "STORE_SETTINGS_FILE")
         let acme = directory.settings(for: "acme")
@@ -81,6 +82,7 @@ import Testing
         #expect(acme.pressureCaps == [StoreSettings.PressureCap(count: 2, window: .seconds(86_400))])
         #expect(acme.journey.surveyInvite == .seconds(48 * 3600))
         #expect(acme.loyaltyProgramme?.name == "Acme Club")
+        #expect(acme.staleAfter == .seconds(24 * 3600) && acme.signature == "Mia, founder" && acme.surveyURL == "https://acme.test/survey")
         let unknown = directory.settings(for: "elsewhere")
         #expect(!unknown.doubleOptIn && unknown.senderName == StoreSettings().senderName)
         for (bad, fragment) in [
@@ -88,12 +90,23 @@ import Testing
             (#"{"stores": {"x": {"quiet_hours": {"start": "25:00", "end": "07:00"}}}}"#, "stores.x.quiet_hours.start"),
             (#"{"defaults": {"colour": "red"}}"#, "defaults.colour is not a store setting"),
             (#"{"defaults": {"time_zone": "Mars/Olympus"}}"#, "defaults.time_zone is not a time zone"),
+            (#"{"defaults": {"stale_after_hours": -1}}"#, "defaults.stale_after_hours must be a number"),
             ("not json", "not valid JSON"),
         ] {
             let error = #expect(throws: ConfigurationError.self) { try StoreDirectory(json: Array(bad.utf8), setting: "STORE_SETTINGS_FILE") }
             #expect(error?.setting == "STORE_SETTINGS_FILE")
             #expect(error?.problem.contains(fragment) == true, "\(error?.problem ?? "")")
         }
+    }
+
+    @Test func anEventOlderThanTheStoresStaleAfterHoursStartsNoConversation() {
+        var settings = StoreSettings()
+        #expect(settings.staleAfter == .seconds(72 * 3600), "the contract's default")
+        settings.staleAfter = .seconds(3600)
+        let policy = ConversationPolicy(settings: settings)
+        #expect(policy.staleness(of: Self.noon, processedAt: Self.noon.addingTimeInterval(3600)) == nil, "an hour old: still a conversation")
+        #expect(policy.staleness(of: Self.noon, processedAt: Self.noon.addingTimeInterval(3601)) == .dropped(reason: "stale_event"))
+        #expect(policy.staleness(of: Self.noon.addingTimeInterval(60), processedAt: Self.noon) == nil, "a clock ahead is not history")
     }
 
     @Test func emailsAreNormalisedAndChecked() {

@@ -37,10 +37,11 @@ public enum ContactDecisionLog {
         }
 
         /// A recommendation command emitted in `context` (`browse`, `next_sale`, …): not the policy's (nothing is
-        /// sent to the shopper), recorded so that the shopper's timeline shows every command.
+        /// sent to the shopper), recorded so that the shopper's timeline shows every command — or, with a `decision`
+        /// other than `.send` and no `commandID`, one not emitted (a stale event's).
         public init(
-            storeID: String, contactID: Int64?, subject: String, worker: String, recommendation context: String, commandID: String,
-            causationID: String, decidedAt: Date
+            storeID: String, contactID: Int64?, subject: String, worker: String, recommendation context: String, commandID: String?,
+            causationID: String, decidedAt: Date, decision: ContactDecision = .send
         ) {
             self.storeID = storeID
             self.contactID = contactID
@@ -48,7 +49,7 @@ public enum ContactDecisionLog {
             self.worker = worker
             self.name = "recommend:\(context)"
             self.category = "recommendation"
-            self.decision = .send
+            self.decision = decision
             self.commandID = commandID
             self.causationID = causationID
             self.decidedAt = decidedAt

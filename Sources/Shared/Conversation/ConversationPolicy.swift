@@ -106,6 +106,16 @@ public struct ConversationPolicy: Sendable {
         self.settings = settings
     }
 
+    /// `dropped: stale_event` when an event that happened at `occurredAt` is too old, at `processedAt`, to start a
+    /// conversation (the store's `stale_after_hours`): it changes state, but causes no command and no journey.
+    /// `nil` when it is fresh.
+    public func staleness(of occurredAt: Date, processedAt: Date) -> ContactDecision? {
+        processedAt.timeIntervalSince(occurredAt) > settings.staleAfter.seconds ? .dropped(reason: Self.staleEvent) : nil
+    }
+
+    /// The reason recorded for what an old event did not start.
+    public static let staleEvent = "stale_event"
+
     /// Decides whether `template` may go to a contact now.
     ///
     /// - Parameters:

@@ -60,6 +60,13 @@ public struct StoreSettings: Sendable, Equatable {
     /// After erasure, keep a salted hash of the address so that it is not imported again. Default: off.
     public var keepErasureHash = false
     public var journey = JourneyTimings()
+    /// An event older than this when it is processed changes state but starts no conversation (history is not a
+    /// conversation). Default: 72 h.
+    public var staleAfter: Duration = .seconds(72 * 3600)
+    /// Who signs the thank-you ("Mia, founder"). Default: the sender's name.
+    public var signature: String?
+    /// Where the survey invitation leads. Default: none (the invitation is not sent).
+    public var surveyURL: String?
 
     /// The built-in defaults.
     public init() {}
@@ -214,6 +221,9 @@ extension StoreSettings {
             case "browse_recommendation_window_hours":
                 browseRecommendationWindow = .seconds(try number(key, value, in: 0...(24 * 366)) * 3600)
             case "keep_erasure_hash": keepErasureHash = try bool(key, value)
+            case "stale_after_hours": staleAfter = .seconds(try number(key, value, in: 0...(24 * 366 * 100)) * 3600)
+            case "signature": signature = value == .null ? nil : try string(key, value)
+            case "survey_url": surveyURL = value == .null ? nil : try string(key, value)
             case "journey":
                 guard let timings = value.objectValue else { throw fail(key, "must be an object") }
                 for (name, delay) in timings {

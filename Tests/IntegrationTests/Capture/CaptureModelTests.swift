@@ -12,7 +12,7 @@ import Testing
     static let start = Date(timeIntervalSince1970: 1_795_586_400)  // 2026-11-25T06:00:00Z
 
     /// A model holding shopper 1 with `email`'s contact (id 7).
-    static func model(_ settings: StoreSettings = StoreSettings(), topics: Topics = Topics()) -> CaptureModel {
+    static func model(_ settings: StoreSettings = StoreSettings(), topics: Topics = Topics(), processedAt: Date = start) -> CaptureModel {
         var shopper = ShopperState(shopperID: 1, storeID: store)
         shopper.anonymousID = "anon-1"
         let contact = ContactState(contactID: 7, storeID: store, email: email, unsubscribeToken: "unsub-token")
@@ -22,7 +22,7 @@ import Testing
         }
         return CaptureModel(
             stores: directory, topics: topics, shoppers: [1: shopper],
-            contacts: [.init(storeID: store, email: email): contact], makeToken: { "token-1" })
+            contacts: [.init(storeID: store, email: email): contact], processedAt: processedAt, makeToken: { "token-1" })
     }
 
     static func settingsJSON(_ settings: StoreSettings) -> String {
@@ -197,5 +197,25 @@ import Testing
         first.apply(Self.capture(marketing: true), shopperID: 1)
         second.apply(Self.capture(marketing: true), shopperID: 1)
         #expect(first.commands == second.commands)
+    }
+
+    @Test func anEventOlderThanStaleAfterHoursChangesStateButStartsNothing() throws {
+        // Processed four days after it happened: the store's default is 72 hours.
+        var model = Self.model(processedAt: Self.start.addingTimeInterval(4 * 86_400))
+        model.apply(Self.track("Product Viewed", ["product_id": .string("p-1")]), shopperID: 1)
+        model.apply(Self.capture(marketing: true, minutes: 1), shopperID: 1)
+        #expect(model.commands.isEmpty, "no welcome, no browse recommendation")
+        let contact = try #require(model.contacts[.init(storeID: Self.store, email: Self.email)])
+        #expect(contact.permission.marketing, "the consent is recorded all the same")
+        #expect(model.ledger.map(\.kind) == ["consent"])
+        #expect(model.decisions.map(\.decision) == [.dropped(reason: "stale_event")])
+        #expect(model.recommendations.map(\.decision) == [.dropped(reason: "stale_event")])
+        #expect(model.shoppers[1]?.welcome == nil, "nothing held for later: a fresh capture may still welcome them")
+
+        // Within the window, the same events converse.
+        var fresh = Self.model(processedAt: Self.start.addingTimeInterval(71 * 3600))
+        fresh.apply(Self.track("Product Viewed", ["product_id": .string("p-1")]), shopperID: 1)
+        fresh.apply(Self.capture(marketing: true, minutes: 1), shopperID: 1)
+        #expect(fresh.commands.map(\.name) == ["recommend:browse", "welcome_offer"])
     }
 }

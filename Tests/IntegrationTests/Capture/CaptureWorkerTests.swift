@@ -6,6 +6,10 @@ import Testing
 @Suite(.serialized) struct CaptureWorkerTests {
     /// Builds `shopper-events` messages for one fixture's store.
     struct Events {
+        /// Two hours ago, to the minute: recent enough to converse (an event older than `stale_after_hours` starts
+        /// nothing), and later minutes stay in the past or near future.
+        static let base = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 2 * 3600)
+
         let fixture: PipelineFixture
         var store: String { fixture.store }
 
@@ -21,7 +25,7 @@ import Testing
                    context: [String: JSONValue] = [:], userID: String? = nil, key: String? = nil) -> KafkaOutboundMessage {
             var body: [String: JSONValue] = [
                 "type": .string("track"), "event": .string(event), "messageId": .string(id), "anonymousId": .string(anonymousID),
-                "timestamp": .string(Date(timeIntervalSince1970: 1_795_586_400 + minutes * 60).rfc3339), "properties": .object(properties),
+                "timestamp": .string(Self.base.addingTimeInterval(minutes * 60).rfc3339), "properties": .object(properties),
                 "context": .object(context),
             ]
             if let userID { body["userId"] = .string(userID) }
@@ -32,7 +36,7 @@ import Testing
             message(
                 [
                     "type": .string("identify"), "messageId": .string(id), "userId": .string(userID), "anonymousId": .string(anonymousID),
-                    "timestamp": .string(Date(timeIntervalSince1970: 1_795_586_400 + minutes * 60).rfc3339), "traits": .object(traits),
+                    "timestamp": .string(Self.base.addingTimeInterval(minutes * 60).rfc3339), "traits": .object(traits),
                 ], key: userID)
         }
 
@@ -84,6 +88,32 @@ import Testing
             FROM rapport_contacts WHERE store_id = $1 AND email = $2
             """, [fixture.store, email]
         ).first
+    }
+
+    @Test func anImportedHistoryRecordsConsentAndStartsNoConversation() async throws {
+        try await TestEnvironment.withPipeline(11, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            try await fixture.startWorker()
+            let tenDaysAgo = -10.0 * 24 * 60
+            try await fixture.publish([
+                events.track("Product Viewed", id: "old-view", anonymousID: "anon-old", minutes: tenDaysAgo, properties: ["product_id": .string("p-1")]),
+                events.capture(id: "old-cap", anonymousID: "anon-old", email: "old@example.com", marketing: true, minutes: tenDaysAgo + 1),
+                events.capture(id: "new-cap", anonymousID: "anon-new", email: "new@example.com", marketing: true),
+            ])
+            try await Self.processed(fixture, 3)
+            let emails = try await Self.emails(fixture)
+            #expect(emails.map { $0["to"]?["email"] } == [.string("new@example.com")], "only the fresh capture is welcomed")
+            let recommendations = try await fixture.readToEnd(fixture.recommendationsTopic)
+            #expect(recommendations.isEmpty, "the old view recommends nothing")
+            let old = try #require(try await Self.contact(fixture, "old@example.com"))
+            #expect(try old.decode(Bool.self, at: 1) == true, "the consent is state: recorded")
+            let decisions = try await fixture.query(
+                "SELECT template, decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND causation_id LIKE 'old-%' ORDER BY template",
+                [fixture.store])
+            #expect(
+                try decisions.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "") \(try $0.decode(String.self, at: 2) ?? "")" }
+                    == ["recommend:browse dropped stale_event", "welcome_offer dropped stale_event"])
+        }
     }
 
     @Test func aPopupCaptureRecordsConsentAsGivenAndSendsOnePersonalWelcome() async throws {
