@@ -64,9 +64,16 @@ let package = Package(
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
+        // ReceiptWorker's next-sale model (counts, candidates, ranking): a library, because SurveyWorker recommends
+        // from it too and the benchmark evaluates it on purchase histories.
+        .target(
+            name: "NextSale",
+            dependencies: ["Shared"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ReceiptWorker",
-            dependencies: ["Shared"],
+            dependencies: ["Shared", "NextSale", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
@@ -105,6 +112,7 @@ let package = Package(
             name: "RapportBench",
             dependencies: [
                 "Shared",
+                "NextSale",
                 "CRdKafka",
                 "CLibPQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -119,8 +127,8 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             // CaptureWorker's model is tested directly too (its rules, and the property over random sequences, whose
-            // oracle the end-to-end property test shares).
-            dependencies: ["Shared", "CaptureWorker"],
+            // oracle the end-to-end property test shares), and so are ReceiptWorker's money and the next-sale model.
+            dependencies: ["Shared", "CaptureWorker", "ReceiptWorker", "NextSale"],
             swiftSettings: strict
         ),
     ]

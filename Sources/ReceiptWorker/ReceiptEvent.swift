@@ -1,0 +1,147 @@
+import Foundation
+import Shared
+
+/// A `checkout-events` message as ReceiptWorker understands it: the Segment message checked against the contract's
+/// order fields, amounts in the currency's minor units.
+struct ReceiptEvent: Sendable, Equatable {
+    struct Item: Sendable, Equatable {
+        var productID: String
+        var sku: String?
+        var name: String?
+        var category: String?
+        var brand: String?
+        var variant: String?
+        var unitPrice: Money?
+        var quantity: Int
+        var url: String?
+        var imageURL: String?
+
+        var lineTotal: Money? { unitPrice.map { $0 * quantity } }
+    }
+
+    struct Order: Sendable, Equatable {
+        var orderID: String
+        var currency: String
+        var items: [Item]
+        var subtotal: Money
+        var tax: Money?
+        var shipping: Money?
+        var discount: Money?
+        var total: Money
+        var coupon: String?
+        /// The buyer's address: `properties.email`, else `context.traits.email`.
+        var email: EmailAddress?
+        var firstName: String?
+        var lastName: String?
+    }
+
+    enum Action: Sendable, Equatable {
+        case completed(Order)
+        case refunded(orderID: String)
+        case cancelled(orderID: String)
+        /// Any other track event on the topic: normal traffic, skipped and counted.
+        case other(String)
+    }
+
+    var message: SegmentMessage
+    var action: Action
+
+    /// The customer across orders: the userId, else the order's address, else the anonymousId — an address is steadier
+    /// than a device's anonymous id, and a guest's next order carries the same one.
+    var customerKey: String {
+        let email: String? = if case .completed(let order) = action { order.email?.value } else { nil }
+        return message.storeID + "/" + (message.userID.flatMap { $0.isEmpty ? nil : $0 } ?? email ?? message.anonymousID ?? "")
+    }
+
+    /// Reads `message`.
+    /// - Throws: ``DecodeFailure`` (`schema_violation`) naming the field that is missing, mistyped or invalid.
+    init(_ message: SegmentMessage) throws(DecodeFailure) {
+        self.message = message
+        let properties = message.properties
+        func orderID() throws(DecodeFailure) -> String {
+            guard let id = try EventFields.identifier("order_id", in: properties, path: "properties.order_id"), !id.isEmpty else {
+                throw DecodeFailure(.schemaViolation, "properties.order_id is required")
+            }
+            return id
+        }
+        switch (message.kind, message.event) {
+        case (.track, "Order Completed"):
+            action = .completed(try Self.order(message, orderID: try orderID()))
+        case (.track, "Order Refunded"):
+            action = .refunded(orderID: try orderID())
+        case (.track, "Order Cancelled"):
+            action = .cancelled(orderID: try orderID())
+        case (_, let name):
+            action = .other(name ?? message.kind.rawValue)
+        }
+    }
+
+    private static func order(_ message: SegmentMessage, orderID: String) throws(DecodeFailure) -> Order {
+        let properties = message.properties
+        guard let currencyText = try EventFields.string("currency", in: properties, path: "properties.currency") else {
+            throw DecodeFailure(.schemaViolation, "properties.currency is required")
+        }
+        let currency = currencyText.uppercased()
+        guard Money.isCurrencyCode(currency) else { throw DecodeFailure(.schemaViolation, "properties.currency must be an ISO 4217 code (EUR, JPY, …)") }
+        func money(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> Money? {
+            guard let value = object[key], value != .null else { return nil }
+            let amount: Decimal? =
+                if let number = value.numberValue { Decimal(number) } else if let text = value.stringValue { Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) } else { nil }
+            guard let amount, let money = Money(amount, currency: currency) else {
+                throw DecodeFailure(.schemaViolation, "\(path) must be a number, not a \(value.typeName)")
+            }
+            return money
+        }
+        var items: [Item] = []
+        if let value = properties["products"], value != .null {
+            guard let array = value.arrayValue else { throw DecodeFailure(.schemaViolation, "properties.products must be an array, not a \(value.typeName)") }
+            for (index, element) in array.enumerated() {
+                let path = "properties.products[\(index)]"
+                guard let product = element.objectValue else { throw DecodeFailure(.schemaViolation, "\(path) must be an object") }
+                guard let productID = try EventFields.identifier("product_id", in: product, path: "\(path).product_id"), !productID.isEmpty else {
+                    throw DecodeFailure(.schemaViolation, "\(path).product_id is required")
+                }
+                var quantity = 1
+                if let value = product["quantity"], value != .null {
+                    guard let number = value.numberValue, number == number.rounded(), number >= 1, number <= 1_000_000 else {
+                        throw DecodeFailure(.schemaViolation, "\(path).quantity must be a whole number from 1")
+                    }
+                    quantity = Int(number)
+                }
+                items.append(
+                    Item(
+                        productID: productID, sku: try EventFields.string("sku", in: product, path: "\(path).sku"),
+                        name: try EventFields.string("name", in: product, path: "\(path).name"),
+                        category: try EventFields.string("category", in: product, path: "\(path).category"),
+                        brand: try EventFields.string("brand", in: product, path: "\(path).brand"),
+                        variant: try EventFields.string("variant", in: product, path: "\(path).variant"),
+                        unitPrice: try money("price", in: product, path: "\(path).price"), quantity: quantity,
+                        url: try EventFields.string("url", in: product, path: "\(path).url"),
+                        imageURL: try EventFields.string("image_url", in: product, path: "\(path).image_url")))
+            }
+        }
+        let zero = Money(minorUnits: 0, currency: currency)
+        let subtotal = try money("subtotal", in: properties, path: "properties.subtotal") ?? items.compactMap(\.lineTotal).reduce(zero, +)
+        let tax = try money("tax", in: properties, path: "properties.tax")
+        let shipping = try money("shipping", in: properties, path: "properties.shipping")
+        let discount = try money("discount", in: properties, path: "properties.discount")
+        let revenue = try money("revenue", in: properties, path: "properties.revenue")
+        // A discount is taken off whichever sign it is sent with (Segment sends it positive).
+        let computed = Money(
+            minorUnits: subtotal.minorUnits + (tax?.minorUnits ?? 0) + (shipping?.minorUnits ?? 0) - abs(discount?.minorUnits ?? 0),
+            currency: currency)
+        let traits = message.context["traits"]?.objectValue ?? [:]
+        let propertyEmail = try EventFields.string("email", in: properties, path: "properties.email")
+        let contextEmail = try EventFields.string("email", in: traits, path: "context.traits.email")
+        let firstName = try EventFields.string("firstName", in: traits, path: "context.traits.firstName")
+        let firstNameSnake = try EventFields.string("first_name", in: traits, path: "context.traits.first_name")
+        let lastName = try EventFields.string("lastName", in: traits, path: "context.traits.lastName")
+        let lastNameSnake = try EventFields.string("last_name", in: traits, path: "context.traits.last_name")
+        return Order(
+            orderID: orderID, currency: currency, items: items, subtotal: subtotal, tax: tax, shipping: shipping, discount: discount,
+            total: try money("total", in: properties, path: "properties.total") ?? revenue ?? computed,
+            coupon: try EventFields.string("coupon", in: properties, path: "properties.coupon"),
+            email: try EventFields.address(propertyEmail ?? contextEmail, path: propertyEmail != nil ? "properties.email" : "context.traits.email", required: false),
+            firstName: firstName ?? firstNameSnake, lastName: lastName ?? lastNameSnake)
+    }
+}

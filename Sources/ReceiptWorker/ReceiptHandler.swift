@@ -1,0 +1,186 @@
+import Foundation
+import NextSale
+import Shared
+
+/// ReceiptWorker's behaviour: for a batch of `checkout-events`, record orders (once per store and order id, whatever
+/// the message id), refunds and cancellations; keep the next-sale model in step with every customer's orders; and for
+/// each new, recent order send the receipt and a `post_purchase` recommendation — set-based, a fixed number of
+/// statements per batch.
+struct ReceiptHandler: PipelineHandler {
+    let stores: StoreDirectory
+    let topics: Topics
+    /// The batch's clock: what "now" is for history-is-not-a-conversation and the top sellers' 90 days.
+    let clock: @Sendable () -> Date
+
+    /// How many products a `post_purchase` recommendation lists.
+    static let recommendationLimit = 10
+    /// The worker named in every decision it records.
+    static let worker = "ReceiptWorker"
+
+    /// Reads `STORE_SETTINGS_FILE`.
+    /// - Throws: ``ConfigurationError`` naming the variable.
+    init(topics: Topics, environment: Environment, clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        stores = try StoreDirectory(environment: environment)
+        self.topics = topics
+        self.clock = clock
+    }
+
+    func validate(_ message: SegmentMessage) throws(DecodeFailure) {
+        _ = try ReceiptEvent(message)
+    }
+
+    /// A new order of the batch, with how it stands at the batch's end.
+    struct NewOrder {
+        var event: ReceiptEvent
+        var order: ReceiptEvent.Order
+        var status = "completed"
+        var endedAt: Date?
+    }
+
+    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
+        let now = clock()
+        var parsed: [ReceiptEvent] = []
+        parsed.reserveCapacity(events.count)
+        for event in events { parsed.append(try ReceiptEvent(event.message)) }
+
+        // Orders, in the batch's order: an order id seen before (in PostgreSQL or earlier in the batch) changes nothing.
+        var keys = Set<OrderStore.Key>()
+        for event in parsed {
+            switch event.action {
+            case .completed(let order): keys.insert(.init(storeID: event.message.storeID, orderID: order.orderID))
+            case .refunded(let id), .cancelled(let id): keys.insert(.init(storeID: event.message.storeID, orderID: id))
+            case .other: break
+            }
+        }
+        guard !keys.isEmpty else { return [] }
+        let recorded = try OrderStore.recorded(keys, connection: connection)
+        var newOrders: [OrderStore.Key: NewOrder] = [:]
+        var arrival: [OrderStore.Key] = []
+        var ended: [(key: OrderStore.Key, status: String, at: Date)] = []
+        var customers: [String: String] = [:]  // customer key → store
+        for event in parsed {
+            let store = event.message.storeID
+            switch event.action {
+            case .completed(let order):
+                let key = OrderStore.Key(storeID: store, orderID: order.orderID)
+                guard recorded[key] == nil, newOrders[key] == nil else { continue }
+                newOrders[key] = NewOrder(event: event, order: order)
+                arrival.append(key)
+                customers[event.customerKey] = store
+            case .refunded(let id), .cancelled(let id):
+                let key = OrderStore.Key(storeID: store, orderID: id)
+                let status = if case .refunded = event.action { "refunded" } else { "cancelled" }
+                if var new = newOrders[key], new.status == "completed" {
+                    new.status = status
+                    new.endedAt = event.message.timestamp
+                    newOrders[key] = new
+                } else if let old = recorded[key], old.status == "completed", !ended.contains(where: { $0.key == key }) {
+                    ended.append((key, status, event.message.timestamp))
+                    customers[old.shopperKey] = store
+                }
+            case .other:
+                break
+            }
+        }
+
+        // The model follows each customer's sequence of completed orders: before the batch, and after it.
+        let before = try PurchaseHistory.load(customers.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, connection: connection)
+        var after = before
+        for key in arrival {
+            guard let new = newOrders[key], new.status == "completed" else { continue }
+            after[new.event.customerKey, default: []].append(Self.purchased(new))
+        }
+        for (key, _, _) in ended {
+            guard let customer = recorded[key]?.shopperKey else { continue }
+            after[customer]?.removeAll { $0.orderID == key.orderID }
+        }
+        var changes: [String: PurchaseCounts] = [:]
+        for (customer, store) in customers {
+            let change = PurchaseCounts.change(from: before[customer] ?? [], to: after[customer] ?? [])
+            if !change.isEmpty { changes[store, default: PurchaseCounts()].add(change) }
+        }
+        try OrderStore.insert(arrival.compactMap { newOrders[$0] }.map { ($0.event, $0.order, $0.status, $0.endedAt) }, connection: connection)
+        try OrderStore.end(ended, connection: connection)
+        try PurchaseModelStore.apply(changes, connection: connection)
+
+        return try converse(arrival.compactMap { newOrders[$0] }, histories: after, now: now, connection: connection)
+    }
+
+    /// The receipt and the `post_purchase` recommendation of each new order that is recent and still stands.
+    private func converse(_ orders: [NewOrder], histories: [String: [PurchasedOrder]], now: Date, connection: PostgresConnection) throws -> [OutboundCommand] {
+        var decisions: [ContactDecisionLog.Entry] = []
+        var commands: [OutboundCommand] = []
+        let addresses = Set(orders.compactMap { new in new.order.email.map { Contacts.Key(storeID: new.event.message.storeID, email: $0.value) } })
+        let contacts = try Contacts.given(addresses, connection: connection)
+        var recommending: [(order: NewOrder, contact: Contacts.Contact?, query: CandidateQuery, excluded: Set<String>)] = []
+        for new in orders {
+            let message = new.event.message
+            let settings = stores.settings(for: message.storeID)
+            let policy = ConversationPolicy(settings: settings)
+            let contact = new.order.email.flatMap { contacts[Contacts.Key(storeID: message.storeID, email: $0.value)] }
+            let subject = "order:\(new.order.orderID)"
+            func decided(_ template: EmailTemplate, _ decision: ContactDecision, command: String? = nil) {
+                decisions.append(
+                    ContactDecisionLog.Entry(
+                        storeID: message.storeID, contactID: contact?.contactID, subject: subject, worker: Self.worker, template: template,
+                        decision: decision, commandID: command, causationID: message.messageID, decidedAt: message.timestamp))
+            }
+            if let stale = policy.staleness(of: message.timestamp, processedAt: now) {
+                decided(.receipt, stale)
+                decisions.append(
+                    ContactDecisionLog.Entry(
+                        storeID: message.storeID, contactID: contact?.contactID, subject: subject, worker: Self.worker, recommendation: "post_purchase",
+                        commandID: nil, causationID: message.messageID, decidedAt: message.timestamp, decision: stale))
+                continue
+            }
+            guard new.status == "completed" else {
+                decided(.receipt, .dropped(reason: "order_\(new.status)"))
+                continue
+            }
+            if let contact {
+                let decision = policy.decide(.receipt, for: contact.permission, at: message.timestamp, direct: true, sentMarketing: [])
+                if decision == .send {
+                    let locale = message.context["locale"]?.stringValue ?? contact.locale ?? settings.locale
+                    let name = [new.order.firstName, new.order.lastName].compactMap { $0 }.joined(separator: " ")
+                    let command = EmailCommand.make(
+                        template: .receipt, storeID: message.storeID, causationID: message.messageID, key: message.shopperKey, email: contact.email,
+                        name: name.isEmpty ? nil : name, locale: locale, settings: settings,
+                        data: Receipt.data(new.order, placedAt: message.timestamp, locale: locale, settings: settings), unsubscribeToken: nil,
+                        createdAt: message.timestamp, topic: topics.emailCommands)
+                    commands.append(command)
+                    decided(.receipt, decision, command: command.id)
+                } else {
+                    decided(.receipt, decision)
+                }
+            } else {
+                decided(.receipt, .dropped(reason: "no_address"))
+            }
+            let history = histories[new.event.customerKey] ?? []
+            let bought = Set(history.flatMap { $0.products.map(\.id) }).union(new.order.items.map(\.productID))
+            recommending.append((new, contact, CandidateQuery(storeID: message.storeID, history: history), bought))
+        }
+        let candidates = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: recommending.map(\.query))
+        for (entry, found) in zip(recommending, candidates) {
+            let message = entry.order.event.message
+            let products = Recommender.rank(found, excluding: entry.excluded, limit: Self.recommendationLimit)
+            let command = RecommendationCommand.make(
+                context: "post_purchase", storeID: message.storeID, causationID: message.messageID, key: message.shopperKey, userID: message.userID,
+                anonymousID: message.anonymousID, email: entry.order.order.email?.value, products: Receipt.products(products),
+                createdAt: message.timestamp, topic: topics.recommendationCommands)
+            commands.append(command)
+            decisions.append(
+                ContactDecisionLog.Entry(
+                    storeID: message.storeID, contactID: entry.contact?.contactID, subject: "order:\(entry.order.order.orderID)", worker: Self.worker,
+                    recommendation: "post_purchase", commandID: command.id, causationID: message.messageID, decidedAt: message.timestamp))
+        }
+        try ContactDecisionLog.record(decisions, connection: connection)
+        return commands
+    }
+
+    /// A new order as the model sees it.
+    static func purchased(_ new: NewOrder) -> PurchasedOrder {
+        PurchasedOrder(
+            orderID: new.order.orderID, placedAt: new.event.message.timestamp,
+            products: new.order.items.map { PurchasedOrder.Product(id: $0.productID, category: $0.category) })
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NextSale
+import Shared
+
+/// `ReceiptWorker recommend`: one shopper's next-sale recommendations as of now, as one JSON object (CONTRACT.md).
+struct Recommend: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print one shopper's next-sale recommendations as of now (JSON).")
+
+    @Option(help: "The store (context.storeId).")
+    var store = "default"
+
+    @Option(help: "The shopper's email address.")
+    var email: String?
+
+    @Option(help: "The shopper's userId.")
+    var userId: String?
+
+    @Option(help: "The shopper's anonymousId.")
+    var anonymousId: String?
+
+    @Option(help: "How many products.")
+    var limit = 10
+
+    func validate() throws {
+        guard [email, userId, anonymousId].compactMap({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of --email, --user-id, --anonymous-id")
+        }
+        if let email, EmailAddress(email) == nil { throw ValidationError("--email is not a valid email address") }
+        guard (1...100).contains(limit) else { throw ValidationError("--limit must be from 1 to 100") }
+    }
+
+    func run() async throws {
+        let configuration = try PostgresConfiguration(environment: Environment(), applicationName: "ReceiptWorker recommend")
+        var logger = Logger(label: "recommend")
+        logger.logLevel = .critical
+        let postgres = PostgresClient(configuration: configuration, logger: logger)
+        defer { postgres.close() }
+        let shopper = Shopper(userID: userId, anonymousID: anonymousId, email: email.flatMap { EmailAddress($0)?.value })
+        let (store, limit) = (self.store, self.limit)
+        let answer = try await postgres.withConnection { connection in
+            try Self.recommendations(store: store, shopper: shopper, limit: limit, now: Date(), connection: connection)
+        }
+        switch answer {
+        case .success(let json):
+            print(String(decoding: json.encoded(), as: UTF8.self))
+        case .failure(let problem):
+            FileHandle.standardError.write(Data((problem.message + "\n").utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    /// A shopper as the operator names them (exactly one of the three).
+    struct Shopper: Sendable {
+        var userID: String?
+        var anonymousID: String?
+        var email: String?
+    }
+
+    struct Problem: Error {
+        var message: String
+    }
+
+    /// The answer's JSON, or why there is none (an unknown store or shopper).
+    static func recommendations(store: String, shopper: Shopper, limit: Int, now: Date, connection: PostgresConnection) throws -> Result<JSONValue, Problem> {
+        let (column, value) =
+            if let userID = shopper.userID { ("user_id", userID) } else if let email = shopper.email { ("email", email) } else { ("anonymous_id", shopper.anonymousID ?? "") }
+        guard try connection.query("SELECT 1 FROM receipt_orders WHERE store_id = $1 LIMIT 1", [store]).count > 0 else {
+            return .failure(Problem(message: "no store \(store): it has no orders"))
+        }
+        // The customer keys of every order the shopper placed under that identity (a guest's, a logged-in one's).
+        let keys = try connection.query(
+            "SELECT DISTINCT shopper_key FROM receipt_orders WHERE store_id = $1 AND (\(column) = $2 OR shopper_key = $1 || '/' || $2)", [store, value]
+        ).compactMap { try $0.decode(String.self, at: 0) }
+        guard !keys.isEmpty else { return .failure(Problem(message: "no shopper with \(column) \(value) in store \(store)")) }
+        let history = try PurchaseHistory.load(keys.map { (store, $0) }, connection: connection).values.flatMap { $0 }
+        let query = CandidateQuery(storeID: store, history: history)
+        let candidates = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: [query])
+        let products = Recommender.rank(candidates.first ?? Candidates(), excluding: Set(history.flatMap { $0.products.map(\.id) }), limit: limit)
+        return .success(
+            .object([
+                "store_id": .string(store),
+                "shopper": .object([
+                    "user_id": shopper.userID.map(JSONValue.string) ?? .null, "anonymous_id": shopper.anonymousID.map(JSONValue.string) ?? .null,
+                    "email": shopper.email.map(JSONValue.string) ?? .null,
+                ]),
+                "products": .array(Receipt.products(products)),
+            ]))
+    }
+}

@@ -1,0 +1,68 @@
+import Foundation
+
+/// The permission state of contacts (`rapport_contacts`) as every worker reads it at the moment of sending.
+public enum Contacts {
+    /// One contact: who, what the policy may send, and how to write to them.
+    public struct Contact: Sendable, Equatable {
+        public var contactID: Int64
+        public var storeID: String
+        public var email: String
+        public var permission: ContactPermission
+        public var locale: String?
+        public var unsubscribeToken: String
+    }
+
+    /// The contacts of addresses a shopper has just given for an order (created where new): giving the address for
+    /// an order permits transactional mail to it unless all mail to it has ended (hard bounce, erasure). Keys in
+    /// order, so that two transactions wait for each other rather than deadlock.
+    /// - Returns: Each address's contact, by `(store, email)`.
+    /// - Throws: ``PostgresError``.
+    public static func given(_ addresses: Set<Key>, connection: PostgresConnection) throws -> [Key: Contact] {
+        guard !addresses.isEmpty else { return [:] }
+        let keys = addresses.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
+        var contacts: [Key: Contact] = [:]
+        for row in try connection.query(
+            """
+            INSERT INTO rapport_contacts AS c (store_id, email, transactional_ok)
+            SELECT u.store_id, u.email, true FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
+            ON CONFLICT (store_id, email) DO UPDATE
+            SET transactional_ok = c.suppression IS DISTINCT FROM 'all' AND c.erased_at IS NULL,
+                updated_at = CASE WHEN c.transactional_ok THEN c.updated_at ELSE now() END
+            RETURNING store_id, email, contact_id, transactional_ok, marketing_consent, awaiting_confirmation, suppression,
+                      erased_at IS NOT NULL AS erased, time_zone, locale, unsubscribe_token
+            """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
+        {
+            let contact = try Contact(row)
+            contacts[Key(storeID: contact.storeID, email: contact.email)] = contact
+        }
+        return contacts
+    }
+
+    /// A contact's key: one address in one store.
+    public struct Key: Sendable, Hashable {
+        public var storeID: String
+        public var email: String
+
+        public init(storeID: String, email: String) {
+            self.storeID = storeID
+            self.email = email
+        }
+    }
+}
+
+extension Contacts.Contact {
+    /// From a row with the columns `given` returns.
+    init(_ row: PostgresRow) throws {
+        guard let store = try row.decode(String.self, "store_id"), let email = try row.decode(String.self, "email"),
+            let id = try row.decode(Int64.self, "contact_id")
+        else { throw PostgresError(code: .decoding, message: "a contact row without its key") }
+        self.init(
+            contactID: id, storeID: store, email: email,
+            permission: ContactPermission(
+                transactional: try row.decode(Bool.self, "transactional_ok") ?? false, marketing: try row.decode(Bool.self, "marketing_consent") ?? false,
+                awaitingConfirmation: try row.decode(Bool.self, "awaiting_confirmation") ?? false,
+                suppression: try row.decode(String.self, "suppression").flatMap(ContactPermission.Suppression.init(rawValue:)),
+                erased: try row.decode(Bool.self, "erased") ?? false, timeZone: try row.decode(String.self, "time_zone")),
+            locale: try row.decode(String.self, "locale"), unsubscribeToken: try row.decode(String.self, "unsubscribe_token") ?? "")
+    }
+}
