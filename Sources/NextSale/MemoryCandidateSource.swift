@@ -14,14 +14,15 @@ public struct MemoryCandidateSource: CandidateSource {
 
     private let stores: [String: Store]
 
-    /// Indexes `counts` (by store) as the tables are; top sellers are those of the 90 days before `asOf`.
-    public init(counts: [String: PurchaseCounts], asOf: Date) {
+    /// Indexes `counts` (by store) as the tables are; top sellers are those of the `window` (default: 90 days) before
+    /// `asOf`.
+    public init(counts: [String: PurchaseCounts], asOf: Date, window: TimeInterval = NextSaleTuning.popularWindow) {
         func top(_ pairs: [Pair: Int], limit: Int) -> [String: [(String, Int)]] {
             var grouped: [String: [(String, Int)]] = [:]
             for (pair, count) in pairs where count > 0 { grouped[pair.from, default: []].append((pair.to, count)) }
             return grouped.mapValues { Array($0.sorted { ($0.1, $1.0) > ($1.1, $0.0) }.prefix(limit)) }
         }
-        let since = PurchaseCounts.day(asOf.addingTimeInterval(-NextSaleTuning.popularWindow))
+        let since = PurchaseCounts.day(asOf.addingTimeInterval(-window))
         let until = PurchaseCounts.day(asOf)
         stores = counts.mapValues { counts in
             var store = Store(counts: counts)

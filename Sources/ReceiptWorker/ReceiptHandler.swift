@@ -9,6 +9,8 @@ import Shared
 struct ReceiptHandler: PipelineHandler {
     let stores: StoreDirectory
     let topics: Topics
+    /// The consumer group, which owns the journey steps this worker schedules (its scheduler claims them).
+    let groupID: String
     /// The batch's clock: what "now" is for history-is-not-a-conversation and the top sellers' 90 days.
     let clock: @Sendable () -> Date
 
@@ -17,10 +19,11 @@ struct ReceiptHandler: PipelineHandler {
     /// The worker named in every decision it records.
     static let worker = "ReceiptWorker"
 
-    /// Reads `STORE_SETTINGS_FILE`.
+    /// Reads `STORE_SETTINGS_FILE` and `KAFKA_GROUP_ID` (as the runtime does).
     /// - Throws: ``ConfigurationError`` naming the variable.
     init(topics: Topics, environment: Environment, clock: @escaping @Sendable () -> Date = { Date() }) throws {
         stores = try StoreDirectory(environment: environment)
+        groupID = try environment.string("KAFKA_GROUP_ID", default: ReceiptWorker.descriptor.defaultGroupID)
         self.topics = topics
         self.clock = clock
     }
@@ -102,6 +105,7 @@ struct ReceiptHandler: PipelineHandler {
         try OrderStore.insert(arrival.compactMap { newOrders[$0] }.map { ($0.event, $0.order, $0.status, $0.endedAt) }, connection: connection)
         try OrderStore.end(ended, connection: connection)
         try PurchaseModelStore.apply(changes, connection: connection)
+        try schedule(arrival.compactMap { newOrders[$0] }, histories: after, ended: ended, now: now, connection: connection)
 
         return try converse(arrival.compactMap { newOrders[$0] }, histories: after, now: now, connection: connection)
     }
@@ -175,6 +179,56 @@ struct ReceiptHandler: PipelineHandler {
         }
         try ContactDecisionLog.record(decisions, connection: connection)
         return commands
+    }
+
+    /// The orientation journey: a customer's first order schedules its five steps; a repeat order that is the
+    /// customer's latest schedules a thank-you when the previous order is over 30 days old, ends the pending thank-you
+    /// of earlier orders (`superseded_by_newer_order`) and moves the pending next sale to follow it. A refund or a
+    /// cancellation ends the steps of its order. Old orders (history) schedule nothing.
+    private func schedule(
+        _ orders: [NewOrder], histories: [String: [PurchasedOrder]], ended: [(key: OrderStore.Key, status: String, at: Date)], now: Date,
+        connection: PostgresConnection
+    ) throws {
+        var steps: [ScheduledStep] = []
+        var repeatCustomers: [(store: String, key: String, latest: String, nextSaleAt: Date)] = []
+        for new in orders where new.status == "completed" {
+            let message = new.event.message
+            let settings = stores.settings(for: message.storeID)
+            guard let email = new.order.email, ConversationPolicy(settings: settings).staleness(of: message.timestamp, processedAt: now) == nil else { continue }
+            let sequence = histories[new.event.customerKey] ?? []
+            guard let position = sequence.firstIndex(where: { $0.orderID == new.order.orderID }) else { continue }
+            func step(_ template: EmailTemplate, after delay: Duration) -> ScheduledStep {
+                ScheduledStep(
+                    storeID: message.storeID, journey: Journey.name, template: template.name, shopperKey: new.event.customerKey, email: email.value,
+                    causationID: message.messageID, orderID: new.order.orderID, data: Journey.stepData(new.order),
+                    dueAt: message.timestamp.addingTimeInterval(delay.seconds))
+            }
+            if position == 0 {
+                steps += Journey.firstOrderSteps(settings: settings).map { step($0.0, after: $0.1) }
+            } else if position == sequence.count - 1 {
+                if message.timestamp.timeIntervalSince(sequence[position - 1].placedAt) > Journey.repeatThankYouGap {
+                    steps.append(step(.thankYou, after: settings.journey.thankYou))
+                }
+                repeatCustomers.append(
+                    (message.storeID, new.event.customerKey, message.messageID, message.timestamp.addingTimeInterval(settings.journey.nextSale.seconds)))
+            }
+        }
+        try StepStore.schedule(steps, group: groupID, connection: connection)
+        if !repeatCustomers.isEmpty {
+            try StepStore.cancel(
+                where: "(store_id, shopper_key) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND causation_id <> ALL($3::text[])",
+                [PostgresArray(repeatCustomers.map(\.store)), PostgresArray(repeatCustomers.map(\.key)), PostgresArray(repeatCustomers.map(\.latest))],
+                templates: [EmailTemplate.thankYou.name], reason: "superseded_by_newer_order", connection: connection)
+            try StepStore.retime(
+                template: EmailTemplate.nextSale.name, customers: repeatCustomers.map { ($0.store, $0.key, $0.nextSaleAt) }, connection: connection)
+        }
+        for status in ["refunded", "cancelled"] {
+            let keys = ended.filter { $0.status == status }.map(\.key) + orders.filter { $0.status == status }.map { OrderStore.Key(storeID: $0.event.message.storeID, orderID: $0.order.orderID) }
+            guard !keys.isEmpty else { continue }
+            try StepStore.cancel(
+                where: "(store_id, order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+                [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.orderID))], reason: "order_\(status)", connection: connection)
+        }
     }
 
     /// A new order as the model sees it.

@@ -13,7 +13,18 @@ struct ReceiptWorker: WorkerDefinition {
         defaultHTTPPort: 8082,
         inputTopic: { $0.checkoutEvents },
         migrations: { try Migration.load(component: "receipt", bundle: .module) },
-        makeHandler: { topics, environment in try ReceiptHandler(topics: topics, environment: environment) }
+        makeHandler: { topics, environment in try ReceiptHandler(topics: topics, environment: environment) },
+        makeServices: { context in
+            // The orientation journey's steps, emitted when due. SCHEDULER_ENABLED=false leaves them to other replicas.
+            guard try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" else { return [] }
+            let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
+            let stores = try StoreDirectory(environment: context.environment)
+            return [
+                Scheduler(
+                    postgres: context.postgres, producer: context.producer, groupID: context.groupID,
+                    handler: JourneySteps(stores: stores, topics: context.topics), interval: .milliseconds(interval), logger: context.logger)
+            ]
+        }
     )
 
     static var subcommands: [any ParsableCommand.Type] { [Recommend.self] }

@@ -21,6 +21,14 @@ final class PipelineFixture: @unchecked Sendable {
     var unsetEnvironment: Set<String> = []
 
     var inputTopic: String { "\(prefix)-\(number)" }
+    /// The variable naming the executable's input topic.
+    var inputVariable: String {
+        switch executable {
+        case "ReceiptWorker": "CHECKOUT_EVENTS_TOPIC"
+        case "SurveyWorker": "SURVEY_EVENTS_TOPIC"
+        default: "SHOPPER_EVENTS_TOPIC"
+        }
+    }
     var deadLetterTopic: String { "\(prefix)-\(number)-dlq" }
     var commandsTopic: String { "\(prefix)-\(number)-commands" }
     var recommendationsTopic: String { "\(prefix)-\(number)-recs" }
@@ -37,8 +45,7 @@ final class PipelineFixture: @unchecked Sendable {
     @discardableResult
     func startWorker() async throws -> (process: ChildProcess, port: Int) {
         var environment = [
-            "DATABASE_URL": databaseURL, "SHOPPER_EVENTS_TOPIC": inputTopic, "CHECKOUT_EVENTS_TOPIC": inputTopic, "SURVEY_EVENTS_TOPIC": inputTopic,
-            "EMAIL_COMMANDS_TOPIC": commandsTopic,
+            "DATABASE_URL": databaseURL, inputVariable: inputTopic, "EMAIL_COMMANDS_TOPIC": commandsTopic,
             "RECOMMENDATION_COMMANDS_TOPIC": recommendationsTopic,
             "KAFKA_GROUP_ID": group, "HTTP_PORT": "0", "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_FORMAT": "json", "BATCH_WAIT_MS": "50",

@@ -10,6 +10,9 @@ public enum Contacts {
         public var permission: ContactPermission
         public var locale: String?
         public var unsubscribeToken: String
+        /// When its marketing emails were sent, inside the window ``Contacts/load(_:sentSince:connection:)`` was
+        /// asked for (the pressure caps count them).
+        public var sentMarketing: [Date] = []
     }
 
     /// The contacts of addresses a shopper has just given for an order (created where new): giving the address for
@@ -34,6 +37,40 @@ public enum Contacts {
         {
             let contact = try Contact(row)
             contacts[Key(storeID: contact.storeID, email: contact.email)] = contact
+        }
+        return contacts
+    }
+
+    /// The contacts of `addresses` that exist, with their marketing sends since `since`: what the policy reads at
+    /// the moment of sending a scheduled message.
+    /// - Throws: ``PostgresError``.
+    public static func load(_ addresses: Set<Key>, sentSince since: Date, connection: PostgresConnection) throws -> [Key: Contact] {
+        guard !addresses.isEmpty else { return [:] }
+        let keys = Array(addresses)
+        var contacts: [Key: Contact] = [:]
+        var byID: [Int64: Key] = [:]
+        for row in try connection.query(
+            """
+            SELECT c.store_id, c.email, c.contact_id, c.transactional_ok, c.marketing_consent, c.awaiting_confirmation, c.suppression,
+                   c.erased_at IS NOT NULL AS erased, c.time_zone, c.locale, c.unsubscribe_token
+            FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
+            CROSS JOIN LATERAL (SELECT * FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email) c
+            """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
+        {
+            let contact = try Contact(row)
+            let key = Key(storeID: contact.storeID, email: contact.email)
+            contacts[key] = contact
+            byID[contact.contactID] = key
+        }
+        guard !byID.isEmpty else { return contacts }
+        for row in try connection.query(
+            """
+            SELECT contact_id, decided_at FROM rapport_contact_decisions
+            WHERE contact_id = ANY($1::bigint[]) AND decision = 'sent' AND category = 'marketing' AND decided_at > $2
+            """, [PostgresArray(Array(byID.keys)), since])
+        {
+            guard let id = try row.decode(Int64.self, at: 0), let at = try row.decode(Date.self, at: 1), let key = byID[id] else { continue }
+            contacts[key]?.sentMarketing.append(at)
         }
         return contacts
     }

@@ -33,6 +33,9 @@ public struct EmailTemplate: Sendable, Hashable {
 
     /// Every template of the contract.
     public static let all: [EmailTemplate] = [confirmSubscription, receipt, welcomeOffer, thankYou, surveyInvite, whyWeExist, nextSale, walkWithMe]
+
+    /// The template of the contract called `name`.
+    public static func named(_ name: String) -> EmailTemplate? { all.first { $0.name == name } }
 }
 
 /// What the policy knows about a contact at the moment of sending.

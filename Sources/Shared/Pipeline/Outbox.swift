@@ -155,3 +155,31 @@ enum HeaderCodec {
         return headers
     }
 }
+
+extension Outbox {
+    /// Takes the lease of up to `limit` of `group`'s scheduled-step rows whose lease has run out, oldest first; rows
+    /// another transaction is taking are skipped.
+    /// - Throws: ``PostgresError``.
+    static func leaseScheduled(group: String, lease: Duration, limit: Int, connection: PostgresConnection) throws -> [Row] {
+        try connection.query(
+            """
+            UPDATE rapport_outbox o SET lease_until = now() + $3::interval
+            FROM (SELECT id FROM rapport_outbox
+                  WHERE group_id = $1 AND source_topic = '@scheduler' AND parked_at IS NULL
+                    AND (lease_until IS NULL OR lease_until <= now())
+                  ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) AS free
+            WHERE o.id = free.id
+            RETURNING o.id, o.topic, o.key, o.value, o.headers, o.command_id
+            """, [group, limit, "\(Int(lease.seconds)) seconds"]
+        ).map { row in
+            guard let id = try row.decode(Int64.self, "id"), let topic = try row.decode(String.self, "topic"),
+                let value = try row.decode(PostgresBytes.self, "value"), let headers = try row.decode(PostgresBytes.self, "headers")
+            else { throw PostgresError(code: .decoding, message: "outbox row has NULLs") }
+            return Row(
+                id: id,
+                message: KafkaOutboundMessage(topic: topic, key: try row.decode(PostgresBytes.self, "key")?.bytes, value: value.bytes,
+                                              headers: try HeaderCodec.decode(headers.bytes)),
+                source: Scheduler.source, sourceOffset: nil, commandID: try row.decode(String.self, "command_id"))
+        }.sorted { $0.id < $1.id }
+    }
+}

@@ -6,8 +6,9 @@ import ServiceLifecycle
 /// and the tests call the same function.
 public enum WorkerApp {
     /// Connects, applies migrations, and assembles the worker's services in start order (PostgreSQL, probes, health
-    /// check, de-duplication retention, pipeline, drain watchdog); shutdown runs in reverse, so the watchdog starts its
-    /// clock, the pipeline drains first and PostgreSQL closes last.
+    /// check, de-duplication retention, pipeline, the worker's own services, drain watchdog); shutdown runs in reverse,
+    /// so the watchdog starts its clock, the worker's services stop, the pipeline drains (and closes the producer) and
+    /// PostgreSQL closes last.
     ///
     /// - Parameters:
     ///   - descriptor: Which worker.
@@ -23,6 +24,7 @@ public enum WorkerApp {
         handler: (any PipelineHandler)?,
         registry: PrometheusCollectorRegistry,
         logger: Logger,
+        environment: Environment = Environment(),
         startupTimeout: Duration = .seconds(60)
     ) async throws -> ServiceGroup {
         let postgres = PostgresClient(configuration: configuration.postgres, logger: logger)
@@ -52,8 +54,13 @@ public enum WorkerApp {
         let pipeline = Pipeline(
             configuration: pipelineConfiguration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
             handler: handler, health: health, logger: logger)
+        let own = try descriptor.makeServices(
+            WorkerContext(
+                postgres: postgres, producer: producer, groupID: configuration.consumer.groupID, topics: configuration.topics, environment: environment,
+                logger: logger))
         let watchdog = DrainWatchdog(drainTimeout: configuration.drainTimeout, logger: logger)
-        var group = ServiceGroupConfiguration(services: [postgres, probes, healthCheck, retention, pipeline, watchdog], logger: logger)
+        let services: [any Service] = [postgres, probes, healthCheck, retention, pipeline] + own + [watchdog]
+        var group = ServiceGroupConfiguration(services: services, logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = configuration.drainTimeout
         return ServiceGroup(configuration: group)

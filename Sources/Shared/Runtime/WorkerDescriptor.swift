@@ -1,4 +1,6 @@
 import ArgumentParser
+import Logging
+import ServiceLifecycle
 
 /// What makes one worker different from another, as far as the shared runtime is concerned.
 public struct WorkerDescriptor: Sendable {
@@ -18,6 +20,10 @@ public struct WorkerDescriptor: Sendable {
     /// pipeline then idles and commits nothing). Called at start, before anything connects.
     /// - Throws: ``ConfigurationError`` naming the variable that is wrong.
     public var makeHandler: @Sendable (Topics, Environment) throws -> (any PipelineHandler)?
+    /// Services of its own that run beside the pipeline (a scheduler, a periodic job), made once PostgreSQL and the
+    /// producer exist; they start after the pipeline and stop before it. Default: none.
+    /// - Throws: ``ConfigurationError`` naming the variable that is wrong.
+    public var makeServices: @Sendable (WorkerContext) throws -> [any Service]
 
     /// Describes a worker.
     public init(
@@ -27,7 +33,8 @@ public struct WorkerDescriptor: Sendable {
         defaultHTTPPort: Int,
         inputTopic: @escaping @Sendable (Topics) -> String,
         migrations: @escaping @Sendable () throws -> [Migration],
-        makeHandler: @escaping @Sendable (Topics, Environment) throws -> (any PipelineHandler)? = { _, _ in nil }
+        makeHandler: @escaping @Sendable (Topics, Environment) throws -> (any PipelineHandler)? = { _, _ in nil },
+        makeServices: @escaping @Sendable (WorkerContext) throws -> [any Service] = { _ in [] }
     ) {
         self.name = name
         self.component = component
@@ -36,6 +43,7 @@ public struct WorkerDescriptor: Sendable {
         self.inputTopic = inputTopic
         self.migrations = migrations
         self.makeHandler = makeHandler
+        self.makeServices = makeServices
     }
 
     /// The shared migrations, then this worker's.
@@ -55,4 +63,16 @@ public protocol WorkerDefinition {
 
 extension WorkerDefinition {
     public static var subcommands: [any ParsableCommand.Type] { [] }
+}
+
+/// What a worker's own services are made from: the process's PostgreSQL pool and producer, its consumer group, topics,
+/// environment and logger.
+public struct WorkerContext: Sendable {
+    public var postgres: PostgresClient
+    public var producer: KafkaProducer
+    /// The worker's consumer group (`KAFKA_GROUP_ID`): it also names the worker's scheduled steps and outbox rows.
+    public var groupID: String
+    public var topics: Topics
+    public var environment: Environment
+    public var logger: Logger
 }

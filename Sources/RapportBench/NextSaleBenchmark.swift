@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import NextSale
+
+/// `rapport-bench nextsale`: how well the next-sale model predicts what a customer buys next, against plain
+/// popularity. Each customer with two orders or more has their last order held out; the model is built from every
+/// other order (``PurchaseCounts``, the same rules and limits as the workers' tables) and asked for 10 products,
+/// never one the customer bought before. A hit is a held-out product new to the customer.
+struct NextSaleBenchmark: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nextsale",
+        abstract: "Hit rate@10 and recall@10 of the next-sale model and of popularity on purchase histories (CSV: shopper, order, product[, category]).")
+
+    @Argument(help: "A CSV file: shopper, order number or time (RFC 3339 or yyyy-MM-dd…), product[, category]; a header line is skipped.")
+    var file: String?
+
+    @Flag(help: "Instead of a file: planted histories (successions A → B under popular noise), to see the model find them.")
+    var planted = false
+
+    @Option(help: "How many products are recommended.")
+    var limit = 10
+
+    func validate() throws {
+        guard (file != nil) != planted else { throw ValidationError("give a CSV file or --planted") }
+    }
+
+    func run() throws {
+        let (customers, source) = try planted ? (Self.plantedHistories(), "planted histories") : (Self.read(file ?? ""), file ?? "")
+        let result = Self.evaluate(customers, limit: limit)
+        print("rapport-bench nextsale — \(source)")
+        print(String(format: "  %d customers, %d orders, %d products; %d held-out orders with a product new to the customer",
+                     result.customers, result.orders, result.products, result.tested))
+        func row(_ name: String, _ first: String, _ second: String) {
+            print("  " + name.padding(toLength: 28, withPad: " ", startingAt: 0) + first.leftPadded(11) + second.leftPadded(12))
+        }
+        row("", "hit@\(limit)", "recall@\(limit)")
+        row("next-sale model", String(format: "%.2f %%", 100 * result.model.hit), String(format: "%.2f %%", 100 * result.model.recall))
+        row("popularity (top sellers)", String(format: "%.2f %%", 100 * result.popular.hit), String(format: "%.2f %%", 100 * result.popular.recall))
+        row(
+            "model ÷ popularity", String(format: "%.2f×", result.model.hit / max(result.popular.hit, 1e-9)),
+            String(format: "%.2f×", result.model.recall / max(result.popular.recall, 1e-9)))
+    }
+
+    struct Score {
+        var hit = 0.0
+        var recall = 0.0
+    }
+
+    struct Result {
+        var customers = 0, orders = 0, products = 0, tested = 0
+        var model = Score()
+        var popular = Score()
+    }
+
+    /// Holds out each customer's last order and scores both recommenders on it.
+    static func evaluate(_ customers: [String: [PurchasedOrder]], limit: Int) -> Result {
+        var result = Result()
+        var training = PurchaseCounts()
+        var tests: [(history: [PurchasedOrder], next: PurchasedOrder)] = []
+        var products = Set<String>()
+        for orders in customers.values {
+            let sequence = PurchasedOrder.sequence(orders)
+            result.orders += sequence.count
+            for order in sequence { for product in order.products { products.insert(product.id) } }
+            if sequence.count >= 2, let last = sequence.last {
+                let history = Array(sequence.dropLast())
+                training.add(PurchaseCounts(customer: history))
+                tests.append((history, last))
+            } else {
+                training.add(PurchaseCounts(customer: sequence))
+            }
+        }
+        result.customers = customers.count
+        result.products = products.count
+        let asOf = customers.values.flatMap { $0.map(\.placedAt) }.max() ?? Date()
+        // Popularity over all the training orders: the baseline at its strongest (the workers' 90 days suit a live
+        // store, not a history whose times may be order numbers).
+        let source = MemoryCandidateSource(counts: ["s": training], asOf: asOf, window: .greatestFiniteMagnitude)
+        let popular = training.orders.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key)
+        var modelHits = 0.0, modelRecall = 0.0, popularHits = 0.0, popularRecall = 0.0
+        for (history, next) in tests {
+            let bought = Set(history.flatMap { $0.products.map(\.id) })
+            let relevant = Set(next.products.map(\.id)).subtracting(bought)
+            guard !relevant.isEmpty else { continue }
+            result.tested += 1
+            let candidates = source.candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
+            let recommended = Set(Recommender.rank(candidates, excluding: bought, limit: limit).map(\.productID))
+            let baseline = Set(popular.lazy.filter { !bought.contains($0) }.prefix(limit))
+            let modelFound = Double(recommended.intersection(relevant).count)
+            let popularFound = Double(baseline.intersection(relevant).count)
+            modelHits += modelFound > 0 ? 1 : 0
+            popularHits += popularFound > 0 ? 1 : 0
+            modelRecall += modelFound / Double(relevant.count)
+            popularRecall += popularFound / Double(relevant.count)
+        }
+        let tested = Double(max(result.tested, 1))
+        result.model = Score(hit: modelHits / tested, recall: modelRecall / tested)
+        result.popular = Score(hit: popularHits / tested, recall: popularRecall / tested)
+        return result
+    }
+
+    /// Reads `shopper, order, product[, category]` lines: an order is the shopper's lines with one order value; orders
+    /// are placed in the order of their times (RFC 3339 or a date), else of their numbers, else of their text.
+    static func read(_ path: String) throws -> [String: [PurchasedOrder]] {
+        guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
+        var orders: [String: [String: [PurchasedOrder.Product]]] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline) {
+            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.count >= 3, !fields[0].isEmpty, !fields[2].isEmpty else { continue }
+            let category = fields.count > 3 && !fields[3].isEmpty ? fields[3] : nil
+            orders[fields[0], default: [:]][fields[1], default: []].append(.init(id: fields[2], category: category))
+        }
+        // A header line becomes a customer of its own with one order: harmless, never tested.
+        let parser = ISO8601DateFormatter()
+        let dayParser = DateFormatter()
+        dayParser.locale = Locale(identifier: "en_US_POSIX")
+        dayParser.timeZone = .gmt
+        dayParser.dateFormat = "yyyy-MM-dd"
+        return orders.mapValues { byOrder in
+            byOrder.map { key, products in
+                let placedAt =
+                    parser.date(from: key) ?? dayParser.date(from: String(key.prefix(10)))
+                    ?? Double(key).map { Date(timeIntervalSince1970: $0 * 86_400) } ?? Date(timeIntervalSince1970: 0)
+                return PurchasedOrder(orderID: key, placedAt: placedAt, products: products)
+            }
+        }
+    }
+
+    /// 4,000 customers over 600 products in 20 categories: popularity is Zipf-like, and some products have a planted
+    /// successor (B after A) that a customer who bought A buys in their next order two times in five.
+    static func plantedHistories() -> [String: [PurchasedOrder]] {
+        var generator = SplitMix(seed: 42)
+        let products = (0..<600).map { "p\($0)" }
+        func category(_ product: Int) -> String { "c\(product % 20)" }
+        func popular() -> Int {
+            // Zipf-like: the square of a uniform number favours small indexes.
+            let u = Double(generator.next() % 1_000_000) / 1_000_000
+            return Int(u * u * Double(products.count))
+        }
+        let successor = Dictionary(uniqueKeysWithValues: (0..<200).map { ($0 * 3, ($0 * 3 + 301) % products.count) })
+        var customers: [String: [PurchasedOrder]] = [:]
+        for customer in 0..<4000 {
+            var orders: [PurchasedOrder] = []
+            var previous: [Int] = []
+            for index in 0..<(2 + Int(generator.next() % 4)) {
+                var basket = Set<Int>()
+                for product in previous { if let next = successor[product], generator.next() % 5 < 2 { basket.insert(next) } }
+                while basket.count < 1 + Int(generator.next() % 3) { basket.insert(popular()) }
+                let order = PurchasedOrder(
+                    orderID: "\(customer)-\(index)", placedAt: Date(timeIntervalSince1970: Double(index) * 86_400 * 30),
+                    products: basket.sorted().map { .init(id: products[$0], category: category($0)) })
+                orders.append(order)
+                previous = Array(basket)
+            }
+            customers["customer-\(customer)"] = orders
+        }
+        return customers
+    }
+}
+
+/// A small deterministic generator, so that the planted histories are the same in every run.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+extension String {
+    /// Right-aligned in `width` columns.
+    fileprivate func leftPadded(_ width: Int) -> String { String(repeating: " ", count: max(0, width - count)) + self }
+}

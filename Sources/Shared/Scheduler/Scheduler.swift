@@ -1,0 +1,170 @@
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// Emits a worker's scheduled steps when they fall due: every `interval` it claims due steps (`FOR UPDATE SKIP
+/// LOCKED`, a batch at a time) and, in one transaction, asks the worker's ``StepHandler`` to decide each as of now
+/// (the conversation policy at the moment of sending, exit conditions), writes the commands to the outbox, records
+/// the decisions and moves each step to its new state. Then it publishes its outbox rows and deletes what was
+/// delivered.
+///
+/// Any number of replicas emit each step once: a step is claimed under a row lock and settled in the transaction
+/// that writes its command. A crash between that commit and the publish loses nothing: the outbox rows stay, under a
+/// lease (`lease_until`) so that replicas never publish one row at the same time, and any replica relays them once the
+/// lease has run out — a command that then reaches the wire twice carries one `command_id` both times.
+///
+/// Metrics: `rapport_scheduler_steps_due`, `rapport_scheduler_lag_seconds` (now − the oldest due step),
+/// `rapport_scheduler_steps_claimed_total`, `rapport_scheduler_steps_total{outcome}`.
+public final class Scheduler: Service, Sendable {
+    /// Where the scheduler's outbox rows say they came from: no input partition.
+    public static let source = TopicPartition(topic: "@scheduler", partition: 0)
+
+    private let postgres: PostgresClient
+    private let producer: KafkaProducer
+    private let groupID: String
+    private let handler: any StepHandler
+    private let clock: @Sendable () -> Date
+    private let interval: Duration
+    private let batchSize: Int
+    private let lease: Duration
+    private let logger: Logger
+
+    /// - Parameters:
+    ///   - groupID: The worker's consumer group: it owns the steps its handler scheduled.
+    ///   - clock: What "now" is (injectable: tests move time by hand). Default: the system clock.
+    ///   - interval: How long an idle scheduler waits before looking again. Default: 1 s.
+    ///   - batchSize: Steps claimed per transaction. Default: 500.
+    ///   - lease: How long a published-but-not-yet-deleted outbox row is left to its publisher. Default: 60 s.
+    public init(
+        postgres: PostgresClient, producer: KafkaProducer, groupID: String, handler: any StepHandler, clock: @escaping @Sendable () -> Date = { Date() },
+        interval: Duration = .seconds(1), batchSize: Int = 500, lease: Duration = .seconds(60), logger: Logger
+    ) {
+        self.postgres = postgres
+        self.producer = producer
+        self.groupID = groupID
+        self.handler = handler
+        self.clock = clock
+        self.interval = interval
+        self.batchSize = batchSize
+        self.lease = lease
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var failures = 0
+        let backoff = Backoff(base: .milliseconds(200), cap: .seconds(10))
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                let busy = try await tick()
+                failures = 0
+                if busy { continue }
+            } catch {
+                failures += 1
+                if failures == 1 { logger.warning("scheduler failed; retrying with backoff", metadata: [LogKey.error: "\(error)"]) }
+                let delay = backoff.delay(attempt: failures - 1)
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                continue
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+        }
+    }
+
+    /// One round: claims and decides one batch of due steps, publishes their commands, then relays what earlier
+    /// rounds (this replica's or a crashed one's) left in the outbox past its lease.
+    /// - Returns: Whether there may be more to do at once (a full batch was claimed).
+    @discardableResult
+    public func tick() async throws -> Bool {
+        let (claimed, rows) = try await emitDue()
+        try await publish(rows)
+        try await relay()
+        return claimed >= batchSize
+    }
+
+    /// Claims, decides and settles one batch of due steps in one transaction, the commands written to the outbox
+    /// under this scheduler's lease. Nothing is published: ``tick()`` publishes right after (a test calls this alone
+    /// to stop where a crash would).
+    /// - Returns: How many steps were claimed, and the outbox rows written.
+    @discardableResult
+    public func emitDue() async throws -> (claimed: Int, rows: [Outbox.Row]) {
+        let now = clock()
+        let (groupID, batchSize, handler, lease) = (self.groupID, self.batchSize, self.handler, self.lease)
+        let (claimed, rows, outcomes, due) = try await postgres.withTransaction { connection in
+            let due = try StepStore.due(group: groupID, now: now, connection: connection)
+            let steps = try StepStore.claim(group: groupID, now: now, limit: batchSize, connection: connection)
+            guard !steps.isEmpty else { return (0, [Outbox.Row](), [String: Int](), due) }
+            let outcomes = try handler.decide(steps, now: now, connection: connection)
+            guard outcomes.count == steps.count else {
+                throw PostgresError(code: .unexpected, message: "the step handler decided \(outcomes.count) of \(steps.count) steps")
+            }
+            let entries = outcomes.flatMap { outcome -> [Outbox.Entry] in
+                guard case .sent(let commands) = outcome.kind else { return [] }
+                return commands.map { Outbox.Entry(source: Scheduler.source, sourceOffset: nil, message: $0.outbound, commandID: $0.id) }
+            }
+            let ids = try Outbox.write(entries, group: groupID, connection: connection)
+            if !ids.isEmpty {
+                // This scheduler publishes them right after the commit; other replicas wait out the lease.
+                try connection.execute(
+                    "UPDATE rapport_outbox SET lease_until = now() + $2::interval WHERE id = ANY($1::bigint[])",
+                    [PostgresArray(ids), "\(Int(lease.seconds)) seconds"])
+            }
+            try StepStore.settle(steps, outcomes, connection: connection)
+            try ContactDecisionLog.record(outcomes.flatMap(\.decisions), connection: connection)
+            let rows = zip(ids, entries).map { Outbox.Row(id: $0, entry: $1) }
+            return (steps.count, rows, Dictionary(grouping: outcomes, by: \.name).mapValues(\.count), due)
+        }
+        Gauge(label: "rapport_scheduler_steps_due").record(due.count)
+        Gauge(label: "rapport_scheduler_lag_seconds").record(due.oldest.map { max(0, now.timeIntervalSince($0)) } ?? 0)
+        if claimed > 0 {
+            Counter(label: "rapport_scheduler_steps_claimed_total").increment(by: claimed)
+            for (outcome, count) in outcomes { Counter(label: "rapport_scheduler_steps_total", dimensions: [("outcome", outcome)]).increment(by: count) }
+            logger.debug("scheduled steps decided", metadata: [LogKey.messages: "\(claimed)"])
+        }
+        return (claimed, rows)
+    }
+
+    /// Publishes outbox rows whose lease this scheduler holds and deletes the delivered ones. A row the broker refuses
+    /// for good is parked with the reason; any other failure leaves it leased, for a relay once the lease runs out.
+    /// - Returns: Whether every row was delivered.
+    @discardableResult
+    func publish(_ rows: [Outbox.Row]) async throws -> Bool {
+        guard !rows.isEmpty else { return true }
+        let results = try await producer.send(rows.map(\.message))
+        var delivered: [Int64] = []
+        var failed = false
+        for (row, result) in zip(rows, results) {
+            switch result {
+            case .success:
+                delivered.append(row.id)
+            case .failure(let error):
+                failed = true
+                if error.publishDisposition == .permanentForMessage {
+                    try await postgres.withConnection { try Outbox.park(row.id, reason: "\(error)", connection: $0) }
+                    logger.error("a scheduled command cannot be published; parked in the outbox", metadata: [
+                        LogKey.outboxID: "\(row.id)", LogKey.commandID: "\(row.commandID ?? "")", LogKey.error: "\(error)",
+                    ])
+                } else {
+                    logger.warning("a scheduled command was not published; relayed again once its lease runs out",
+                                   metadata: [LogKey.outboxID: "\(row.id)", LogKey.error: "\(error)"])
+                }
+            }
+        }
+        let done = delivered
+        try await postgres.withConnection { try Outbox.delete(done, connection: $0) }
+        return !failed
+    }
+
+    /// Relays the outbox rows of scheduled steps whose lease has run out (a publish that failed, a crash between the
+    /// commit and the publish), oldest first, taking their lease first so that one replica relays each.
+    public func relay() async throws {
+        let (groupID, lease, limit) = (self.groupID, self.lease, self.batchSize)
+        while !Task.isShuttingDownGracefully {
+            let rows = try await postgres.withTransaction { connection in
+                try Outbox.leaseScheduled(group: groupID, lease: lease, limit: limit, connection: connection)
+            }
+            guard !rows.isEmpty else { return }
+            logger.info("relaying scheduled commands left in the outbox", metadata: [LogKey.messages: "\(rows.count)"])
+            guard try await publish(rows), rows.count == limit else { return }
+        }
+    }
+}
