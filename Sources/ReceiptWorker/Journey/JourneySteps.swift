@@ -18,20 +18,37 @@ struct JourneySteps: StepHandler {
             Set(steps.compactMap { step in step.orderID.map { OrderStore.Key(storeID: step.storeID, orderID: $0) } }), connection: connection)
         var outcomes = [StepOutcome?](repeating: nil, count: steps.count)
 
-        // Exit conditions and what cannot be said, before the policy: they spend no budget.
+        // Exit conditions, then permission, then what cannot be said: none of them spends budget.
         var byContact: [Contacts.Key: [Int]] = [:]
         for (index, step) in steps.enumerated() {
             let settings = stores.settings(for: step.storeID)
+            let key = step.email.map { Contacts.Key(storeID: step.storeID, email: $0) }
+            let contact = key.flatMap { contacts[$0] }
+            let template = EmailTemplate.named(step.template)
             if let orderID = step.orderID, let order = orders[OrderStore.Key(storeID: step.storeID, orderID: orderID)], order.status != "completed" {
                 outcomes[index] = StepOutcome(.cancelled, reason: "order_\(order.status)")
-            } else if EmailTemplate.named(step.template) == nil {
+            } else if template == nil {
                 outcomes[index] = StepOutcome(.dropped, reason: "unknown_template")
-            } else if step.template == EmailTemplate.surveyInvite.name, settings.surveyURL == nil {
-                outcomes[index] = StepOutcome(.dropped, reason: "no_survey_url")
-            } else if step.template == EmailTemplate.walkWithMe.name, Journey.channels(settings).isEmpty {
-                outcomes[index] = StepOutcome(.dropped, reason: "no_channels")
-            } else if let email = step.email, contacts[Contacts.Key(storeID: step.storeID, email: email)] != nil {
-                byContact[Contacts.Key(storeID: step.storeID, email: email), default: []].append(index)
+            } else if let key, let contact, let template {
+                // Permission as the policy sees it, caps and quiet hours aside (those come below, per contact).
+                if case .suppressed(let reason) = ConversationPolicy(settings: settings).decide(
+                    template, for: contact.permission, at: now, direct: true, sentMarketing: [])
+                {
+                    outcomes[index] = StepOutcome(
+                        .suppressed, reason: reason,
+                        decisions: [
+                            ContactDecisionLog.Entry(
+                                storeID: step.storeID, contactID: contact.contactID, subject: "order:\(step.orderID ?? step.causationID)",
+                                worker: ReceiptHandler.worker, template: template, decision: .suppressed(reason: reason), commandID: nil,
+                                causationID: step.causationID, decidedAt: now)
+                        ])
+                } else if template == .surveyInvite, settings.surveyURL == nil {
+                    outcomes[index] = StepOutcome(.dropped, reason: "no_survey_url")
+                } else if template == .walkWithMe, Journey.channels(settings).isEmpty {
+                    outcomes[index] = StepOutcome(.dropped, reason: "no_channels")
+                } else {
+                    byContact[key, default: []].append(index)
+                }
             } else {
                 outcomes[index] = StepOutcome(.dropped, reason: "no_address")
             }

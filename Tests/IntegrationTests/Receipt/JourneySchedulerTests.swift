@@ -148,7 +148,7 @@ final class ManualClock: Sendable {
             ).map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "") \(try $0.decode(String.self, at: 2) ?? "")" }
             #expect(states.count == 10)
             #expect(states.filter { $0.hasPrefix("r-1") }.allSatisfy { $0 == "r-1 cancelled order_refunded" })
-            #expect(states.filter { $0.hasPrefix("u-1") }.allSatisfy { $0 == "u-1 suppressed unsubscribed" })
+            #expect(states.filter { $0.hasPrefix("u-1") }.allSatisfy { $0 == "u-1 suppressed unsubscribed" }, "\(states)")
         }
     }
 
