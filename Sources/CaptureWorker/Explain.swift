@@ -58,7 +58,8 @@ struct Explain: AsyncParsableCommand {
             contactID = try connection.query("SELECT contact_id FROM capture_shoppers WHERE store_id = $1 AND shopper_id = $2", [store, shopperID]).first?
                 .decode(Int64.self, at: 0)
         }
-        guard shopperID != nil || contactID != nil else { return ["no shopper with \(kind) \(value) in store \(store)"] }
+        let (orders, orderKeys) = try Self.orders(store: store, kind: kind, value: value, connection: connection)
+        guard shopperID != nil || contactID != nil || !orders.isEmpty else { return ["no shopper with \(kind) \(value) in store \(store)"] }
         var lines = ["shopper \(shopperID.map { "capture:\($0)" } ?? "(none)") in store \(store), by \(kind)"]
         if let contactID,
             let contact = try connection.query(
@@ -114,7 +115,49 @@ struct Explain: AsyncParsableCommand {
             text += "  [caused by \(try row.decode(String.self, at: 6) ?? ""), \(try row.decode(String.self, at: 8) ?? "")]"
             facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 2, text))
         }
+        facts += orders
+        facts += try Self.steps(store: store, keys: orderKeys, email: kind == "email" ? value : nil, connection: connection)
         lines += facts.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "\($0.0.rfc3339)  \($0.2)" }
         return lines
+    }
+
+    /// The shopper's orders (ReceiptWorker's, where its tables are in this database), and the customer keys they
+    /// were placed under.
+    static func orders(store: String, kind: String, value: String, connection: PostgresConnection) throws -> (facts: [(Date, Int, String)], keys: [String]) {
+        guard try connection.query("SELECT to_regclass('receipt_orders') IS NOT NULL").first?.decode(Bool.self, at: 0) == true else { return ([], []) }
+        let column = kind == "email" ? "email" : kind
+        var facts: [(Date, Int, String)] = []
+        var keys = Set<String>()
+        for row in try connection.query(
+            """
+            SELECT o.order_id, o.status, o.placed_at, o.total, o.currency, o.message_id, o.shopper_key,
+                   (SELECT count(*) FROM receipt_order_items i WHERE i.store_id = o.store_id AND i.order_id = o.order_id) AS items
+            FROM receipt_orders o WHERE o.store_id = $1 AND (o.\(column) = $2 OR o.shopper_key = $1 || '/' || $2)
+            """, [store, value])
+        {
+            let currency = try row.decode(String.self, "currency") ?? ""
+            let total = try row.decode(Int64.self, "total").map { Money(minorUnits: $0, currency: currency).text + " " + currency } ?? "no total"
+            let text = "order     \(try row.decode(String.self, "order_id") ?? "") \(try row.decode(String.self, "status") ?? ""): \(try row.decode(Int.self, "items") ?? 0) items, total \(total)  [message \(try row.decode(String.self, "message_id") ?? "")]"
+            facts.append((try row.decode(Date.self, "placed_at") ?? .distantPast, 0, text))
+            if let key = try row.decode(String.self, "shopper_key") { keys.insert(key) }
+        }
+        return (facts, keys.sorted())
+    }
+
+    /// The shopper's scheduled steps, at the time each is (or was) due, with its state.
+    static func steps(store: String, keys: [String], email: String?, connection: PostgresConnection) throws -> [(Date, Int, String)] {
+        guard !keys.isEmpty || email != nil else { return [] }
+        return try connection.query(
+            """
+            SELECT template, journey, order_id, state, reason, due_at FROM rapport_scheduled_steps
+            WHERE store_id = $1 AND (shopper_key = ANY($2::text[]) OR email = $3)
+            """, [store, PostgresArray(keys), email]
+        ).map { row in
+            let state = try row.decode(String.self, "state") ?? ""
+            let reason = try row.decode(String.self, "reason").map { state == "sent" ? "" : " — \($0)" } ?? ""
+            let order = try row.decode(String.self, "order_id").map { ", order \($0)" } ?? ""
+            return (try row.decode(Date.self, "due_at") ?? .distantPast, 3,
+                    "step      \(try row.decode(String.self, "template") ?? "") (\(try row.decode(String.self, "journey") ?? "")\(order)): \(state)\(reason)")
+        }
     }
 }

@@ -120,6 +120,18 @@ final class ManualClock: Sendable {
             let recommendations = try await fixture.readToEnd(fixture.recommendationsTopic).compactMap { try? JSONValue.parse($0.value).objectValue }
             #expect(recommendations.filter { $0["context"] == .string("next_sale") }.count == 1, "a next_sale recommendation beside the email")
             #expect(try await Self.steps(fixture).allSatisfy { $0.hasSuffix("sent permitted") })
+
+            // The shopper's timeline shows the order, the receipt, every step and every command.
+            let migrate = try ChildProcess("CaptureWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await migrate.waitForExit() == 0)
+            let explain = try ChildProcess("CaptureWorker", ["explain", "--store", fixture.store, "--email", "ana@example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await explain.waitForExit() == 0)
+            #expect(explain.stdout.contains("order     o-1 completed: 1 items, total 25.00 EUR  [message m-o-1]"), "\(explain.stdout)")
+            #expect(explain.stdout.contains("sent      receipt (transactional)"))
+            for template in ["thank_you", "survey_invite", "why_we_exist", "next_sale", "walk_with_me"] {
+                #expect(explain.stdout.contains("step      \(template) (orientation, order o-1): sent"))
+                #expect(explain.stdout.contains("sent      \(template) (marketing)"))
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import NextSale
+import Shared
 import Testing
 
 @testable import ReceiptWorker

@@ -3,13 +3,13 @@ import Foundation
 /// An amount of one currency in its minor units (cents; yen, which have none; fils, a thousandth of a dinar), with
 /// the contract's two spellings: a decimal string (`"59.90"`, JPY `"5990"`, BHD `"1.250"`) and one formatted for a
 /// locale (`"59,90 €"`).
-struct Money: Sendable, Equatable {
+public struct Money: Sendable, Equatable {
     /// ISO 4217 code, upper case.
-    var currency: String
-    var minorUnits: Int64
+    public var currency: String
+    public var minorUnits: Int64
 
     /// The digits after the decimal point of ISO 4217's currencies that do not have two.
-    static let exponents: [String: Int] = [
+    public static let exponents: [String: Int] = [
         "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0, "UGX": 0, "UYI": 0,
         "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
         "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
@@ -17,16 +17,16 @@ struct Money: Sendable, Equatable {
     ]
 
     /// Digits after the decimal point in `currency` (2 unless ISO 4217 says otherwise).
-    static func exponent(of currency: String) -> Int { exponents[currency] ?? 2 }
+    public static func exponent(of currency: String) -> Int { exponents[currency] ?? 2 }
 
     /// Whether `code` has the shape of an ISO 4217 code (three letters A–Z).
-    static func isCurrencyCode(_ code: String) -> Bool {
+    public static func isCurrencyCode(_ code: String) -> Bool {
         code.utf8.count == 3 && code.utf8.allSatisfy { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }
     }
 
     /// `amount` (a JSON number or a decimal string, in major units) rounded half away from zero to the currency's
     /// minor units; `nil` when it is neither or too large.
-    init?(_ amount: Decimal, currency: String) {
+    public init?(_ amount: Decimal, currency: String) {
         var scaled = amount * Decimal(sign: .plus, exponent: Self.exponent(of: currency), significand: 1)
         var rounded = Decimal()
         NSDecimalRound(&rounded, &scaled, 0, .plain)
@@ -35,18 +35,19 @@ struct Money: Sendable, Equatable {
         self.minorUnits = NSDecimalNumber(decimal: rounded).int64Value
     }
 
-    init(minorUnits: Int64, currency: String) {
+    /// An amount already in minor units.
+    public init(minorUnits: Int64, currency: String) {
         self.currency = currency
         self.minorUnits = minorUnits
     }
 
     /// The amount in major units, exactly.
-    var decimal: Decimal {
+    public var decimal: Decimal {
         Decimal(sign: minorUnits < 0 ? .minus : .plus, exponent: -Self.exponent(of: currency), significand: Decimal(minorUnits.magnitude))
     }
 
     /// The contract's decimal string: all the currency's minor digits, a point only where it has some.
-    var text: String {
+    public var text: String {
         let digits = Self.exponent(of: currency)
         let magnitude = String(minorUnits.magnitude)
         let sign = minorUnits < 0 ? "-" : ""
@@ -56,11 +57,11 @@ struct Money: Sendable, Equatable {
     }
 
     /// The amount as `locale` writes it (symbol, grouping, decimal mark), with the currency's own minor digits.
-    func formatted(locale: String) -> String {
+    public func formatted(locale: String) -> String {
         let digits = Self.exponent(of: currency)
         return decimal.formatted(.currency(code: currency).locale(Locale(identifier: locale)).precision(.fractionLength(digits)))
     }
 
-    static func + (lhs: Money, rhs: Money) -> Money { Money(minorUnits: lhs.minorUnits + rhs.minorUnits, currency: lhs.currency) }
-    static func * (lhs: Money, rhs: Int) -> Money { Money(minorUnits: lhs.minorUnits * Int64(rhs), currency: lhs.currency) }
+    public static func + (lhs: Money, rhs: Money) -> Money { Money(minorUnits: lhs.minorUnits + rhs.minorUnits, currency: lhs.currency) }
+    public static func * (lhs: Money, rhs: Int) -> Money { Money(minorUnits: lhs.minorUnits * Int64(rhs), currency: lhs.currency) }
 }
