@@ -27,7 +27,7 @@ struct ReceiptWorker: WorkerDefinition {
         }
     )
 
-    static var subcommands: [any ParsableCommand.Type] { [Recommend.self] }
+    static var subcommands: [any ParsableCommand.Type] { [Recommend.self, Rebuild.self] }
 
     static func main() async {
         await WorkerCommand<Self>.main()

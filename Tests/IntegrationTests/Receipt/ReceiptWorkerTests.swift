@@ -171,6 +171,23 @@ import Testing
                 "ReceiptWorker", ["recommend", "--store", fixture.store, "--email", "nobody@example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await unknown.waitForExit() == 1)
             #expect(unknown.stderr.contains("no shopper with email nobody@example.com"))
+
+            // A rebuild from the orders finds the counts the increments left.
+            func model() async throws -> [String] {
+                var rows: [String] = []
+                for table in ["receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales"] {
+                    rows += try await fixture.query("SELECT t::text FROM \(table) t WHERE store_id = $1 ORDER BY 1", [fixture.store])
+                        .map { table + " " + ((try? $0.decode(String.self, at: 0)) ?? "") }
+                }
+                return rows
+            }
+            let incremental = try await model()
+            #expect(incremental.count > 10)
+            _ = try await fixture.query("DELETE FROM receipt_transitions WHERE store_id = $1", [fixture.store])
+            let rebuild = try ChildProcess("ReceiptWorker", ["rebuild", "--store", fixture.store], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await rebuild.waitForExit() == 0)
+            #expect(rebuild.stdout.contains("from 85 orders of 43 customers"))
+            #expect(try await model() == incremental)
         }
     }
 

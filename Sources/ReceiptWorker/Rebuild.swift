@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NextSale
+import Shared
+
+/// `ReceiptWorker rebuild --store S`: recomputes the store's next-sale model from its orders — after a backfill
+/// written straight to the tables, or a change to what the model counts. One transaction: the model's tables are
+/// locked first, so a worker's batch waits and then adds its change on top.
+struct Rebuild: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Recompute a store's next-sale model from its recorded orders.")
+
+    @Option(help: "The store (context.storeId).")
+    var store: String
+
+    func run() async throws {
+        let configuration = try PostgresConfiguration(environment: Environment(), applicationName: "ReceiptWorker rebuild")
+        var logger = Logger(label: "rebuild")
+        logger.logLevel = .critical
+        let postgres = PostgresClient(configuration: configuration, logger: logger)
+        defer { postgres.close() }
+        let store = self.store
+        let (customers, orders) = try await postgres.withTransaction { try Self.rebuild(store: store, connection: $0) }
+        print("rebuilt the next-sale model of \(store) from \(orders) orders of \(customers) customers")
+    }
+
+    /// Replaces the store's model with the counts of its completed orders.
+    /// - Returns: How many customers and orders it counted.
+    static func rebuild(store: String, connection: PostgresConnection) throws -> (customers: Int, orders: Int) {
+        try connection.execute(
+            "LOCK TABLE receipt_product_stats, receipt_transitions, receipt_copurchases, receipt_category_transitions, receipt_daily_sales IN EXCLUSIVE MODE")
+        for table in ["receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales"] {
+            try connection.execute("DELETE FROM \(table) WHERE store_id = $1", [store])
+        }
+        var histories: [String: [String: (Date, [PurchasedOrder.Product])]] = [:]
+        for row in try connection.query(
+            """
+            SELECT o.shopper_key, o.order_id, o.placed_at, i.product_id, i.category
+            FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id
+            WHERE o.store_id = $1 AND o.status = 'completed' ORDER BY i.line
+            """, [store])
+        {
+            guard let key = try row.decode(String.self, at: 0), let order = try row.decode(String.self, at: 1), let at = try row.decode(Date.self, at: 2),
+                let product = try row.decode(String.self, at: 3)
+            else { continue }
+            histories[key, default: [:]][order, default: (at, [])].1.append(.init(id: product, category: try row.decode(String.self, at: 4)))
+        }
+        var counts = PurchaseCounts()
+        var orders = 0
+        for byOrder in histories.values {
+            orders += byOrder.count
+            counts.add(PurchaseCounts(customer: byOrder.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) }))
+        }
+        try PurchaseModelStore.apply([store: counts], connection: connection)
+        return (histories.count, orders)
+    }
+}
