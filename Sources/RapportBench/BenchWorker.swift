@@ -94,3 +94,93 @@ struct BenchDatabase {
         admin.close()
     }
 }
+
+/// What the worker benchmarks share: an in-process mock cluster with the command topics, a producer, and a run that
+/// drains a backlog with one worker process on a fresh database.
+final class BenchHarness {
+    let cluster: MockKafkaCluster
+    let producer: KafkaProducer
+    let partitions: Int
+    let batchSize: Int
+    let logger: Logger
+    private var run = 0
+
+    init(partitions: Int, batchSize: Int, logger: Logger) throws {
+        cluster = try MockKafkaCluster(brokers: 1, logger: logger)
+        for topic in ["bench-email", "bench-recs"] { try cluster.createTopic(topic, partitions: partitions) }
+        var kafka = KafkaConfiguration()
+        kafka.bootstrapServers = [cluster.bootstrapServers]
+        producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
+        self.partitions = partitions
+        self.batchSize = batchSize
+        self.logger = logger
+    }
+
+    /// The environment a worker process of a run gets.
+    func environment(database: BenchDatabase, inputVariable: String, topic: String, group: String) -> [String: String] {
+        [
+            "DATABASE_URL": database.url, "KAFKA_BROKERS": cluster.bootstrapServers, inputVariable: topic,
+            "EMAIL_COMMANDS_TOPIC": "bench-email", "RECOMMENDATION_COMMANDS_TOPIC": "bench-recs", "BATCH_SIZE": "\(batchSize)",
+            "BATCH_WAIT_MS": "20", "HTTP_PORT": "0", "LOG_LEVEL": "warning", "KAFKA_GROUP_ID": group, "KAFKA_FETCH_WAIT_MAX_MS": "10",
+        ]
+    }
+
+    /// Drains `backlog` (published to a topic of its own, which `inputVariable` names to the worker) with
+    /// `executable` on a fresh database, after `prepare` (seeding); events/s from the first batch to the last, and the
+    /// peak RSS. `inspect` sees the database before it is dropped.
+    func drain(
+        _ executable: String, inputVariable: String, extraEnvironment: [String: String] = [:],
+        prepare: (BenchDatabase, String) async throws -> Void = { _, _ in }, backlog: (String) -> [KafkaOutboundMessage],
+        inspect: (BenchDatabase) async throws -> Void = { _ in }
+    ) async throws -> (rate: Double, peak: Double) {
+        run += 1
+        let topic = "bench-\(executable.lowercased())-\(run)"
+        let group = "bench-\(executable)-\(run)"
+        try cluster.createTopic(topic, partitions: partitions)
+        try cluster.createTopic(Topics.deadLetter(of: topic), partitions: 1)
+        let database = try await BenchDatabase(prefix: "rapport_bench_\(executable.lowercased())", logger: logger)
+        try await prepare(database, group)
+        let messages = backlog(topic)
+        for start in stride(from: 0, to: messages.count, by: 10_000) {
+            for result in try await producer.send(Array(messages[start..<min(start + 10_000, messages.count)])) { _ = try result.get() }
+        }
+        let worker = try BenchWorker(
+            executable, environment: environment(database: database, inputVariable: inputVariable, topic: topic, group: group).merging(extraEnvironment) { _, new in new })
+        defer { worker.stop() }
+        let client = database.client(logger: logger)
+        defer { client.close() }
+        // Progress from the offsets the worker records: a tiny table, so polling it costs the run nothing.
+        let rate = try await worker.drainRate(total: messages.count) {
+            try await client.withConnection { connection in
+                guard try connection.query("SELECT to_regclass('rapport_consumer_offsets') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
+                else { return 0 }
+                return try connection.query(
+                    "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, topic]
+                ).first?.decode(Int.self, at: 0) ?? 0
+            }
+        }
+        let peak = worker.peakResidentMegabytes
+        worker.stop()
+        client.close()
+        try await inspect(database)
+        try await database.drop()
+        return (rate, peak)
+    }
+
+    /// The pipeline's own figure: EchoWorker (two rows and one command per event) drains `count` events.
+    func pipelineRate(events count: Int) async throws -> (rate: Double, peak: Double) {
+        try await drain("EchoWorker", inputVariable: "SHOPPER_EVENTS_TOPIC") { topic in
+            (0..<count).map { index in
+                let shopper = "shopper-\(index % 1000)"
+                let json =
+                    #"{"type":"track","event":"Product Viewed","messageId":"ev-\#(index)","timestamp":"2026-11-25T05:00:00Z","anonymousId":"\#(shopper)","context":{"storeId":"bench"},"properties":{"sequence":\#(index),"product_id":"p-\#(index % 500)"}}"#
+                return KafkaOutboundMessage(topic: topic, key: Array("bench/\(shopper)".utf8), value: Array(json.utf8))
+            }
+        }
+    }
+
+    func close() async throws {
+        try await producer.close()
+        withExtendedLifetime(cluster) {}
+    }
+}

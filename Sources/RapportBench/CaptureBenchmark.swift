@@ -45,24 +45,13 @@ struct CaptureBenchmark: AsyncParsableCommand {
         let sizes = shoppers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--shoppers takes whole numbers, comma-separated") }
         let seed = try String(contentsOfFile: seedScript, encoding: .utf8)
-        let cluster = try MockKafkaCluster(brokers: 1, logger: logger)
-        for topic in ["bench-email", "bench-recs"] { try cluster.createTopic(topic, partitions: partitions) }
-        var kafka = KafkaConfiguration()
-        kafka.bootstrapServers = [cluster.bootstrapServers]
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
+        let harness = try BenchHarness(partitions: partitions, batchSize: batchSize, logger: logger)
         print("rapport-bench capture — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(events) events per run, BATCH_SIZE \(batchSize), \(partitions) partitions")
-        var run = 0
 
-        /// Drains `backlog` (published to a topic of its own) with `executable` on a fresh database, seeded with
-        /// `stored` shoppers first where asked; events/s from the first batch to the last, and the peak RSS.
-        func drain(_ executable: String, stored: Int, backlog: (String) -> [KafkaOutboundMessage]) async throws -> (rate: Double, peak: Double) {
-            run += 1
-            let topic = "bench-\(executable.lowercased())-\(run)"
-            let group = "bench-\(executable)-\(run)"
-            try cluster.createTopic(topic, partitions: partitions)
-            try cluster.createTopic(Topics.deadLetter(of: topic), partitions: 1)
-            let database = try await BenchDatabase(prefix: "rapport_bench_\(executable.lowercased())", logger: logger)
-            if stored > 0 {
+        /// Drains `backlog` with `executable` on a fresh database, seeded with `stored` shoppers first where asked.
+        func drain(_ executable: String, stored: Int, backlog: @escaping (String) -> [KafkaOutboundMessage]) async throws -> (rate: Double, peak: Double) {
+            try await harness.drain(executable, inputVariable: "SHOPPER_EVENTS_TOPIC", prepare: { database, group in
+                guard stored > 0 else { return }
                 let migrate = try BenchWorker(executable, arguments: ["migrate"], environment: ["DATABASE_URL": database.url])
                 try migrate.waitForSuccess()
                 let script = seed.replacingOccurrences(of: ":shoppers", with: String(stored))
@@ -73,41 +62,11 @@ struct CaptureBenchmark: AsyncParsableCommand {
                 try await client.withConnection { try $0.executeScript(script) }
                 client.close()
                 print(String(format: "  (seeded %d stored shoppers in %.0f s)", stored, (ContinuousClock.now - seeding).seconds))
-            }
-            let messages = backlog(topic)
-            for start in stride(from: 0, to: messages.count, by: 10_000) {
-                for result in try await producer.send(Array(messages[start..<min(start + 10_000, messages.count)])) { _ = try result.get() }
-            }
-            let worker = try BenchWorker(
-                executable,
-                environment: [
-                    "DATABASE_URL": database.url, "KAFKA_BROKERS": cluster.bootstrapServers, "SHOPPER_EVENTS_TOPIC": topic,
-                    "EMAIL_COMMANDS_TOPIC": "bench-email", "RECOMMENDATION_COMMANDS_TOPIC": "bench-recs", "BATCH_SIZE": "\(batchSize)",
-                    "BATCH_WAIT_MS": "20", "HTTP_PORT": "0", "LOG_LEVEL": "warning", "KAFKA_GROUP_ID": group,
-                    "KAFKA_FETCH_WAIT_MAX_MS": "10",
-                ])
-            defer { worker.stop() }
-            let client = database.client(logger: logger)
-            defer { client.close() }
-            // Progress from the offsets the worker records: a tiny table, so polling it costs the run nothing.
-            let rate = try await worker.drainRate(total: messages.count) {
-                try await client.withConnection { connection in
-                    guard try connection.query("SELECT to_regclass('rapport_consumer_offsets') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
-                    else { return 0 }
-                    return try connection.query(
-                        "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, topic]
-                    ).first?.decode(Int.self, at: 0) ?? 0
-                }
-            }
-            let peak = worker.peakResidentMegabytes
-            worker.stop()
-            client.close()
-            try await database.drop()
-            return (rate, peak)
+            }, backlog: backlog)
         }
 
         let events = self.events
-        let echo = try await drain("EchoWorker", stored: 0) { topic in (0..<events).map { Self.echoEvent($0, topic: topic) } }
+        let echo = try await harness.pipelineRate(events: events)
         print(String(format: "  pipeline (EchoWorker: 2 rows + 1 command)  %8.0f events/s   peak RSS %5.1f MB", echo.rate, echo.peak))
         print("  stored shoppers   mix          events/s   of pipeline   peak RSS")
         let mixes: [Mix] = mix == .both ? [.captures, .storefront] : [mix]
@@ -130,8 +89,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
             }
         }
         if !counts.isEmpty { print("  storefront mix: " + counts.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) }
-        try await producer.close()
-        withExtendedLifetime(cluster) {}
+        try await harness.close()
     }
 
     /// When the generated storefront traffic begins: ten hours before the run, so that every event is recent enough to
@@ -145,13 +103,6 @@ struct CaptureBenchmark: AsyncParsableCommand {
         let json =
             #"{"type":"track","event":"Email Captured","messageId":"cap-\#(index)","timestamp":"\#(at)","anonymousId":"\#(anonymous)","context":{"storeId":"bench","ip":"203.0.113.7","userAgent":"bench/1"},"properties":{"email":"cap-\#(index)@example.com","source":"popup","offer_code":"WELCOME10","consent":{"marketing":true,"opt_in_level":"single","text":"Yes please","text_version":"1"}}}"#
         return KafkaOutboundMessage(topic: topic, key: Array("bench/\(anonymous)".utf8), value: Array(json.utf8))
-    }
-
-    static func echoEvent(_ index: Int, topic: String) -> KafkaOutboundMessage {
-        let shopper = "shopper-\(index % 1000)"
-        let json =
-            #"{"type":"track","event":"Product Viewed","messageId":"ev-\#(index)","timestamp":"2026-11-25T05:00:00Z","anonymousId":"\#(shopper)","context":{"storeId":"bench"},"properties":{"sequence":\#(index),"product_id":"p-\#(index % 500)"}}"#
-        return KafkaOutboundMessage(topic: topic, key: Array("bench/\(shopper)".utf8), value: Array(json.utf8))
     }
 
     /// A storefront's day: mostly browsing, some captures (pop-up with consent and an offer), identifies, email-first
