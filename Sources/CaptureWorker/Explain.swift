@@ -29,15 +29,10 @@ struct Explain: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = try PostgresConfiguration(environment: Environment(), applicationName: "CaptureWorker explain")
-        var logger = Logger(label: "explain")
-        logger.logLevel = .critical
-        let postgres = PostgresClient(configuration: configuration, logger: logger)
-        defer { postgres.close() }
         let (kind, value) =
             if let email { ("email", EmailAddress(email)?.value ?? email) } else if let userId { ("user_id", userId) } else { ("anonymous_id", anonymousId ?? "") }
         let store = self.store
-        let lines = try await postgres.withConnection { connection in
+        let lines = try await OperatorCommand.withConnection(applicationName: "CaptureWorker explain") { connection in
             try Self.timeline(store: store, kind: kind, value: value, connection: connection)
         }
         print(lines.joined(separator: "\n"))

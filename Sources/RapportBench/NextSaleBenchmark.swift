@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NextSale
+import Shared
 
 /// `rapport-bench nextsale`: how well the next-sale model predicts what a customer buys next, against plain
 /// popularity. Each customer with two orders or more has their last order held out; the model is built from every
@@ -129,7 +130,7 @@ struct NextSaleBenchmark: ParsableCommand {
     /// 4,000 customers over 600 products in 20 categories: popularity is Zipf-like, and some products have a planted
     /// successor (B after A) that a customer who bought A buys in their next order two times in five.
     static func plantedHistories() -> [String: [PurchasedOrder]] {
-        var generator = SplitMix(seed: 42)
+        var generator = SplitMix(state: 42)
         let products = (0..<600).map { "p\($0)" }
         func category(_ product: Int) -> String { "c\(product % 20)" }
         func popular() -> Int {
@@ -155,21 +156,6 @@ struct NextSaleBenchmark: ParsableCommand {
             customers["customer-\(customer)"] = orders
         }
         return customers
-    }
-}
-
-/// A small deterministic generator, so that the planted histories are the same in every run.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

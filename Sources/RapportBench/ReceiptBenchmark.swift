@@ -63,7 +63,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
 
     /// An order of customer `index % customers`: three products, popular ones more often, in 50 categories.
     static func order(_ index: Int, customers: Int, topic: String) -> KafkaOutboundMessage {
-        var generator = SplitMix(seed: UInt64(index) &* 7919)
+        var generator = SplitMix(state: UInt64(index) &* 7919)
         let customer = index % customers
         var products = Set<Int>()
         while products.count < 3 {
@@ -151,7 +151,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
         let rebuilt = (ContinuousClock.now - rebuilding).seconds
         try await client.withConnection { _ = try $0.execute("ANALYZE") }
         var latencies: [Double] = []
-        var generator = SplitMix(seed: 7)
+        var generator = SplitMix(state: 7)
         for _ in 0..<samples {
             let key = "bench/c-\(Int(generator.next() % UInt64(customers)))"
             let started = ContinuousClock.now

@@ -14,13 +14,10 @@ struct Rebuild: AsyncParsableCommand {
     var store: String
 
     func run() async throws {
-        let configuration = try PostgresConfiguration(environment: Environment(), applicationName: "ReceiptWorker rebuild")
-        var logger = Logger(label: "rebuild")
-        logger.logLevel = .critical
-        let postgres = PostgresClient(configuration: configuration, logger: logger)
-        defer { postgres.close() }
         let store = self.store
-        let (customers, orders) = try await postgres.withTransaction { try Self.rebuild(store: store, connection: $0) }
+        let (customers, orders) = try await OperatorCommand.withConnection(applicationName: "ReceiptWorker rebuild", transaction: true) {
+            try Self.rebuild(store: store, connection: $0)
+        }
         print("rebuilt the next-sale model of \(store) from \(orders) orders of \(customers) customers")
     }
 

@@ -32,14 +32,9 @@ struct Recommend: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let configuration = try PostgresConfiguration(environment: Environment(), applicationName: "ReceiptWorker recommend")
-        var logger = Logger(label: "recommend")
-        logger.logLevel = .critical
-        let postgres = PostgresClient(configuration: configuration, logger: logger)
-        defer { postgres.close() }
         let shopper = Shopper(userID: userId, anonymousID: anonymousId, email: email.flatMap { EmailAddress($0)?.value })
         let (store, limit) = (self.store, self.limit)
-        let answer = try await postgres.withConnection { connection in
+        let answer = try await OperatorCommand.withConnection(applicationName: "ReceiptWorker recommend") { connection in
             try Self.recommendations(store: store, shopper: shopper, limit: limit, now: Date(), connection: connection)
         }
         switch answer {

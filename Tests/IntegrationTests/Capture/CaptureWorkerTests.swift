@@ -407,7 +407,7 @@ import Testing
             let doubleOptIn = true
             fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"double_opt_in": \#(doubleOptIn)}"#)]
             try await fixture.startWorker()
-            var generator = ConsentPropertyTests.SplitMix(state: 20_261_125)
+            var generator = SplitMix(state: 20_261_125)
             var sequences: [String: [ConsentPropertyTests.Step]] = [:]
             var messages: [KafkaOutboundMessage] = []
             for shopper in 0..<60 {

@@ -8,17 +8,6 @@ import Testing
 /// erasure events, under random store settings, no marketing command is ever emitted for a shopper without current
 /// consent. Current consent is judged by an oracle written from the rules' statement, not from the model's code.
 @Suite struct ConsentPropertyTests {
-    /// A small deterministic generator (SplitMix64), so that a failing sequence is reproduced from its seed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
 
     enum Step: Equatable, CustomStringConvertible {
         case capture(marketing: Bool?, level: String, offer: Bool)
