@@ -73,7 +73,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "ReceiptWorker",
-            dependencies: ["Shared", "NextSale", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "Shared", "NextSale", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),

@@ -2,79 +2,90 @@ import Foundation
 import Shared
 
 /// The next-sale model's tables (`receipt_product_stats`, `receipt_transitions`, `receipt_copurchases`,
-/// `receipt_category_transitions`, `receipt_daily_sales`, owned by ReceiptWorker's migrations): adding a change,
-/// and reading candidates (``PostgresCandidateSource``).
+/// `receipt_category_transitions`, `receipt_daily_sales`, owned by ReceiptWorker's migrations): a batch appends its
+/// change to `receipt_model_changes` (``record(_:connection:)``, contending on no row), and one compactor at a time
+/// folds the changes into the tables (``fold(limit:connection:)``); candidates are read by ``PostgresCandidateSource``.
+/// The tables lag the orders by one fold (a second, by default).
 public enum PurchaseModelStore {
-    /// Adds `changes` (by store) inside the caller's transaction: one upsert per table, keys in order so that two
-    /// transactions touching the same rows wait for each other rather than deadlock; rows that fall to zero go.
+    /// The advisory lock that makes one fold (or rebuild) at a time.
+    static let foldLock: Int64 = 0x7261_7070_6e73_6d6c  // "rappnsml"
+
+    /// Appends `changes` (by store) inside the caller's transaction, one statement.
     /// - Throws: ``PostgresError``.
-    public static func apply(_ changes: [String: PurchaseCounts], connection: PostgresConnection) throws {
-        let stores = changes.keys.sorted()
-        var products: [(store: String, product: String, category: String?, orders: Int, followed: Int)] = []
-        for store in stores {
-            guard let change = changes[store] else { continue }
-            for product in Set(change.orders.keys).union(change.followed.keys).sorted() {
-                products.append((store, product, change.categories[product], change.orders[product] ?? 0, change.followed[product] ?? 0))
-            }
+    public static func record(_ changes: [String: PurchaseCounts], connection: PostgresConnection) throws {
+        var rows: [(store: String, kind: String, a: String, b: String?, count: Int)] = []
+        for (store, change) in changes {
+            for (product, count) in change.orders { rows.append((store, "orders", product, change.categories[product], count)) }
+            for (product, count) in change.followed { rows.append((store, "followed", product, nil, count)) }
+            for (pair, count) in change.transitions { rows.append((store, "transition", pair.from, pair.to, count)) }
+            for (pair, count) in change.together { rows.append((store, "together", pair.from, pair.to, count)) }
+            for (pair, count) in change.categoryTransitions { rows.append((store, "category_transition", pair.from, pair.to, count)) }
+            for (pair, count) in change.daily { rows.append((store, "daily", pair.from, pair.to, count)) }
         }
-        if !products.isEmpty {
-            try connection.execute(
-                """
-                INSERT INTO receipt_product_stats AS s (store_id, product_id, category, orders, followed)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])
-                ON CONFLICT (store_id, product_id) DO UPDATE
-                SET orders = s.orders + EXCLUDED.orders, followed = s.followed + EXCLUDED.followed, category = coalesce(EXCLUDED.category, s.category)
-                """,
-                [
-                    PostgresArray(products.map(\.store)), PostgresArray(products.map(\.product)),
-                    PostgresArray(products.map(\.category) as [(any PostgresBindable)?]), PostgresArray(products.map(\.orders)),
-                    PostgresArray(products.map(\.followed)),
-                ])
-            let fallen = products.filter { $0.orders < 0 }
-            if !fallen.isEmpty {
-                try connection.execute(
-                    """
-                    DELETE FROM receipt_product_stats s USING unnest($1::text[], $2::text[]) AS u(store_id, product_id)
-                    WHERE s.store_id = u.store_id AND s.product_id = u.product_id AND s.orders <= 0
-                    """, [PostgresArray(fallen.map(\.store)), PostgresArray(fallen.map(\.product))])
-            }
-        }
-        try applyPairs("receipt_transitions", ("from_product", "to_product"), stores.map { ($0, changes[$0]?.transitions ?? [:]) }, connection: connection)
-        try applyPairs("receipt_copurchases", ("from_product", "to_product"), stores.map { ($0, changes[$0]?.together ?? [:]) }, connection: connection)
-        try applyPairs(
-            "receipt_category_transitions", ("from_category", "to_category"), stores.map { ($0, changes[$0]?.categoryTransitions ?? [:]) },
-            connection: connection)
-        try applyPairs("receipt_daily_sales", ("product_id", "day"), stores.map { ($0, changes[$0]?.daily ?? [:]) }, count: "orders", cast: ("text", "date"), connection: connection)
+        rows.removeAll { $0.count == 0 }
+        guard !rows.isEmpty else { return }
+        try connection.execute(
+            """
+            INSERT INTO receipt_model_changes (store_id, kind, a, b, count)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+            """,
+            [
+                PostgresArray(rows.map(\.store)), PostgresArray(rows.map(\.kind)), PostgresArray(rows.map(\.a)),
+                PostgresArray(rows.map(\.b) as [(any PostgresBindable)?]), PostgresArray(rows.map(\.count)),
+            ])
     }
 
-    /// Adds pair counts to `table` (`store_id`, the two key columns, a count column).
-    private static func applyPairs(
-        _ table: String, _ keys: (String, String), _ changes: [(store: String, pairs: [Pair: Int])], count: String = "count",
-        cast: (String, String) = ("text", "text"), connection: PostgresConnection
-    ) throws {
-        var rows: [(store: String, pair: Pair, count: Int)] = []
-        for (store, pairs) in changes {
-            for (pair, value) in pairs.sorted(by: { ($0.key.from, $0.key.to) < ($1.key.from, $1.key.to) }) where value != 0 {
-                rows.append((store, pair, value))
-            }
+    /// Folds up to `limit` of the oldest changes into the model's tables and deletes them, in one statement, inside
+    /// the caller's transaction — unless another transaction is folding (then 0 at once).
+    /// - Returns: How many changes were folded.
+    /// - Throws: ``PostgresError``.
+    @discardableResult
+    public static func fold(limit: Int, connection: PostgresConnection) throws -> Int {
+        guard try connection.query("SELECT pg_try_advisory_xact_lock($1)", [foldLock]).first?.decode(Bool.self, at: 0) == true else { return 0 }
+        return try foldLocked(limit: limit, connection: connection)
+    }
+
+    private static func foldLocked(limit: Int, connection: PostgresConnection) throws -> Int {
+        func pairs(_ table: String, _ kind: String, _ first: String, _ second: String, count: String = "count", cast: String = "") -> String {
+            """
+            \(kind) AS (
+                INSERT INTO \(table) AS t (store_id, \(first), \(second), \(count))
+                SELECT store_id, a, b\(cast), sum(count) FROM moved WHERE kind = '\(kind)' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                ON CONFLICT (store_id, \(first), \(second)) DO UPDATE SET \(count) = t.\(count) + EXCLUDED.\(count)
+                RETURNING 1)
+            """
         }
-        guard !rows.isEmpty else { return }
-        let (first, second) = keys
-        try connection.execute(
+        let sql = """
+            WITH moved AS (
+                DELETE FROM receipt_model_changes WHERE id IN (SELECT id FROM receipt_model_changes ORDER BY id LIMIT $1)
+                RETURNING store_id, kind, a, b, count),
+            products AS (
+                INSERT INTO receipt_product_stats AS s (store_id, product_id, category, orders, followed)
+                SELECT store_id, a, max(b), coalesce(sum(count) FILTER (WHERE kind = 'orders'), 0), coalesce(sum(count) FILTER (WHERE kind = 'followed'), 0)
+                FROM moved WHERE kind IN ('orders', 'followed') GROUP BY store_id, a ORDER BY store_id, a
+                ON CONFLICT (store_id, product_id) DO UPDATE
+                SET orders = s.orders + EXCLUDED.orders, followed = s.followed + EXCLUDED.followed, category = coalesce(EXCLUDED.category, s.category)
+                RETURNING 1),
+            \(pairs("receipt_transitions", "transition", "from_product", "to_product")),
+            \(pairs("receipt_copurchases", "together", "from_product", "to_product")),
+            \(pairs("receipt_category_transitions", "category_transition", "from_category", "to_category")),
+            \(pairs("receipt_daily_sales", "daily", "product_id", "day", count: "orders", cast: "::date"))
+            SELECT count(*) FROM moved
             """
-            INSERT INTO \(table) AS t (store_id, \(first), \(second), \(count))
-            SELECT * FROM unnest($1::text[], $2::\(cast.0)[], $3::\(cast.1)[], $4::bigint[])
-            ON CONFLICT (store_id, \(first), \(second)) DO UPDATE SET \(count) = t.\(count) + EXCLUDED.\(count)
-            """,
-            [PostgresArray(rows.map(\.store)), PostgresArray(rows.map(\.pair.from)), PostgresArray(rows.map(\.pair.to)), PostgresArray(rows.map(\.count))])
-        let fallen = rows.filter { $0.count < 0 }
-        guard !fallen.isEmpty else { return }
-        try connection.execute(
-            """
-            DELETE FROM \(table) t USING unnest($1::text[], $2::\(cast.0)[], $3::\(cast.1)[]) AS u(store_id, a, b)
-            WHERE t.store_id = u.store_id AND t.\(first) = u.a AND t.\(second) = u.b AND t.\(count) <= 0
-            """,
-            [PostgresArray(fallen.map(\.store)), PostgresArray(fallen.map(\.pair.from)), PostgresArray(fallen.map(\.pair.to))])
+        return try connection.query(sql, [limit]).first?.decode(Int.self, at: 0) ?? 0
+    }
+
+    /// Replaces `store`'s model with `counts` (a rebuild from its orders), inside the caller's transaction, which
+    /// must be `REPEATABLE READ` and have read the orders already: the store's pending changes are dropped — they are
+    /// in the orders it read — and every other fold waits.
+    /// - Throws: ``PostgresError``.
+    public static func replace(store: String, with counts: PurchaseCounts, connection: PostgresConnection) throws {
+        try connection.query("SELECT pg_advisory_xact_lock($1)", [foldLock])
+        for table in ["receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales", "receipt_model_changes"] {
+            try connection.execute("DELETE FROM \(table) WHERE store_id = $1", [store])
+        }
+        try record([store: counts], connection: connection)
+        while try foldLocked(limit: 100_000, connection: connection) > 0 {}
     }
 }
 
@@ -120,7 +131,7 @@ public struct PostgresCandidateSource: CandidateSource {
                 LEFT JOIN receipt_product_stats p ON p.store_id = q.store_id AND p.product_id = q.product_id
                 CROSS JOIN LATERAL (
                     SELECT t.to_product, t.count FROM receipt_transitions t
-                    WHERE t.store_id = q.store_id AND t.from_product = q.product_id
+                    WHERE t.store_id = q.store_id AND t.from_product = q.product_id AND t.count > 0
                     ORDER BY t.count DESC, t.to_product LIMIT \(NextSaleTuning.successorsPerSeed)) t
                 GROUP BY q.n, t.to_product
                 """, seedParameters, into: \.successors)
@@ -131,7 +142,7 @@ public struct PostgresCandidateSource: CandidateSource {
                 LEFT JOIN receipt_product_stats p ON p.store_id = q.store_id AND p.product_id = q.product_id
                 CROSS JOIN LATERAL (
                     SELECT t.to_product, t.count FROM receipt_copurchases t
-                    WHERE t.store_id = q.store_id AND t.from_product = q.product_id
+                    WHERE t.store_id = q.store_id AND t.from_product = q.product_id AND t.count > 0
                     ORDER BY t.count DESC, t.to_product LIMIT \(NextSaleTuning.togetherPerSeed)) t
                 GROUP BY q.n, t.to_product
                 """, seedParameters, into: \.together)
@@ -144,14 +155,14 @@ public struct PostgresCandidateSource: CandidateSource {
                     FROM unnest($1::int[], $2::text[], $3::text[], $4::float8[]) AS q(n, store_id, category, weight)
                     CROSS JOIN LATERAL (
                         SELECT c.to_category, c.count FROM receipt_category_transitions c
-                        WHERE c.store_id = q.store_id AND c.from_category = q.category
+                        WHERE c.store_id = q.store_id AND c.from_category = q.category AND c.count > 0
                         ORDER BY c.count DESC, c.to_category LIMIT \(NextSaleTuning.nextCategories)) c
                     GROUP BY q.n, q.store_id, c.to_category),
                 ranked AS (SELECT *, row_number() OVER (PARTITION BY n ORDER BY share DESC, to_category) AS r FROM shares)
                 SELECT ranked.n, p.product_id, sum(ranked.share * p.orders)
                 FROM ranked CROSS JOIN LATERAL (
                     SELECT p.product_id, p.orders FROM receipt_product_stats p
-                    WHERE p.store_id = ranked.store_id AND p.category = ranked.to_category
+                    WHERE p.store_id = ranked.store_id AND p.category = ranked.to_category AND p.orders > 0
                     ORDER BY p.orders DESC, p.product_id LIMIT \(NextSaleTuning.productsPerCategory)) p
                 WHERE ranked.r <= \(NextSaleTuning.nextCategories)
                 GROUP BY ranked.n, p.product_id
@@ -166,7 +177,7 @@ public struct PostgresCandidateSource: CandidateSource {
                 FROM unnest($1::int[], $2::text[], $3::text[]) AS q(n, store_id, category)
                 CROSS JOIN LATERAL (
                     SELECT p.product_id, p.orders FROM receipt_product_stats p
-                    WHERE p.store_id = q.store_id AND p.category = q.category
+                    WHERE p.store_id = q.store_id AND p.category = q.category AND p.orders > 0
                     ORDER BY p.orders DESC, p.product_id LIMIT \(NextSaleTuning.productsPerCategory)) p
                 GROUP BY q.n, p.product_id
                 """,

@@ -5,8 +5,9 @@ import NextSale
 import Shared
 
 /// `ReceiptWorker rebuild --store S`: recomputes the store's next-sale model from its orders — after a backfill
-/// written straight to the tables, or a change to what the model counts. One transaction: the model's tables are
-/// locked first, so a worker's batch waits and then adds its change on top.
+/// written straight to the tables, or a change to what the model counts. One `REPEATABLE READ` transaction: the
+/// orders it reads and the pending changes it drops are the same snapshot, so a batch committing meanwhile is counted
+/// once (by its change, folded later); folds wait for it.
 struct Rebuild: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Recompute a store's next-sale model from its recorded orders.")
 
@@ -24,11 +25,7 @@ struct Rebuild: AsyncParsableCommand {
     /// Replaces the store's model with the counts of its completed orders.
     /// - Returns: How many customers and orders it counted.
     static func rebuild(store: String, connection: PostgresConnection) throws -> (customers: Int, orders: Int) {
-        try connection.execute(
-            "LOCK TABLE receipt_product_stats, receipt_transitions, receipt_copurchases, receipt_category_transitions, receipt_daily_sales IN EXCLUSIVE MODE")
-        for table in ["receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales"] {
-            try connection.execute("DELETE FROM \(table) WHERE store_id = $1", [store])
-        }
+        try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         var histories: [String: [String: (Date, [PurchasedOrder.Product])]] = [:]
         for row in try connection.query(
             """
@@ -48,7 +45,7 @@ struct Rebuild: AsyncParsableCommand {
             orders += byOrder.count
             counts.add(PurchaseCounts(customer: byOrder.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) }))
         }
-        try PurchaseModelStore.apply([store: counts], connection: connection)
+        try PurchaseModelStore.replace(store: store, with: counts, connection: connection)
         return (histories.count, orders)
     }
 }

@@ -104,7 +104,7 @@ struct ReceiptHandler: PipelineHandler {
         }
         try OrderStore.insert(arrival.compactMap { newOrders[$0] }.map { ($0.event, $0.order, $0.status, $0.endedAt) }, connection: connection)
         try OrderStore.end(ended, connection: connection)
-        try PurchaseModelStore.apply(changes, connection: connection)
+        try PurchaseModelStore.record(changes, connection: connection)
         try schedule(arrival.compactMap { newOrders[$0] }, histories: after, ended: ended, now: now, connection: connection)
 
         return try converse(arrival.compactMap { newOrders[$0] }, histories: after, now: now, connection: connection)
@@ -167,6 +167,15 @@ struct ReceiptHandler: PipelineHandler {
         for (entry, found) in zip(recommending, candidates) {
             let message = entry.order.event.message
             let products = Recommender.rank(found, excluding: entry.excluded, limit: Self.recommendationLimit)
+            guard !products.isEmpty else {
+                // A store's first orders (or ones the last fold has not reached yet): an empty list helps no one.
+                decisions.append(
+                    ContactDecisionLog.Entry(
+                        storeID: message.storeID, contactID: entry.contact?.contactID, subject: "order:\(entry.order.order.orderID)", worker: Self.worker,
+                        recommendation: "post_purchase", commandID: nil, causationID: message.messageID, decidedAt: message.timestamp,
+                        decision: .dropped(reason: "nothing_to_recommend")))
+                continue
+            }
             let command = RecommendationCommand.make(
                 context: "post_purchase", storeID: message.storeID, causationID: message.messageID, key: message.shopperKey, userID: message.userID,
                 anonymousID: message.anonymousID, email: entry.order.order.email?.value, products: Receipt.products(products),

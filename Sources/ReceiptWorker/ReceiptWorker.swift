@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ServiceLifecycle
 import Shared
 
 /// Rapport's ReceiptWorker: reads `checkout-events`; keeps orders and their items and the next-sale model; emits the
@@ -15,15 +16,19 @@ struct ReceiptWorker: WorkerDefinition {
         migrations: { try Migration.load(component: "receipt", bundle: .module) },
         makeHandler: { topics, environment in try ReceiptHandler(topics: topics, environment: environment) },
         makeServices: { context in
+            // The next-sale model's changes folded into its tables.
+            let fold = try context.environment.integer("MODEL_FOLD_INTERVAL_MS", default: 1000, in: 10...3_600_000)
+            var services: [any Service] = [ModelCompactor(postgres: context.postgres, interval: .milliseconds(fold), logger: context.logger)]
             // The orientation journey's steps, emitted when due. SCHEDULER_ENABLED=false leaves them to other replicas.
-            guard try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" else { return [] }
-            let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
-            let stores = try StoreDirectory(environment: context.environment)
-            return [
-                Scheduler(
-                    postgres: context.postgres, producer: context.producer, groupID: context.groupID,
-                    handler: JourneySteps(stores: stores, topics: context.topics), interval: .milliseconds(interval), logger: context.logger)
-            ]
+            if try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" {
+                let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
+                let stores = try StoreDirectory(environment: context.environment)
+                services.append(
+                    Scheduler(
+                        postgres: context.postgres, producer: context.producer, groupID: context.groupID,
+                        handler: JourneySteps(stores: stores, topics: context.topics), interval: .milliseconds(interval), logger: context.logger))
+            }
+            return services
         }
     )
 

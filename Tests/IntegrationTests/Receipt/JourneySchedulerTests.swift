@@ -80,6 +80,7 @@ final class ManualClock: Sendable {
             messages.append(events.order("o-1", lines: [.init(product: "A", price: 12.5, quantity: 2)]))
             try await fixture.publish(messages)
             try await CaptureWorkerTests.processed(fixture, messages.count)
+            try await ReceiptWorkerTests.modelFolded(fixture)
             let placed = ReceiptWorkerTests.Events.base
             #expect(try await Self.steps(fixture) == [
                 "thank_you pending ", "survey_invite pending ", "why_we_exist pending ", "next_sale pending ", "walk_with_me pending ",
