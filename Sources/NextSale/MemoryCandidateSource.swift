@@ -67,10 +67,13 @@ public struct MemoryCandidateSource: CandidateSource {
             for category in query.interests {
                 for (product, orders) in store.byCategory[category] ?? [] { interests[product, default: 0] += Double(orders) }
             }
-            candidates.successors = successors.map { ($0.key, $0.value) }
-            candidates.together = together.map { ($0.key, $0.value) }
-            candidates.categoryNext = categoryNext.map { ($0.key, $0.value) }
-            candidates.interests = interests.map { ($0.key, $0.value) }
+            func best(_ scores: [String: Double]) -> [(productID: String, score: Double)] {
+                Array(scores.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(NextSaleTuning.candidatesPerKind).map { ($0.key, $0.value) })
+            }
+            candidates.successors = best(successors)
+            candidates.together = best(together)
+            candidates.categoryNext = best(categoryNext)
+            candidates.interests = best(interests)
             candidates.popular = store.popular.map { ($0.0, Double($0.1)) }
             return candidates
         }

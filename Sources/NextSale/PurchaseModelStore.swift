@@ -115,8 +115,15 @@ public struct PostgresCandidateSource: CandidateSource {
             PostgresArray(seeds.map(\.n)), PostgresArray(seeds.map(\.store)), PostgresArray(seeds.map(\.product)), PostgresArray(seeds.map(\.weight)),
             NextSaleTuning.confidenceShrinkage,
         ]
+        // Each query's best candidates of a kind only: the rest could not reach the list, and reading them costs.
         func scored(_ sql: String, _ parameters: [(any PostgresBindable)?], into keyPath: WritableKeyPath<Candidates, [(productID: String, score: Double)]>) throws {
-            for row in try connection.query(sql, parameters) {
+            let best = """
+                SELECT n, product, score FROM (
+                    SELECT n, product, score, row_number() OVER (PARTITION BY n ORDER BY score DESC, product) AS rank
+                    FROM (\(sql)) AS scored(n, product, score)) AS ranked
+                WHERE rank <= \(NextSaleTuning.candidatesPerKind)
+                """
+            for row in try connection.query(best, parameters) {
                 guard let n = try row.decode(Int.self, at: 0), let product = try row.decode(String.self, at: 1), let score = try row.decode(Double.self, at: 2),
                     result.indices.contains(n)
                 else { continue }

@@ -45,13 +45,15 @@ public struct CandidateQuery: Sendable, Equatable {
     }
 
     /// The query for a shopper with `history` (their completed orders): each product weighs 0.5^k, k the number of
-    /// orders placed after the latest one containing it.
+    /// orders placed after the latest one containing it; the products of the latest orders first, at most
+    /// ``NextSaleTuning/seeds``.
     public init(storeID: String, history: [PurchasedOrder], interests: [String] = []) {
         var seeds: [String: Double] = [:]
         var categories: [String: Double] = [:]
         for (rank, order) in PurchasedOrder.sequence(history).reversed().enumerated() {
             let weight = pow(0.5, Double(rank))
             for product in order.products {
+                if seeds[product.id] == nil, seeds.count >= NextSaleTuning.seeds { continue }
                 seeds[product.id] = max(seeds[product.id] ?? 0, weight)
                 if let category = product.category { categories[category] = max(categories[category] ?? 0, weight) }
             }
@@ -93,15 +95,19 @@ public protocol CandidateSource {
 
 /// The model's knobs, shared by every source; chosen by `rapport-bench nextsale` (README: figures and data).
 public enum NextSaleTuning {
+    /// Seeds per shopper: the products of their latest orders first (older ones weigh little, and each costs a read).
+    public static let seeds = 12
     /// Successors read per seed (its most frequent ones).
-    public static let successorsPerSeed = 50
+    public static let successorsPerSeed = 25
     /// Co-purchased products read per seed.
-    public static let togetherPerSeed = 20
+    public static let togetherPerSeed = 10
     /// Next categories followed per shopper, and top sellers read from each.
     public static let nextCategories = 3
     public static let productsPerCategory = 20
     /// Top sellers read for the fallback.
     public static let popular = 100
+    /// Candidates of each kind kept per shopper, best first: enough for a list of 10 past what they bought.
+    public static let candidatesPerKind = 60
     /// Added to a seed's follow count: one succession seen once is weak evidence.
     public static let confidenceShrinkage = 3.0
     /// How far back the store's top sellers count.

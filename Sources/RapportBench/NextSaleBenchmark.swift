@@ -151,7 +151,7 @@ struct NextSaleBenchmark: ParsableCommand {
                     orderID: "\(customer)-\(index)", placedAt: Date(timeIntervalSince1970: Double(index) * 86_400 * 30),
                     products: basket.sorted().map { .init(id: products[$0], category: category($0)) })
                 orders.append(order)
-                previous = Array(basket)
+                previous = basket.sorted()
             }
             customers["customer-\(customer)"] = orders
         }
