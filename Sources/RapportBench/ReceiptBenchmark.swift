@@ -140,7 +140,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
                 """
                 INSERT INTO receipt_order_items (store_id, order_id, line, product_id, category, quantity, unit_price)
                 SELECT 'bench', 'o-' || n, l, 'p-' || p, 'c-' || (p % 50), 1, 1250
-                FROM generate_series(1, $1::int) n, generate_series(1, 3) l, LATERAL (SELECT floor(power(random(), 2) * 2000)::int + 0 * n AS p) r
+                FROM generate_series(1, $1::int) n, generate_series(1, 3) l, LATERAL (SELECT floor(power(random(), 2) * 2000)::int + 0 * n + 0 * l AS p) r
                 """, [orders])
             try connection.execute("ANALYZE")
         }
