@@ -39,13 +39,36 @@ public enum PurchaseModelStore {
     /// the caller's transaction — unless another transaction is folding (then 0 at once).
     /// - Returns: How many changes were folded.
     /// - Throws: ``PostgresError``.
+    /// - Parameters:
+    ///   - refreshAfter: A store whose sales the fold changed has its top sellers recomputed when they are older than
+    ///     this (`receipt_top_sellers`).
+    ///   - now: The top sellers' 90 days end here.
     @discardableResult
-    public static func fold(limit: Int, connection: PostgresConnection) throws -> Int {
+    public static func fold(limit: Int, refreshAfter: Duration = .seconds(60), now: Date = Date(), connection: PostgresConnection) throws -> Int {
         guard try connection.query("SELECT pg_try_advisory_xact_lock($1)", [foldLock]).first?.decode(Bool.self, at: 0) == true else { return 0 }
-        return try foldLocked(limit: limit, connection: connection)
+        let (folded, stores) = try foldLocked(limit: limit, connection: connection)
+        for store in stores {
+            let computed = try connection.query("SELECT max(computed_at) FROM receipt_top_sellers WHERE store_id = $1", [store]).first?.decode(Date.self, at: 0)
+            if computed.map({ now.timeIntervalSince($0) >= refreshAfter.seconds }) ?? true { try refreshTopSellers(store: store, now: now, connection: connection) }
+        }
+        return folded
     }
 
-    private static func foldLocked(limit: Int, connection: PostgresConnection) throws -> Int {
+    /// Recomputes `store`'s top sellers of the 90 days up to `now`.
+    static func refreshTopSellers(store: String, now: Date, connection: PostgresConnection) throws {
+        try connection.execute("DELETE FROM receipt_top_sellers WHERE store_id = $1", [store])
+        try connection.execute(
+            """
+            INSERT INTO receipt_top_sellers (store_id, product_id, orders, computed_at)
+            SELECT $1, product_id, sum(orders), $4 FROM receipt_daily_sales
+            WHERE store_id = $1 AND day > $2::date AND day <= $3::date
+            GROUP BY product_id HAVING sum(orders) > 0 ORDER BY 3 DESC, 2 LIMIT \(NextSaleTuning.popular)
+            """,
+            [store, PurchaseCounts.day(now.addingTimeInterval(-NextSaleTuning.popularWindow)), PurchaseCounts.day(now), now])
+    }
+
+    /// Folds; returns how many changes, and the stores whose daily sales changed.
+    private static func foldLocked(limit: Int, connection: PostgresConnection) throws -> (Int, [String]) {
         func pairs(_ table: String, _ kind: String, _ first: String, _ second: String, count: String = "count", cast: String = "") -> String {
             """
             \(kind) AS (
@@ -70,9 +93,13 @@ public enum PurchaseModelStore {
             \(pairs("receipt_copurchases", "together", "from_product", "to_product")),
             \(pairs("receipt_category_transitions", "category_transition", "from_category", "to_category")),
             \(pairs("receipt_daily_sales", "daily", "product_id", "day", count: "orders", cast: "::date"))
-            SELECT count(*) FROM moved
+            SELECT (SELECT count(*) FROM moved), (SELECT array_agg(DISTINCT store_id)::text FROM moved WHERE kind = 'daily')
             """
-        return try connection.query(sql, [limit]).first?.decode(Int.self, at: 0) ?? 0
+        let row = try connection.query(sql, [limit]).first
+        let stores = try row?.decode(String.self, at: 1).map { text in
+            text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
+        } ?? []
+        return (try row?.decode(Int.self, at: 0) ?? 0, stores)
     }
 
     /// Replaces `store`'s model with `counts` (a rebuild from its orders), inside the caller's transaction, which
@@ -85,7 +112,8 @@ public enum PurchaseModelStore {
             try connection.execute("DELETE FROM \(table) WHERE store_id = $1", [store])
         }
         try record([store: counts], connection: connection)
-        while try foldLocked(limit: 100_000, connection: connection) > 0 {}
+        while try foldLocked(limit: 100_000, connection: connection).0 > 0 {}
+        try refreshTopSellers(store: store, now: Date(), connection: connection)
     }
 }
 
@@ -177,8 +205,16 @@ public struct PostgresCandidateSource: CandidateSource {
         return slice
     }
 
-    /// The store's top sellers of the 90 days up to `asOf` (orders containing each).
+    /// The store's top sellers of the 90 days up to `asOf` (orders containing each): as the last fold computed them,
+    /// or, before any has, from the daily sales.
     func topSellers(store: String) throws -> [(String, Int)] {
+        let cached = try connection.query(
+            "SELECT product_id, orders FROM receipt_top_sellers WHERE store_id = $1 ORDER BY orders DESC, product_id LIMIT \(NextSaleTuning.popular)", [store]
+        ).compactMap { row -> (String, Int)? in
+            guard let product = try row.decode(String.self, at: 0), let orders = try row.decode(Int.self, at: 1) else { return nil }
+            return (product, orders)
+        }
+        guard cached.isEmpty else { return cached }
         let since = PurchaseCounts.day(asOf.addingTimeInterval(-NextSaleTuning.popularWindow))
         let until = PurchaseCounts.day(asOf)
         return try connection.query(

@@ -9,12 +9,14 @@ import Shared
 final class ModelCompactor: Service, Sendable {
     private let postgres: PostgresClient
     private let interval: Duration
+    private let refreshAfter: Duration
     private let chunk: Int
     private let logger: Logger
 
-    init(postgres: PostgresClient, interval: Duration, chunk: Int = 50_000, logger: Logger) {
+    init(postgres: PostgresClient, interval: Duration, refreshAfter: Duration, chunk: Int = 50_000, logger: Logger) {
         self.postgres = postgres
         self.interval = interval
+        self.refreshAfter = refreshAfter
         self.chunk = chunk
         self.logger = logger
     }
@@ -25,8 +27,8 @@ final class ModelCompactor: Service, Sendable {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             var pause = interval
             do {
-                let chunk = self.chunk
-                let folded = try await postgres.withTransaction { try PurchaseModelStore.fold(limit: chunk, connection: $0) }
+                let (chunk, refreshAfter) = (self.chunk, self.refreshAfter)
+                let folded = try await postgres.withTransaction { try PurchaseModelStore.fold(limit: chunk, refreshAfter: refreshAfter, connection: $0) }
                 failures = 0
                 if folded == chunk { continue }
             } catch {

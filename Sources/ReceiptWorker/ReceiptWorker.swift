@@ -18,7 +18,10 @@ struct ReceiptWorker: WorkerDefinition {
         makeServices: { context in
             // The next-sale model's changes folded into its tables.
             let fold = try context.environment.integer("MODEL_FOLD_INTERVAL_MS", default: 1000, in: 10...3_600_000)
-            var services: [any Service] = [ModelCompactor(postgres: context.postgres, interval: .milliseconds(fold), logger: context.logger)]
+            let refresh = try context.environment.integer("TOP_SELLERS_REFRESH_SECONDS", default: 60, in: 0...86_400)
+            var services: [any Service] = [
+                ModelCompactor(postgres: context.postgres, interval: .milliseconds(fold), refreshAfter: .seconds(refresh), logger: context.logger)
+            ]
             // The orientation journey's steps, emitted when due. SCHEDULER_ENABLED=false leaves them to other replicas.
             if try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" {
                 let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)

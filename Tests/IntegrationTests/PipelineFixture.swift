@@ -49,6 +49,8 @@ final class PipelineFixture: @unchecked Sendable {
             "RECOMMENDATION_COMMANDS_TOPIC": recommendationsTopic,
             "KAFKA_GROUP_ID": group, "HTTP_PORT": "0", "KAFKA_SESSION_TIMEOUT_MS": "6000",
             "KAFKA_HEARTBEAT_INTERVAL_MS": "500", "LOG_FORMAT": "json", "BATCH_WAIT_MS": "50",
+            // ReceiptWorker: fold the model's changes often, top sellers recomputed at every fold.
+            "MODEL_FOLD_INTERVAL_MS": "100", "TOP_SELLERS_REFRESH_SECONDS": "0",
         ]
         environment.merge(extraEnvironment) { _, new in new }
         for name in unsetEnvironment { environment[name] = nil }
