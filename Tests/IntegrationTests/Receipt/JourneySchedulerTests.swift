@@ -216,6 +216,80 @@ final class ManualClock: Sendable {
         }
     }
 
+    @Test func aWorkerProcessDefersScheduledMarketingByPriorityUnderTheCapsAndInQuietHours() async throws {
+        try await TestEnvironment.withPipeline(9, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
+            // Two stores: one capping marketing at one a day, one whose quiet hours (UTC, whole minutes) hold now.
+            let now = Date()
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = .gmt
+            func clock(_ date: Date) -> String {
+                let parts = calendar.dateComponents([.hour, .minute], from: date)
+                return String(format: "%02d:%02d", parts.hour ?? 0, parts.minute ?? 0)
+            }
+            let quietEnd = now.addingTimeInterval(3600)
+            let (capped, quiet) = (fixture.store, fixture.store + "-quiet")
+            let settings = #"""
+                {"stores": {"\#(capped)": {"pressure": [{"max": 1, "hours": 24}], "quiet_hours": null, "survey_url": "https://t.test/s"},
+                            "\#(quiet)": {"quiet_hours": {"start": "\#(clock(now.addingTimeInterval(-3600)))", "end": "\#(clock(quietEnd))"}, "time_zone": "UTC"}}}
+                """#
+            let file = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("settings") + ".json")
+            try Data(settings.utf8).write(to: file)
+            let migrate = try ChildProcess("ReceiptWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await migrate.waitForExit() == 0)
+            for email in ["dee@example.com", "eve@example.com"] { try await Self.consent(fixture, email) }
+            _ = try await fixture.query(
+                "INSERT INTO rapport_contacts (store_id, email, transactional_ok, marketing_consent, consent_level) VALUES ($1, 'fay@example.com', true, true, 'single')",
+                [quiet])
+            let postgres = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 1)
+            func step(_ store: String, _ template: String, _ email: String) -> ScheduledStep {
+                ScheduledStep(
+                    storeID: store, journey: "orientation", template: template, shopperKey: "\(store)/\(email)", email: email,
+                    causationID: "m-\(email)", orderID: nil, data: [:], dueAt: now.addingTimeInterval(-60))
+            }
+            // Dee: two steps due at once. Eve: one, with a marketing email sent an hour ago (her cap is full). Fay: one,
+            // in her store's quiet hours.
+            let planted = [
+                step(capped, "survey_invite", "dee@example.com"), step(capped, "thank_you", "dee@example.com"), step(capped, "why_we_exist", "eve@example.com"),
+                step(quiet, "why_we_exist", "fay@example.com"),
+            ]
+            let group = fixture.group
+            try await postgres.withTransaction { connection in
+                try StepStore.schedule(planted, group: group, connection: connection)
+                try connection.execute(
+                    """
+                    INSERT INTO rapport_contact_decisions (store_id, contact_id, subject, worker, template, category, decision, reason, causation_id, decided_at)
+                    SELECT store_id, contact_id, 'earlier', 'CaptureWorker', 'welcome_offer', 'marketing', 'sent', 'permitted', 'c-0', now() - interval '1 hour'
+                    FROM rapport_contacts WHERE store_id = $1 AND email = 'eve@example.com'
+                    """, [capped])
+            }
+            postgres.close()
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": file.path, "SCHEDULER_INTERVAL_MS": "100"]
+            try await fixture.startWorker()
+            // The worker's own scheduler decides them, by the real clock: wait until every step has been decided.
+            let deadline = ContinuousClock.now + .seconds(30)
+            while try await fixture.query("SELECT 1 FROM rapport_scheduled_steps WHERE state = 'pending' AND attempts = 0").count > 0 {
+                guard ContinuousClock.now < deadline else { throw TestFailure("the worker's scheduler decided nothing") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let rows = try await fixture.query("SELECT email, template, state, reason, due_at FROM rapport_scheduled_steps")
+            let outcome = Dictionary(uniqueKeysWithValues: try rows.map { row in
+                ("\(try row.decode(String.self, at: 0) ?? "") \(try row.decode(String.self, at: 1) ?? "")",
+                 ("\(try row.decode(String.self, at: 2) ?? "") \(try row.decode(String.self, at: 3) ?? "")", try row.decode(Date.self, at: 4) ?? .distantPast))
+            })
+            #expect(outcome["dee@example.com thank_you"]?.0 == "sent permitted", "the higher priority wins the day's budget")
+            #expect(outcome["dee@example.com survey_invite"]?.0 == "pending pressure_cap_1_per_24h")
+            #expect(abs((outcome["dee@example.com survey_invite"]?.1 ?? .distantPast).timeIntervalSince(now.addingTimeInterval(86_400))) < 120,
+                    "due again when the thank-you leaves the window")
+            #expect(outcome["eve@example.com why_we_exist"]?.0 == "pending pressure_cap_1_per_24h")
+            #expect(abs((outcome["eve@example.com why_we_exist"]?.1 ?? .distantPast).timeIntervalSince(now.addingTimeInterval(23 * 3600))) < 120,
+                    "due again when the earlier send leaves the window")
+            #expect(outcome["fay@example.com why_we_exist"]?.0 == "pending quiet_hours")
+            #expect(abs((outcome["fay@example.com why_we_exist"]?.1 ?? .distantPast).timeIntervalSince(quietEnd)) < 61, "deferred to the end of quiet hours")
+            let emails = try await Self.emails(fixture)
+            #expect(emails.map { "\($0["to"]?["email"]?.stringValue ?? "") \($0["template"]?.stringValue ?? "")" } == ["dee@example.com thank_you"])
+        }
+    }
+
     /// `count` due thank-you steps, each for its own consenting contact, with no caps.
     static func plantSteps(_ fixture: PipelineFixture, count: Int, due: Date) async throws {
         let migrate = try ChildProcess("ReceiptWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
