@@ -89,7 +89,7 @@ let package = Package(
         // The pipeline's test and benchmark subject: two rows and one command per event.
         .executableTarget(
             name: "EchoWorker",
-            dependencies: ["Shared"],
+            dependencies: ["Shared", .product(name: "Logging", package: "swift-log")],
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),

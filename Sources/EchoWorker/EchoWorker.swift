@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Shared
 
 /// A worker whose behaviour is the pipeline's test and benchmark subject: per event it writes two rows and emits one
@@ -31,7 +32,11 @@ struct EchoHandler: PipelineHandler {
     func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
         guard !events.isEmpty else { return [] }
         for event in events {
-            if let hang = event.message.properties["hang_ms"]?.numberValue { Thread.sleep(forTimeInterval: hang / 1000) }
+            if let hang = event.message.properties["hang_ms"]?.numberValue {
+                // Said first, so that a test knows the hang has begun (the probe alone cannot tell it from a slow turn).
+                Logger(label: "EchoWorker").notice("handler hanging", metadata: ["hang_ms": "\(Int(hang))"])
+                Thread.sleep(forTimeInterval: hang / 1000)
+            }
         }
         let sequences = events.map { Int64($0.message.properties["sequence"]?.numberValue ?? 0) }
         try connection.execute(

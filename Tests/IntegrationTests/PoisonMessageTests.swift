@@ -141,7 +141,10 @@ import Testing
 
             // Hung for longer than the drain timeout: SIGTERM ends the process anyway, and nothing is lost.
             try await fixture.publish([fixture.event(shopper: 2, sequence: 2, extra: #","hang_ms":12000"#)])
-            try await eventually("hanging", timeout: .seconds(10)) { await probe(port, "/healthz")?.status == 503 }
+            try await eventually("hanging", timeout: .seconds(10)) {
+                guard worker.stdout.contains(#""hang_ms":"12000""#) else { return false }
+                return await probe(port, "/healthz")?.status == 503
+            }
             let sent = ContinuousClock.now
             worker.send(SIGTERM)
             #expect(try await worker.waitForExit(timeout: .seconds(15)) == 1)
