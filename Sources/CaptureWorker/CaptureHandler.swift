@@ -28,15 +28,12 @@ struct CaptureHandler: PipelineHandler {
         }
     }
 
-    func validate(_ message: SegmentMessage) throws(DecodeFailure) {
-        _ = try CaptureEvent(message)
+    func decode(_ message: SegmentMessage) throws(DecodeFailure) -> CaptureEvent {
+        try CaptureEvent(message)
     }
 
-    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
-        var parsed: [CaptureEvent] = []
-        parsed.reserveCapacity(events.count)
-        for event in events { parsed.append(try CaptureEvent(event.message)) }
-        parsed = try refuseErasedAddresses(parsed, connection: connection)
+    func handle(_ events: [InboundEvent<CaptureEvent>], connection: PostgresConnection) throws -> [OutboundCommand] {
+        let parsed = try refuseErasedAddresses(events.map(\.event), connection: connection)
         guard !parsed.isEmpty else { return [] }
         let (shopperIDs, created) = try resolve(parsed, connection: connection)
         // Shoppers created just now have no state to read but the identities they were created with.

@@ -29,7 +29,7 @@ struct EchoWorker: WorkerDefinition {
 struct EchoHandler: PipelineHandler {
     let commandsTopic: String
 
-    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
+    func handle(_ events: [InboundEvent<SegmentMessage>], connection: PostgresConnection) throws -> [OutboundCommand] {
         guard !events.isEmpty else { return [] }
         for event in events {
             if let hang = event.message.properties["hang_ms"]?.numberValue {

@@ -28,8 +28,8 @@ struct ReceiptHandler: PipelineHandler {
         self.clock = clock
     }
 
-    func validate(_ message: SegmentMessage) throws(DecodeFailure) {
-        _ = try ReceiptEvent(message)
+    func decode(_ message: SegmentMessage) throws(DecodeFailure) -> ReceiptEvent {
+        try ReceiptEvent(message)
     }
 
     /// A new order of the batch, with how it stands at the batch's end.
@@ -40,11 +40,9 @@ struct ReceiptHandler: PipelineHandler {
         var endedAt: Date?
     }
 
-    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
+    func handle(_ events: [InboundEvent<ReceiptEvent>], connection: PostgresConnection) throws -> [OutboundCommand] {
         let now = clock()
-        var parsed: [ReceiptEvent] = []
-        parsed.reserveCapacity(events.count)
-        for event in events { parsed.append(try ReceiptEvent(event.message)) }
+        let parsed = events.map(\.event)
 
         // Orders, in the batch's order: an order id seen before (in PostgreSQL or earlier in the batch) changes nothing.
         var keys = Set<OrderStore.Key>()

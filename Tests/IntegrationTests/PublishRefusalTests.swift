@@ -10,7 +10,7 @@ import Testing
     /// One command per event, to `topic`.
     struct OneCommand: PipelineHandler {
         let topic: String
-        func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand] {
+        func handle(_ events: [InboundEvent<SegmentMessage>], connection: PostgresConnection) throws -> [OutboundCommand] {
             events.map { event in
                 OutboundCommand(
                     topic: topic, key: event.message.shopperKey, name: "one", storeID: event.message.storeID,

@@ -18,7 +18,7 @@ public final class Pipeline: Service, Sendable {
     let offsets: OffsetStore
     let producer: KafkaProducer
     let postgres: PostgresClient
-    private let handler: (any PipelineHandler)?
+    private let handler: ErasedHandler?
     let health: WorkerHealth
     let metrics: PipelineMetrics
     let logger: Logger
@@ -34,7 +34,7 @@ public final class Pipeline: Service, Sendable {
         self.offsets = offsets
         self.producer = producer
         self.postgres = postgres
-        self.handler = handler
+        self.handler = handler.map { ErasedHandler($0) }
         self.health = health
         self.metrics = PipelineMetrics(topic: configuration.inputTopic)
         self.logger = logger
@@ -99,7 +99,7 @@ public final class Pipeline: Service, Sendable {
         var offset: Int64
     }
 
-    private func processWithRetry(_ batch: [KafkaMessage], handler: any PipelineHandler) async throws {
+    private func processWithRetry(_ batch: [KafkaMessage], handler: ErasedHandler) async throws {
         var batch = batch
         var attempts: [MessageKey: Int] = [:]
         var retry = 0
@@ -189,9 +189,9 @@ public final class Pipeline: Service, Sendable {
     }
 
     /// Decodes, applies and commits one batch, then publishes its outbox rows and commits its offsets.
-    private func process(_ batch: [KafkaMessage], handler: any PipelineHandler, attempts: [MessageKey: Int]) async throws {
+    private func process(_ batch: [KafkaMessage], handler: ErasedHandler, attempts: [MessageKey: Int]) async throws {
         let started = ContinuousClock.now
-        var events: [InboundEvent] = []
+        var events: [InboundEvent<any Sendable>] = []
         var deadLetters: [DeadLetter] = []
         var skipped: [TopicPartition] = []
         for message in batch {
@@ -199,12 +199,10 @@ public final class Pipeline: Service, Sendable {
                 switch try SegmentMessage.decode(message.value, sizeLimit: configuration.maxMessageBytes) {
                 case .event(let event):
                     do {
-                        try handler.validate(event)
+                        events.append(InboundEvent(message: event, event: try handler.decode(event), source: message))
                     } catch {
                         deadLetters.append(DeadLetter(source: message, failure: error, messageID: event.messageID))
-                        continue
                     }
-                    events.append(InboundEvent(message: event, source: message))
                 case .skipped: skipped.append(message.topicPartition)
                 }
             } catch {
@@ -259,7 +257,7 @@ public final class Pipeline: Service, Sendable {
     /// What a batch's transaction(s) committed.
     private struct Committed: Sendable {
         var outbox: [Outbox.Row] = []
-        var handled: [InboundEvent] = []
+        var handled: [InboundEvent<any Sendable>] = []
         var duplicates = 0
         var deadLetters: [DeadLetter] = []
         var commands: [OutboundCommand] = []
@@ -281,7 +279,7 @@ public final class Pipeline: Service, Sendable {
     /// When one group fails, the others may have committed: the caller's retry relays their outbox rows first and
     /// finds their events applied (de-duplication), so nothing is applied or emitted twice.
     private func commit(
-        events: [InboundEvent], deadLetters: [DeadLetter], nextOffsets: [TopicPartition: Int64], handler: any PipelineHandler,
+        events: [InboundEvent<any Sendable>], deadLetters: [DeadLetter], nextOffsets: [TopicPartition: Int64], handler: ErasedHandler,
         attempts: [MessageKey: Int]
     ) async throws -> Committed {
         let configuration = self.configuration
@@ -387,7 +385,7 @@ public final class Pipeline: Service, Sendable {
     /// The handler first gets the whole batch with no savepoint (two round trips fewer per batch); when it fails,
     /// ``IsolationNeeded`` rolls everything back and the batch runs again `isolating` each event.
     private static func apply(
-        events: [InboundEvent], deadLetters: [DeadLetter], nextOffsets: [TopicPartition: Int64], handler: any PipelineHandler,
+        events: [InboundEvent<any Sendable>], deadLetters: [DeadLetter], nextOffsets: [TopicPartition: Int64], handler: ErasedHandler,
         attempts: [MessageKey: Int], isolating: Bool, configuration: PipelineConfiguration, connection: PostgresConnection
     ) throws -> Committed {
         let fresh = try deduplicate(events, groupID: configuration.groupID, connection: connection)
@@ -397,7 +395,7 @@ public final class Pipeline: Service, Sendable {
         let limit = configuration.producerMessageLimit
         if !isolating {
             do {
-                commands = try handler.handle(fresh, connection: connection)
+                commands = try handler.handle(fresh, connection)
             } catch let error as PostgresError where error.isRetriable {
                 throw error
             } catch {
@@ -412,7 +410,7 @@ public final class Pipeline: Service, Sendable {
                 let key = MessageKey(topicPartition: event.source.topicPartition, offset: event.source.offset)
                 try connection.execute("SAVEPOINT rapport_event")
                 do {
-                    let caused = try handler.handle([event], connection: connection)
+                    let caused = try handler.handle([event], connection)
                     if let heavy = caused.first(where: { $0.outbound.wireSize > limit }) {
                         // Permanent for this event: the same input always makes the same command. Not retried.
                         try connection.execute("ROLLBACK TO SAVEPOINT rapport_event")
@@ -468,7 +466,7 @@ public final class Pipeline: Service, Sendable {
     }
 
     /// The events whose (store, messageId) this group has not applied before, first occurrence only; records them.
-    private static func deduplicate(_ events: [InboundEvent], groupID: String, connection: PostgresConnection) throws -> [InboundEvent] {
+    private static func deduplicate(_ events: [InboundEvent<any Sendable>], groupID: String, connection: PostgresConnection) throws -> [InboundEvent<any Sendable>] {
         guard !events.isEmpty else { return [] }
         typealias Key = CausationKey
         let inserted = try connection.query(

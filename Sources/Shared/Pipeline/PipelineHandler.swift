@@ -1,13 +1,16 @@
-/// A valid event a worker handles, with where it was read.
-public struct InboundEvent: Sendable {
+/// A valid event a worker handles: the Segment message, the worker's own reading of it (decoded once, by
+/// ``PipelineHandler/decode(_:)``), and where it was read.
+public struct InboundEvent<Event: Sendable>: Sendable {
     /// The decoded Segment message.
     public var message: SegmentMessage
-    /// The Kafka message it came from (its bytes, for a dead letter).
+    /// What the worker made of it.
+    public var event: Event
+    /// The Kafka message it came from (its bytes, for a dead letter; its partition, for the outbox).
     public var source: KafkaMessage
 
-    /// An event from its parts.
-    public init(message: SegmentMessage, source: KafkaMessage) {
+    public init(message: SegmentMessage, event: Event, source: KafkaMessage) {
         self.message = message
+        self.event = event
         self.source = source
     }
 }
@@ -53,20 +56,45 @@ public struct OutboundCommand: Sendable, Equatable {
 /// applied before, and comes in partition order. Write with set-based statements (arrays, `unnest`) rather than a
 /// statement per event: the batch is the unit of cost.
 public protocol PipelineHandler: Sendable {
+    /// The worker's own reading of an event (CaptureWorker's `CaptureEvent`); the Segment message itself by default.
+    associatedtype Event: Sendable = SegmentMessage
+
     /// Applies `events` through `connection` (inside the batch's transaction) and returns the commands they cause,
     /// in order.
     ///
     /// - Throws: To fail the batch. A retriable ``PostgresError`` has the batch retried after a backoff; any other
     ///   error has the events applied one at a time, so that the one that keeps failing goes to the dead-letter topic
     ///   (`handler_failure`) while the others commit.
-    func handle(_ events: [InboundEvent], connection: PostgresConnection) throws -> [OutboundCommand]
+    func handle(_ events: [InboundEvent<Event>], connection: PostgresConnection) throws -> [OutboundCommand]
 
-    /// Checks what the Segment Spec leaves to the worker (an event's required properties, their types); called for
-    /// each decoded message before the batch's transaction. A message it refuses goes to the dead-letter topic with
-    /// the failure's reason (normally `schema_violation`) and is never handled. Default: accepts everything.
-    func validate(_ message: SegmentMessage) throws(DecodeFailure)
+    /// Reads what the Segment Spec leaves to the worker (an event's required properties, their types) into its own
+    /// type, once, for each decoded message before the batch's transaction. A message it refuses goes to the
+    /// dead-letter topic with the failure's reason (normally `schema_violation`) and is never handled.
+    func decode(_ message: SegmentMessage) throws(DecodeFailure) -> Event
 }
 
-extension PipelineHandler {
-    public func validate(_ message: SegmentMessage) throws(DecodeFailure) {}
+extension PipelineHandler where Event == SegmentMessage {
+    /// Accepts every Segment message as it is.
+    public func decode(_ message: SegmentMessage) throws(DecodeFailure) -> SegmentMessage { message }
+}
+
+/// A handler whose event type the pipeline does not need to know: events travel through the batch as
+/// `InboundEvent<any Sendable>` and become the handler's own type again as it receives them.
+struct ErasedHandler: Sendable {
+    let decode: @Sendable (SegmentMessage) throws(DecodeFailure) -> any Sendable
+    let handle: @Sendable ([InboundEvent<any Sendable>], PostgresConnection) throws -> [OutboundCommand]
+
+    init<Handler: PipelineHandler>(_ handler: Handler) {
+        decode = { message throws(DecodeFailure) in try handler.decode(message) }
+        handle = { events, connection in
+            try handler.handle(
+                events.map { event in
+                    // Always the handler's own type: `decode` made it.
+                    guard let typed = event.event as? Handler.Event else {
+                        throw PostgresError(code: .unexpected, message: "an event of type \(type(of: event.event)) reached a \(Handler.self)")
+                    }
+                    return InboundEvent(message: event.message, event: typed, source: event.source)
+                }, connection: connection)
+        }
+    }
 }

@@ -15,7 +15,7 @@ struct PipelineMetrics: Sendable {
     }
 
     func batch(
-        size: Int, duration: Duration, handled: [InboundEvent], duplicates: Int, skipped: Int, deadLetters: [DeadLetter],
+        size: Int, duration: Duration, handled: [InboundEvent<any Sendable>], duplicates: Int, skipped: Int, deadLetters: [DeadLetter],
         commands: [OutboundCommand]
     ) {
         Recorder(label: "rapport_batch_size", dimensions: [("topic", topic)], aggregate: true).record(size)
