@@ -24,7 +24,8 @@ public enum StepStore {
     }
 
     /// Cancels the pending steps that `condition` selects (SQL over the table's columns, `$1` onwards bound to
-    /// `parameters`), with `reason`; a `templates` list limits it to those templates.
+    /// `parameters`), with `reason`; a `templates` list limits it to those templates. `condition` is the caller's own
+    /// SQL text, a constant: every value goes in `parameters`.
     /// - Returns: How many were cancelled.
     /// - Throws: ``PostgresError``.
     @discardableResult
