@@ -33,8 +33,9 @@ struct CaptureHandler: PipelineHandler {
     }
 
     func handle(_ events: [InboundEvent<CaptureEvent>], connection: PostgresConnection) throws -> [OutboundCommand] {
-        let parsed = try refuseErasedAddresses(events.map(\.event), connection: connection)
-        guard !parsed.isEmpty else { return [] }
+        let inbound = try refuseErasedAddresses(events, connection: connection)
+        guard !inbound.isEmpty else { return [] }
+        let parsed = inbound.map(\.event)
         let (shopperIDs, created) = try resolve(parsed, connection: connection)
         // Shoppers created just now have no state to read but the identities they were created with.
         var shoppers = try loadShoppers(Set(shopperIDs).subtracting(created.keys), stores: Array(Set(parsed.map(\.message.storeID))), connection: connection)
@@ -47,11 +48,12 @@ struct CaptureHandler: PipelineHandler {
             shoppers[id]?.email = nil
         }
         var model = CaptureModel(stores: stores, topics: topics, shoppers: shoppers, contacts: contacts, processedAt: Date(), makeToken: Self.randomToken)
-        for (event, shopperID) in zip(parsed, shopperIDs) {
-            model.apply(event, shopperID: shopperID)
+        var commands: [OutboundCommand] = []
+        for (event, shopperID) in zip(inbound, shopperIDs) {
+            commands += model.apply(event.event, shopperID: shopperID).map(event.caused)
         }
         try write(model, connection: connection)
-        return model.commands
+        return commands
     }
 
     /// A 128-bit random token (hexadecimal), from the system's secure generator.
@@ -64,9 +66,11 @@ struct CaptureHandler: PipelineHandler {
     // MARK: - Loading
 
     /// Drops events whose address was erased in a store that keeps erased addresses' hashes: it is not imported again.
-    private func refuseErasedAddresses(_ events: [CaptureEvent], connection: PostgresConnection) throws -> [CaptureEvent] {
+    private func refuseErasedAddresses(
+        _ events: [InboundEvent<CaptureEvent>], connection: PostgresConnection
+    ) throws -> [InboundEvent<CaptureEvent>] {
         guard let salt = erasureSalt else { return events }
-        let candidates = events.filter { $0.email != nil && stores.settings(for: $0.message.storeID).keepErasureHash }
+        let candidates = events.map(\.event).filter { $0.email != nil && stores.settings(for: $0.message.storeID).keepErasureHash }
         guard !candidates.isEmpty else { return events }
         let refused = try connection.query(
             """
@@ -77,7 +81,7 @@ struct CaptureHandler: PipelineHandler {
         ).map { CaptureModel.ContactKey(storeID: try $0.decode(String.self, at: 0) ?? "", email: try $0.decode(String.self, at: 1) ?? "") }
         let blocked = Set(refused)
         return events.filter { event in
-            guard let email = event.email else { return true }
+            guard let email = event.event.email else { return true }
             return !blocked.contains(.init(storeID: event.message.storeID, email: email.value))
         }
     }

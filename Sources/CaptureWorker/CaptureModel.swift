@@ -131,7 +131,15 @@ struct CaptureModel {
     }
 
     /// Applies one event of the shopper `shopperID` (resolved from its identities).
-    mutating func apply(_ event: CaptureEvent, shopperID: Int64) {
+    /// - Returns: The commands it caused (also appended to ``commands``).
+    @discardableResult
+    mutating func apply(_ event: CaptureEvent, shopperID: Int64) -> ArraySlice<OutboundCommand> {
+        let first = commands.count
+        update(with: event, shopperID: shopperID)
+        return commands[first...]
+    }
+
+    private mutating func update(with event: CaptureEvent, shopperID: Int64) {
         guard var shopper = shoppers[shopperID], !shopper.erased else { return }
         let message = event.message
         let settings = stores.settings(for: message.storeID)

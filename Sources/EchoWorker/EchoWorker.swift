@@ -67,9 +67,10 @@ struct EchoHandler: PipelineHandler {
             ]
             if let pad = message.properties["pad_bytes"]?.numberValue { body["pad"] = .string(String(repeating: "p", count: Int(pad))) }
             let value = JSONValue.object(body).encoded()
-            return OutboundCommand(
-                topic: commandsTopic, key: message.shopperKey, name: "echo", storeID: message.storeID, causationID: message.messageID,
-                value: value)
+            return event.caused(
+                OutboundCommand(
+                    topic: commandsTopic, key: message.shopperKey, name: "echo", storeID: message.storeID, causationID: message.messageID,
+                    value: value))
         }
     }
 }

@@ -36,6 +36,8 @@ struct ReceiptHandler: PipelineHandler {
     struct NewOrder {
         var event: ReceiptEvent
         var order: ReceiptEvent.Order
+        /// Where the order's message was read: its commands carry it.
+        var source: MessagePosition
         var status = "completed"
         var endedAt: Date?
     }
@@ -59,13 +61,14 @@ struct ReceiptHandler: PipelineHandler {
         var arrival: [OrderStore.Key] = []
         var ended: [(key: OrderStore.Key, status: String, at: Date)] = []
         var customers: [String: String] = [:]  // customer key → store
-        for event in parsed {
+        for inbound in events {
+            let event = inbound.event
             let store = event.message.storeID
             switch event.action {
             case .completed(let order):
                 let key = OrderStore.Key(storeID: store, orderID: order.orderID)
                 guard recorded[key] == nil, newOrders[key] == nil else { continue }
-                newOrders[key] = NewOrder(event: event, order: order)
+                newOrders[key] = NewOrder(event: event, order: order, source: inbound.source.position)
                 arrival.append(key)
                 customers[event.customerKey] = store
             case .refunded(let id), .cancelled(let id):
@@ -149,7 +152,7 @@ struct ReceiptHandler: PipelineHandler {
                         name: name.isEmpty ? nil : name, locale: locale, settings: settings,
                         data: Receipt.data(new.order, placedAt: message.timestamp, locale: locale, settings: settings), unsubscribeToken: nil,
                         createdAt: message.timestamp, topic: topics.emailCommands)
-                    commands.append(command)
+                    commands.append(command.caused(by: new.source))
                     decided(.receipt, decision, command: command.id)
                 } else {
                     decided(.receipt, decision)
@@ -178,7 +181,7 @@ struct ReceiptHandler: PipelineHandler {
                 context: "post_purchase", storeID: message.storeID, causationID: message.messageID, key: message.shopperKey, userID: message.userID,
                 anonymousID: message.anonymousID, email: entry.order.order.email?.value, products: Receipt.products(products),
                 createdAt: message.timestamp, topic: topics.recommendationCommands)
-            commands.append(command)
+            commands.append(command.caused(by: entry.order.source))
             decisions.append(
                 ContactDecisionLog.Entry(
                     storeID: message.storeID, contactID: entry.contact?.contactID, subject: "order:\(entry.order.order.orderID)", worker: Self.worker,

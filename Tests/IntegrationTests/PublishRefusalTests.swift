@@ -12,9 +12,10 @@ import Testing
         let topic: String
         func handle(_ events: [InboundEvent<SegmentMessage>], connection: PostgresConnection) throws -> [OutboundCommand] {
             events.map { event in
-                OutboundCommand(
-                    topic: topic, key: event.message.shopperKey, name: "one", storeID: event.message.storeID,
-                    causationID: event.message.messageID, value: Array(#"{"command_id":"x","body":"\#(String(repeating: "c", count: 2000))"}"#.utf8))
+                event.caused(
+                    OutboundCommand(
+                        topic: topic, key: event.message.shopperKey, name: "one", storeID: event.message.storeID,
+                        causationID: event.message.messageID, value: Array(#"{"command_id":"x","body":"\#(String(repeating: "c", count: 2000))"}"#.utf8)))
             }
         }
     }

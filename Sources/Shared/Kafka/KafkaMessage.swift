@@ -35,6 +35,22 @@ public struct KafkaMessage: Sendable, Equatable {
 
     /// The first header named `key`, as UTF-8 text.
     public func header(_ key: String) -> String? { headers.text(of: key) }
+
+    /// Where it was read.
+    public var position: MessagePosition { MessagePosition(topicPartition: topicPartition, offset: offset) }
+}
+
+/// Where a message sits in Kafka: its topic, partition and offset.
+public struct MessagePosition: Hashable, Sendable {
+    /// The topic and partition.
+    public var topicPartition: TopicPartition
+    /// The offset in the partition.
+    public var offset: Int64
+
+    public init(topicPartition: TopicPartition, offset: Int64) {
+        self.topicPartition = topicPartition
+        self.offset = offset
+    }
 }
 
 extension Sequence<KafkaHeader> {

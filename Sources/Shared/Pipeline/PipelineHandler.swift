@@ -13,6 +13,9 @@ public struct InboundEvent<Event: Sendable>: Sendable {
         self.event = event
         self.source = source
     }
+
+    /// `command` as caused by this event: it carries the position of the message the event came from.
+    public func caused(_ command: OutboundCommand) -> OutboundCommand { command.caused(by: source.position) }
 }
 
 /// A command to publish once the batch that caused it has committed.
@@ -31,6 +34,11 @@ public struct OutboundCommand: Sendable, Equatable {
     public var causationID: String
     /// The JSON document.
     public var value: [UInt8]
+    /// Where the input message that caused it was read; `nil` for a command no input message caused (a scheduled
+    /// step's). The pipeline files the command's outbox row under that partition, so that after a crash the
+    /// partition's next owner relays it before it processes anything newer from the same shopper. A handler sets it
+    /// with ``InboundEvent/caused(_:)``.
+    public var source: MessagePosition?
 
     /// The Kafka message it is published as: keyed by the shopper, `content-type: application/json`.
     public var outbound: KafkaOutboundMessage {
@@ -47,6 +55,14 @@ public struct OutboundCommand: Sendable, Equatable {
         self.storeID = storeID
         self.causationID = causationID
         self.value = value
+        self.source = nil
+    }
+
+    /// This command as caused by the message at `position`.
+    public func caused(by position: MessagePosition) -> OutboundCommand {
+        var command = self
+        command.source = position
+        return command
     }
 }
 
@@ -60,7 +76,7 @@ public protocol PipelineHandler: Sendable {
     associatedtype Event: Sendable = SegmentMessage
 
     /// Applies `events` through `connection` (inside the batch's transaction) and returns the commands they cause,
-    /// in order.
+    /// in order, each marked with the event that caused it (``InboundEvent/caused(_:)``).
     ///
     /// - Throws: To fail the batch. A retriable ``PostgresError`` has the batch retried after a backoff; any other
     ///   error has the events applied one at a time, so that the one that keeps failing goes to the dead-letter topic
