@@ -36,10 +36,19 @@ struct CaptureHandler: PipelineHandler {
         let inbound = try refuseErasedAddresses(events, connection: connection)
         guard !inbound.isEmpty else { return [] }
         let parsed = inbound.map(\.event)
-        let (shopperIDs, created) = try resolve(parsed, connection: connection)
-        // Shoppers created just now have no state to read but the identities they were created with.
-        var shoppers = try loadShoppers(Set(shopperIDs).subtracting(created.keys), stores: Array(Set(parsed.map(\.message.storeID))), connection: connection)
-        shoppers.merge(created) { loaded, _ in loaded }
+        let identities = parsed.map { ShopperIdentity.carried(by: $0.message, email: $0.email) }
+        let resolution = try ShopperResolver.resolve(zip(parsed, identities).map { ($0.message.storeID, $1) }, connection: connection)
+        let shopperIDs = resolution.shoppers
+        // Shoppers created just now have no state to read; a shopper another worker created has none here yet. Both
+        // start from the identities their events carry (the batch's write inserts their row).
+        var shoppers = try loadShoppers(
+            Set(shopperIDs).subtracting(resolution.created), stores: Array(Set(parsed.map(\.message.storeID))), connection: connection)
+        for (index, id) in shopperIDs.enumerated() where shoppers[id] == nil {
+            var shopper = ShopperState(shopperID: id, storeID: parsed[index].message.storeID)
+            shopper.userID = identities[index].first { $0.kind == .userID }?.value
+            shopper.anonymousID = identities[index].first { $0.kind == .anonymousID }?.value
+            shoppers[id] = shopper
+        }
         var addresses = Set(parsed.compactMap { event in event.email.map { CaptureModel.ContactKey(storeID: event.message.storeID, email: $0.value) } })
         for shopper in shoppers.values { if let email = shopper.email { addresses.insert(.init(storeID: shopper.storeID, email: email)) } }
         let earliest = parsed.map(\.message.timestamp).min() ?? Date()
@@ -86,177 +95,6 @@ struct CaptureHandler: PipelineHandler {
         }
     }
 
-    /// One identity of a shopper in a store: a user id, an anonymous id or an email.
-    struct Identity: Hashable {
-        var store: String
-        var kind: String
-        var value: String
-    }
-
-    /// The identities an event carries.
-    static func identities(of event: CaptureEvent) -> [Identity] {
-        let store = event.message.storeID
-        var identities: [Identity] = []
-        if let user = event.message.userID, !user.isEmpty { identities.append(Identity(store: store, kind: "user_id", value: user)) }
-        if let anonymous = event.message.anonymousID, !anonymous.isEmpty {
-            identities.append(Identity(store: store, kind: "anonymous_id", value: anonymous))
-        }
-        if let email = event.email { identities.append(Identity(store: store, kind: "email", value: email.value)) }
-        return identities
-    }
-
-    /// Each event's shopper, in order, set-based where the batch allows it:
-    /// - an event whose identities are all linked already, to one shopper, is that shopper (nothing written);
-    /// - an event whose identities are all new and carried by no other event of the batch is a new shopper: those are
-    ///   created together, with their identities, in two statements;
-    /// - every other event (a new identity for a known shopper, two shoppers to merge, identities shared within the
-    ///   batch) goes through `capture_resolve_shoppers`, in order, with every event of a shopper it touches.
-    ///
-    /// Measured on pure captures of new shoppers: the per-event PL/pgSQL loop (three probes, an insert or two per
-    /// event) was most of a batch's time.
-    /// - Returns: Each event's shopper, and the shoppers created set-based, with the identities they were created with.
-    private func resolve(_ events: [CaptureEvent], connection: PostgresConnection) throws -> (shoppers: [Int64], created: [Int64: ShopperState]) {
-        let identities = events.map(Self.identities(of:))
-        let known = try linkedShoppers(Set(identities.joined()), connection: connection)
-        var uses: [Identity: Int] = [:]
-        for identity in identities.joined() { uses[identity, default: 0] += 1 }
-
-        var resolved = [Int64?](repeating: nil, count: events.count)
-        var fresh: [Int] = []
-        var sequential: [Int] = []
-        for (index, carried) in identities.enumerated() {
-            let shoppers = Set(carried.compactMap { known[$0] })
-            if !carried.isEmpty, shoppers.count == 1, carried.allSatisfy({ known[$0] != nil }) {
-                resolved[index] = shoppers.first
-            } else if !carried.isEmpty, shoppers.isEmpty, carried.allSatisfy({ uses[$0] == 1 }) {
-                fresh.append(index)
-            } else {
-                sequential.append(index)
-            }
-        }
-        // A shopper the sequential path may link or merge is resolved there for all of its events.
-        let touched = Set(sequential.flatMap { identities[$0].compactMap { known[$0] } })
-        if !touched.isEmpty {
-            for index in resolved.indices where resolved[index].map(touched.contains) == true {
-                resolved[index] = nil
-                sequential.append(index)
-            }
-            sequential.sort()
-        }
-        let conflicted = try createShoppers(fresh, identities: identities, into: &resolved, connection: connection)
-        sequential = (sequential + conflicted).sorted()
-        var created: [Int64: ShopperState] = [:]
-        for index in fresh where !conflicted.contains(index) {
-            guard let id = resolved[index] else { continue }
-            var shopper = ShopperState(shopperID: id, storeID: events[index].message.storeID)
-            shopper.userID = identities[index].first { $0.kind == "user_id" }?.value
-            shopper.anonymousID = identities[index].first { $0.kind == "anonymous_id" }?.value
-            created[id] = shopper
-        }
-        if !sequential.isEmpty {
-            let subset = sequential.map { events[$0] }
-            for (index, shopper) in zip(sequential, try resolveSequentially(subset, connection: connection)) { resolved[index] = shopper }
-        }
-        let shoppers = try resolved.map { shopper in
-            guard let shopper else { throw PostgresError(code: .decoding, message: "an event was left without a shopper") }
-            return shopper
-        }
-        return (shoppers, created)
-    }
-
-    /// The shopper each of `identities` is linked to, where it is: one primary-key probe per identity. A `LATERAL`
-    /// probe, because with `value = ANY(…)` the planner trusted stale statistics (no user ids yet) and filtered a
-    /// store's every user id instead of probing (found by the plan test: 2 million rows read for 700 events).
-    private func linkedShoppers(_ identities: Set<Identity>, connection: PostgresConnection) throws -> [Identity: Int64] {
-        guard !identities.isEmpty else { return [:] }
-        let keys = Array(identities)
-        var linked: [Identity: Int64] = [:]
-        for row in try connection.query(
-            """
-            SELECT u.store_id, u.kind, u.value, i.shopper_id
-            FROM unnest($1::text[], $2::text[], $3::text[]) AS u(store_id, kind, value)
-            CROSS JOIN LATERAL (
-                SELECT c.shopper_id FROM capture_identities c WHERE c.store_id = u.store_id AND c.kind = u.kind AND c.value = u.value
-            ) i
-            """, [PostgresArray(keys.map(\.store)), PostgresArray(keys.map(\.kind)), PostgresArray(keys.map(\.value))])
-        {
-            let identity = Identity(store: try row.decode(String.self, at: 0) ?? "", kind: try row.decode(String.self, at: 1) ?? "", value: try row.decode(String.self, at: 2) ?? "")
-            guard let shopper = try row.decode(Int64.self, at: 3) else { continue }
-            linked[identity] = shopper
-        }
-        return linked
-    }
-
-    /// Creates a shopper for each event of `indices` (all its identities new), with its identities, in two
-    /// statements, filling `resolved`.
-    /// - Returns: The events whose identities another transaction linked meanwhile (their new shopper is removed
-    ///   again): they are resolved sequentially, which finds the identity linked.
-    private func createShoppers(
-        _ indices: [Int], identities: [[Identity]], into resolved: inout [Int64?], connection: PostgresConnection
-    ) throws -> [Int] {
-        guard !indices.isEmpty else { return [] }
-        let stores = indices.map { identities[$0][0].store }
-        // Identity values are handed out in insertion order, which the ORDER BY fixes: sorted, they follow `indices`.
-        let created = try connection.query(
-            """
-            INSERT INTO capture_shoppers (store_id)
-            SELECT u.store_id FROM unnest($1::text[]) WITH ORDINALITY AS u(store_id, n) ORDER BY u.n
-            RETURNING shopper_id
-            """, [PostgresArray(stores)]
-        ).map { try $0.decode(Int64.self, at: 0) ?? 0 }.sorted()
-        guard created.count == indices.count else { throw PostgresError(code: .decoding, message: "created \(created.count) of \(indices.count) shoppers") }
-        var links: [(identity: Identity, shopper: Int64)] = []
-        for (index, shopper) in zip(indices, created) {
-            resolved[index] = shopper
-            for identity in identities[index] { links.append((identity, shopper)) }
-        }
-        // In key order, so that two transactions inserting overlapping identities wait on each other, never deadlock.
-        links.sort { ($0.identity.store, $0.identity.kind, $0.identity.value) < ($1.identity.store, $1.identity.kind, $1.identity.value) }
-        let inserted = Set(
-            try connection.query(
-                """
-                INSERT INTO capture_identities (store_id, kind, value, shopper_id)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-                ON CONFLICT (store_id, kind, value) DO NOTHING
-                RETURNING store_id, kind, value
-                """,
-                [
-                    PostgresArray(links.map(\.identity.store)), PostgresArray(links.map(\.identity.kind)), PostgresArray(links.map(\.identity.value)),
-                    PostgresArray(links.map(\.shopper)),
-                ]
-            ).map { Identity(store: try $0.decode(String.self, at: 0) ?? "", kind: try $0.decode(String.self, at: 1) ?? "", value: try $0.decode(String.self, at: 2) ?? "") })
-        let raced = zip(indices, created).filter { index, _ in !identities[index].allSatisfy(inserted.contains) }
-        guard !raced.isEmpty else { return [] }
-        // Another transaction linked one of these identities first: undo this shopper and the identities it did get, and
-        // let the sequential path find the link.
-        let racedStores = PostgresArray(Array(Set(raced.map { identities[$0.0][0].store })))
-        let orphans = PostgresArray(raced.map(\.1))
-        for table in ["capture_identities", "capture_shoppers"] {
-            _ = try connection.execute("DELETE FROM \(table) WHERE store_id = ANY($1::text[]) AND shopper_id = ANY($2::bigint[])", [racedStores, orphans])
-        }
-        for (index, _) in raced { resolved[index] = nil }
-        return raced.map(\.0)
-    }
-
-    /// Each event's shopper through `capture_resolve_shoppers` (one event at a time inside PostgreSQL: links new
-    /// identities and merges shoppers in the batch's order).
-    private func resolveSequentially(_ events: [CaptureEvent], connection: PostgresConnection) throws -> [Int64] {
-        let rows = try connection.query(
-            "SELECT n, shopper_id FROM capture_resolve_shoppers($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY n",
-            [
-                PostgresArray(events.map(\.message.storeID)),
-                PostgresArray(events.map { $0.message.userID.flatMap { $0.isEmpty ? nil : $0 } } as [(any PostgresBindable)?]),
-                PostgresArray(events.map { $0.message.anonymousID.flatMap { $0.isEmpty ? nil : $0 } } as [(any PostgresBindable)?]),
-                PostgresArray(events.map { $0.email?.value } as [(any PostgresBindable)?]),
-            ])
-        let ids = try rows.map { row -> Int64 in
-            guard let id = try row.decode(Int64.self, at: 1) else { throw PostgresError(code: .decoding, message: "no shopper resolved") }
-            return id
-        }
-        guard ids.count == events.count else { throw PostgresError(code: .decoding, message: "resolved \(ids.count) of \(events.count) events") }
-        return ids
-    }
-
     /// The state of shoppers `ids` of `stores`. Both keys of `capture_shoppers`' primary key are given (`= ANY` on each):
     /// the index is probed whatever the table's size or statistics; shopper ids are unique across stores, so the
     /// pairs the two lists make match nothing more.
@@ -266,8 +104,8 @@ struct CaptureHandler: PipelineHandler {
             """
             SELECT s.shopper_id, s.store_id, s.email, s.first_name, s.last_name, s.phone, s.traits::text, s.confirm_token,
                    s.welcome_state, s.welcome_offer_code, s.welcome_causation_id, s.browse_recommended_at, s.erased_at IS NOT NULL,
-                   (SELECT value FROM capture_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id' LIMIT 1),
-                   (SELECT value FROM capture_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'anonymous_id' LIMIT 1),
+                   (SELECT value FROM rapport_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id' LIMIT 1),
+                   (SELECT value FROM rapport_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'anonymous_id' LIMIT 1),
                    (SELECT coalesce(json_agg(item ORDER BY last_at DESC), '[]')::text FROM (
                         SELECT item, last_at FROM capture_interests i
                         WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'product'
@@ -436,17 +274,21 @@ struct CaptureHandler: PipelineHandler {
             }
             try connection.execute(
                 """
-                UPDATE capture_shoppers s
-                SET email = u.email, contact_id = c.contact_id, first_name = u.first_name, last_name = u.last_name, phone = u.phone,
-                    traits = u.traits::jsonb, confirm_token = u.confirm_token, welcome_state = u.welcome_state,
-                    welcome_offer_code = u.welcome_offer_code, welcome_causation_id = u.welcome_causation_id,
-                    browse_recommended_at = u.browse_recommended_at, updated_at = now()
+                INSERT INTO capture_shoppers AS s (store_id, shopper_id, email, contact_id, first_name, last_name, phone, traits, confirm_token,
+                                                   welcome_state, welcome_offer_code, welcome_causation_id, browse_recommended_at)
+                SELECT u.store_id, u.shopper_id, u.email, c.contact_id, u.first_name, u.last_name, u.phone, u.traits::jsonb, u.confirm_token,
+                       u.welcome_state, u.welcome_offer_code, u.welcome_causation_id, u.browse_recommended_at
                 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
                             $10::text[], $11::text[], $12::timestamptz[])
                      AS u(store_id, shopper_id, email, first_name, last_name, phone, traits, confirm_token, welcome_state, welcome_offer_code,
                           welcome_causation_id, browse_recommended_at)
                 LEFT JOIN rapport_contacts c ON c.store_id = u.store_id AND c.email = u.email
-                WHERE s.store_id = u.store_id AND s.shopper_id = u.shopper_id
+                ON CONFLICT (store_id, shopper_id) DO UPDATE
+                SET email = EXCLUDED.email, contact_id = EXCLUDED.contact_id, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
+                    phone = EXCLUDED.phone, traits = EXCLUDED.traits, confirm_token = EXCLUDED.confirm_token,
+                    welcome_state = EXCLUDED.welcome_state, welcome_offer_code = EXCLUDED.welcome_offer_code,
+                    welcome_causation_id = EXCLUDED.welcome_causation_id, browse_recommended_at = EXCLUDED.browse_recommended_at,
+                    updated_at = now()
                 """,
                 [
                     PostgresArray(shoppers.map(\.storeID)), PostgresArray(shoppers.map(\.shopperID)),
@@ -472,7 +314,7 @@ struct CaptureHandler: PipelineHandler {
             try connection.execute(
                 """
                 SELECT rapport_erase_contact($1, $2,
-                    ARRAY(SELECT $1 || '/' || value FROM capture_identities WHERE store_id = $1 AND shopper_id = $3)
+                    ARRAY(SELECT $1 || '/' || value FROM rapport_identities WHERE store_id = $1 AND shopper_id = $3)
                     || CASE WHEN $4::text IS NULL THEN ARRAY[]::text[] ELSE ARRAY[$1 || '/' || $4] END)
                 """, [erasure.storeID, erasure.contactID, erasure.shopperID, erasure.email])
         }

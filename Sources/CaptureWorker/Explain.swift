@@ -42,7 +42,7 @@ struct Explain: AsyncParsableCommand {
     /// first.
     static func timeline(store: String, kind: String, value: String, connection: PostgresConnection) throws -> [String] {
         let shopperRow = try connection.query(
-            "SELECT shopper_id FROM capture_identities WHERE store_id = $1 AND kind = $2 AND value = $3", [store, kind, value]
+            "SELECT shopper_id FROM rapport_identities WHERE store_id = $1 AND kind = $2 AND value = $3", [store, kind, value]
         ).first
         let shopperID = try shopperRow?.decode(Int64.self, at: 0)
         var contactID: Int64?
@@ -53,7 +53,7 @@ struct Explain: AsyncParsableCommand {
             contactID = try connection.query("SELECT contact_id FROM capture_shoppers WHERE store_id = $1 AND shopper_id = $2", [store, shopperID]).first?
                 .decode(Int64.self, at: 0)
         }
-        let (orders, orderKeys) = try Self.orders(store: store, kind: kind, value: value, connection: connection)
+        let orders = try Self.orders(store: store, shopperID: shopperID, email: kind == "email" ? value : nil, connection: connection)
         guard shopperID != nil || contactID != nil || !orders.isEmpty else { return ["no shopper with \(kind) \(value) in store \(store)"] }
         var lines = ["shopper \(shopperID.map { "capture:\($0)" } ?? "(none)") in store \(store), by \(kind)"]
         if let contactID,
@@ -111,42 +111,41 @@ struct Explain: AsyncParsableCommand {
             facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 2, text))
         }
         facts += orders
-        facts += try Self.steps(store: store, keys: orderKeys, email: kind == "email" ? value : nil, connection: connection)
+        facts += try Self.steps(store: store, shopperID: shopperID, email: kind == "email" ? value : nil, connection: connection)
         lines += facts.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "\($0.0.rfc3339)  \($0.2)" }
         return lines
     }
 
-    /// The shopper's orders (ReceiptWorker's, where its tables are in this database), and the customer keys they
-    /// were placed under.
-    static func orders(store: String, kind: String, value: String, connection: PostgresConnection) throws -> (facts: [(Date, Int, String)], keys: [String]) {
-        guard try connection.query("SELECT to_regclass('receipt_orders') IS NOT NULL").first?.decode(Bool.self, at: 0) == true else { return ([], []) }
-        let column = kind == "email" ? "email" : kind
+    /// The shopper's orders (ReceiptWorker's, where its tables are in this database): the shared shopper's, and any
+    /// placed with the address asked about.
+    static func orders(store: String, shopperID: Int64?, email: String?, connection: PostgresConnection) throws -> [(Date, Int, String)] {
+        guard shopperID != nil || email != nil,
+            try connection.query("SELECT to_regclass('receipt_orders') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
+        else { return [] }
         var facts: [(Date, Int, String)] = []
-        var keys = Set<String>()
         for row in try connection.query(
             """
-            SELECT o.order_id, o.status, o.placed_at, o.total, o.currency, o.message_id, o.shopper_key,
+            SELECT o.order_id, o.status, o.placed_at, o.total, o.currency, o.message_id,
                    (SELECT count(*) FROM receipt_order_items i WHERE i.store_id = o.store_id AND i.order_id = o.order_id) AS items
-            FROM receipt_orders o WHERE o.store_id = $1 AND (o.\(column) = $2 OR o.shopper_key = $1 || '/' || $2)
-            """, [store, value])
+            FROM receipt_orders o WHERE o.store_id = $1 AND (o.shopper_id = $2 OR o.email = $3)
+            """, [store, shopperID, email])
         {
             let currency = try row.decode(String.self, "currency") ?? ""
             let total = try row.decode(Int64.self, "total").map { Money(minorUnits: $0, currency: currency).text + " " + currency } ?? "no total"
             let text = "order     \(try row.decode(String.self, "order_id") ?? "") \(try row.decode(String.self, "status") ?? ""): \(try row.decode(Int.self, "items") ?? 0) items, total \(total)  [message \(try row.decode(String.self, "message_id") ?? "")]"
             facts.append((try row.decode(Date.self, "placed_at") ?? .distantPast, 0, text))
-            if let key = try row.decode(String.self, "shopper_key") { keys.insert(key) }
         }
-        return (facts, keys.sorted())
+        return facts
     }
 
     /// The shopper's scheduled steps, at the time each is (or was) due, with its state.
-    static func steps(store: String, keys: [String], email: String?, connection: PostgresConnection) throws -> [(Date, Int, String)] {
-        guard !keys.isEmpty || email != nil else { return [] }
+    static func steps(store: String, shopperID: Int64?, email: String?, connection: PostgresConnection) throws -> [(Date, Int, String)] {
+        guard shopperID != nil || email != nil else { return [] }
         return try connection.query(
             """
             SELECT template, journey, order_id, state, reason, due_at FROM rapport_scheduled_steps
-            WHERE store_id = $1 AND (shopper_key = ANY($2::text[]) OR email = $3)
-            """, [store, PostgresArray(keys), email]
+            WHERE store_id = $1 AND (shopper_id = $2 OR email = $3)
+            """, [store, shopperID, email]
         ).map { row in
             let state = try row.decode(String.self, "state") ?? ""
             let reason = try row.decode(String.self, "reason").map { state == "sent" ? "" : " — \($0)" } ?? ""

@@ -132,8 +132,9 @@ struct ReceiptBenchmark: AsyncParsableCommand {
         try await client.withConnection { connection in
             try connection.execute(
                 """
-                INSERT INTO receipt_orders (store_id, order_id, shopper_key, currency, status, placed_at, message_id, subtotal, total)
-                SELECT 'bench', 'o-' || n, 'bench/c-' || (n % $2::int), 'EUR', 'completed', now() - ($1::int - n) * interval '5 seconds', 'm-' || n, 3750, 3750
+                INSERT INTO receipt_orders (store_id, order_id, shopper_key, shopper_id, currency, status, placed_at, message_id, subtotal, total)
+                SELECT 'bench', 'o-' || n, 'bench/c-' || (n % $2::int), n % $2::int, 'EUR', 'completed', now() - ($1::int - n) * interval '5 seconds',
+                       'm-' || n, 3750, 3750
                 FROM generate_series(1, $1::int) n
                 """, [orders, customers])
             try connection.execute(
@@ -153,7 +154,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
         var latencies: [Double] = []
         var generator = SplitMix(state: 7)
         for _ in 0..<samples {
-            let key = "bench/c-\(Int(generator.next() % UInt64(customers)))"
+            let key = Int64(generator.next() % UInt64(customers))
             let started = ContinuousClock.now
             let count = try await client.withConnection { connection in
                 let history = try PurchaseHistory.load([("bench", key)], connection: connection)[key] ?? []

@@ -11,7 +11,8 @@ enum OrderStore {
 
     /// What the batch needs to know of an order recorded already.
     struct Recorded: Equatable {
-        var shopperKey: String
+        /// Its shared shopper; `nil` once erased.
+        var shopperID: Int64?
         var status: String
         var placedAt: Date
     }
@@ -23,17 +24,17 @@ enum OrderStore {
         var found: [Key: Recorded] = [:]
         for row in try connection.query(
             """
-            SELECT u.store_id, u.order_id, o.shopper_key, o.status, o.placed_at
+            SELECT u.store_id, u.order_id, o.shopper_id, o.status, o.placed_at
             FROM unnest($1::text[], $2::text[]) AS u(store_id, order_id)
             CROSS JOIN LATERAL (
-                SELECT o.shopper_key, o.status, o.placed_at FROM receipt_orders o WHERE o.store_id = u.store_id AND o.order_id = u.order_id) o
+                SELECT o.shopper_id, o.status, o.placed_at FROM receipt_orders o WHERE o.store_id = u.store_id AND o.order_id = u.order_id) o
             """, [PostgresArray(list.map(\.storeID)), PostgresArray(list.map(\.orderID))])
         {
             guard let store = try row.decode(String.self, "store_id"), let order = try row.decode(String.self, "order_id"),
-                let shopper = try row.decode(String.self, "shopper_key"), let status = try row.decode(String.self, "status"),
+                let status = try row.decode(String.self, "status"),
                 let placedAt = try row.decode(Date.self, "placed_at")
             else { continue }
-            found[Key(storeID: store, orderID: order)] = Recorded(shopperKey: shopper, status: status, placedAt: placedAt)
+            found[Key(storeID: store, orderID: order)] = Recorded(shopperID: try row.decode(Int64.self, "shopper_id"), status: status, placedAt: placedAt)
         }
         return found
     }
@@ -41,22 +42,24 @@ enum OrderStore {
     /// Records new orders with their items, each with the status the batch ended with.
     /// - Throws: A retriable ``PostgresError`` when another transaction recorded one of them meanwhile (the same order
     ///   under two message ids on two partitions): the batch runs again and finds it recorded.
-    static func insert(_ orders: [(event: ReceiptEvent, order: ReceiptEvent.Order, status: String, endedAt: Date?)], connection: PostgresConnection) throws {
+    static func insert(
+        _ orders: [(event: ReceiptEvent, order: ReceiptEvent.Order, shopperID: Int64, status: String, endedAt: Date?)], connection: PostgresConnection
+    ) throws {
         guard !orders.isEmpty else { return }
         let sorted = orders.sorted { ($0.event.message.storeID, $0.order.orderID) < ($1.event.message.storeID, $1.order.orderID) }
         func optional<T: PostgresBindable>(_ values: [T?]) -> PostgresArray { PostgresArray(values as [(any PostgresBindable)?]) }
         let inserted = try connection.query(
             """
             INSERT INTO receipt_orders (store_id, order_id, shopper_key, currency, status, placed_at, message_id, user_id, anonymous_id, email,
-                                        first_name, last_name, locale, subtotal, tax, shipping, discount, total, coupon, ended_at)
+                                        first_name, last_name, locale, subtotal, tax, shipping, discount, total, coupon, ended_at, shopper_id)
             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[],
                                  $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
-                                 $18::bigint[], $19::text[], $20::timestamptz[])
+                                 $18::bigint[], $19::text[], $20::timestamptz[], $21::bigint[])
             ON CONFLICT (store_id, order_id) DO NOTHING
             RETURNING order_id
             """,
             [
-                PostgresArray(sorted.map(\.event.message.storeID)), PostgresArray(sorted.map(\.order.orderID)), PostgresArray(sorted.map(\.event.customerKey)),
+                PostgresArray(sorted.map(\.event.message.storeID)), PostgresArray(sorted.map(\.order.orderID)), PostgresArray(sorted.map(\.event.message.shopperKey)),
                 PostgresArray(sorted.map(\.order.currency)), PostgresArray(sorted.map(\.status)), PostgresArray(sorted.map(\.event.message.timestamp)),
                 PostgresArray(sorted.map(\.event.message.messageID)), optional(sorted.map(\.event.message.userID)),
                 optional(sorted.map(\.event.message.anonymousID)), optional(sorted.map { $0.order.email?.value }), optional(sorted.map(\.order.firstName)),
@@ -64,6 +67,7 @@ enum OrderStore {
                 PostgresArray(sorted.map(\.order.subtotal.minorUnits)), optional(sorted.map { $0.order.tax?.minorUnits }),
                 optional(sorted.map { $0.order.shipping?.minorUnits }), optional(sorted.map { $0.order.discount?.minorUnits }),
                 PostgresArray(sorted.map(\.order.total.minorUnits)), optional(sorted.map(\.order.coupon)), optional(sorted.map(\.endedAt)),
+                PostgresArray(sorted.map(\.shopperID)),
             ]
         ).count
         guard inserted == sorted.count else {

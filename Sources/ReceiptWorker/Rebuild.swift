@@ -22,14 +22,15 @@ struct Rebuild: AsyncParsableCommand {
         print("rebuilt the next-sale model of \(store) from \(orders) orders of \(customers) customers")
     }
 
-    /// Replaces the store's model with the counts of its completed orders.
+    /// Replaces the store's model with the counts of its completed orders, grouped by shopper (an order no shopper
+    /// owns — erased, or recorded before shoppers were shared — counts under its own key).
     /// - Returns: How many customers and orders it counted.
     static func rebuild(store: String, connection: PostgresConnection) throws -> (customers: Int, orders: Int) {
         try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         var histories: [String: [String: (Date, [PurchasedOrder.Product])]] = [:]
         for row in try connection.query(
             """
-            SELECT o.shopper_key, o.order_id, o.placed_at, i.product_id, i.category
+            SELECT coalesce(o.shopper_id::text, o.shopper_key), o.order_id, o.placed_at, i.product_id, i.category
             FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id
             WHERE o.store_id = $1 AND o.status = 'completed' ORDER BY i.line
             """, [store])

@@ -46,11 +46,12 @@ struct ReceiptEvent: Sendable, Equatable {
     var message: SegmentMessage
     var action: Action
 
-    /// The customer across orders: the userId, else the order's address, else the anonymousId — an address is steadier
-    /// than a device's anonymous id, and a guest's next order carries the same one.
-    var customerKey: String {
-        let email: String? = if case .completed(let order) = action { order.email?.value } else { nil }
-        return message.storeID + "/" + (message.userID.flatMap { $0.isEmpty ? nil : $0 } ?? email ?? message.anonymousID ?? "")
+    /// The identities that resolve the buyer to the shared shopper (``ShopperResolver``): the userId, the anonymousId
+    /// and the order's address — an address is steadier than a device's anonymous id, and a guest's next order carries
+    /// the same one.
+    var identities: [ShopperIdentity] {
+        let email: EmailAddress? = if case .completed(let order) = action { order.email } else { nil }
+        return ShopperIdentity.carried(by: message, email: email)
     }
 
     /// Reads `message`.

@@ -38,6 +38,8 @@ struct ReceiptHandler: PipelineHandler {
         var order: ReceiptEvent.Order
         /// Where the order's message was read: its commands carry it.
         var source: MessagePosition
+        /// The buyer: the shared shopper their identities resolve to.
+        var shopperID: Int64 = 0
         var status = "completed"
         var endedAt: Date?
     }
@@ -60,7 +62,7 @@ struct ReceiptHandler: PipelineHandler {
         var newOrders: [OrderStore.Key: NewOrder] = [:]
         var arrival: [OrderStore.Key] = []
         var ended: [(key: OrderStore.Key, status: String, at: Date)] = []
-        var customers: [String: String] = [:]  // customer key → store
+        var customers: [Int64: String] = [:]  // shopper → store
         for inbound in events {
             let event = inbound.event
             let store = event.message.storeID
@@ -70,7 +72,6 @@ struct ReceiptHandler: PipelineHandler {
                 guard recorded[key] == nil, newOrders[key] == nil else { continue }
                 newOrders[key] = NewOrder(event: event, order: order, source: inbound.source.position)
                 arrival.append(key)
-                customers[event.customerKey] = store
             case .refunded(let id), .cancelled(let id):
                 let key = OrderStore.Key(storeID: store, orderID: id)
                 let status = if case .refunded = event.action { "refunded" } else { "cancelled" }
@@ -80,11 +81,19 @@ struct ReceiptHandler: PipelineHandler {
                     newOrders[key] = new
                 } else if let old = recorded[key], old.status == "completed", !ended.contains(where: { $0.key == key }) {
                     ended.append((key, status, event.message.timestamp))
-                    customers[old.shopperKey] = store
+                    if let shopper = old.shopperID { customers[shopper] = store }
                 }
             case .other:
                 break
             }
+        }
+
+        // One shopper across workers: each new order's buyer, resolved the way every worker resolves shoppers.
+        let buyers = try ShopperResolver.resolve(
+            arrival.compactMap { newOrders[$0] }.map { ($0.event.message.storeID, $0.event.identities) }, connection: connection)
+        for (key, shopper) in zip(arrival, buyers.shoppers) {
+            newOrders[key]?.shopperID = shopper
+            customers[shopper] = key.storeID
         }
 
         // The model follows each customer's sequence of completed orders: before the batch, and after it.
@@ -92,10 +101,10 @@ struct ReceiptHandler: PipelineHandler {
         var after = before
         for key in arrival {
             guard let new = newOrders[key], new.status == "completed" else { continue }
-            after[new.event.customerKey, default: []].append(Self.purchased(new))
+            after[new.shopperID, default: []].append(Self.purchased(new))
         }
         for (key, _, _) in ended {
-            guard let customer = recorded[key]?.shopperKey else { continue }
+            guard let customer = recorded[key]?.shopperID else { continue }
             after[customer]?.removeAll { $0.orderID == key.orderID }
         }
         var changes: [String: PurchaseCounts] = [:]
@@ -103,7 +112,7 @@ struct ReceiptHandler: PipelineHandler {
             let change = PurchaseCounts.change(from: before[customer] ?? [], to: after[customer] ?? [])
             if !change.isEmpty { changes[store, default: PurchaseCounts()].add(change) }
         }
-        try OrderStore.insert(arrival.compactMap { newOrders[$0] }.map { ($0.event, $0.order, $0.status, $0.endedAt) }, connection: connection)
+        try OrderStore.insert(arrival.compactMap { newOrders[$0] }.map { ($0.event, $0.order, $0.shopperID, $0.status, $0.endedAt) }, connection: connection)
         try OrderStore.end(ended, connection: connection)
         try PurchaseModelStore.record(changes, connection: connection)
         try schedule(arrival.compactMap { newOrders[$0] }, histories: after, ended: ended, now: now, connection: connection)
@@ -112,7 +121,7 @@ struct ReceiptHandler: PipelineHandler {
     }
 
     /// The receipt and the `post_purchase` recommendation of each new order that is recent and still stands.
-    private func converse(_ orders: [NewOrder], histories: [String: [PurchasedOrder]], now: Date, connection: PostgresConnection) throws -> [OutboundCommand] {
+    private func converse(_ orders: [NewOrder], histories: [Int64: [PurchasedOrder]], now: Date, connection: PostgresConnection) throws -> [OutboundCommand] {
         var decisions: [ContactDecisionLog.Entry] = []
         var commands: [OutboundCommand] = []
         let addresses = Set(orders.compactMap { new in new.order.email.map { Contacts.Key(storeID: new.event.message.storeID, email: $0.value) } })
@@ -160,7 +169,7 @@ struct ReceiptHandler: PipelineHandler {
             } else {
                 decided(.receipt, .dropped(reason: "no_address"))
             }
-            let history = histories[new.event.customerKey] ?? []
+            let history = histories[new.shopperID] ?? []
             let bought = Set(history.flatMap { $0.products.map(\.id) }).union(new.order.items.map(\.productID))
             recommending.append((new, contact, CandidateQuery(storeID: message.storeID, history: history), bought))
         }
@@ -196,20 +205,21 @@ struct ReceiptHandler: PipelineHandler {
     /// of earlier orders (`superseded_by_newer_order`) and moves the pending next sale to follow it. A refund or a
     /// cancellation ends the steps of its order. Old orders (history) schedule nothing.
     private func schedule(
-        _ orders: [NewOrder], histories: [String: [PurchasedOrder]], ended: [(key: OrderStore.Key, status: String, at: Date)], now: Date,
+        _ orders: [NewOrder], histories: [Int64: [PurchasedOrder]], ended: [(key: OrderStore.Key, status: String, at: Date)], now: Date,
         connection: PostgresConnection
     ) throws {
         var steps: [ScheduledStep] = []
-        var repeatCustomers: [(store: String, key: String, latest: String, nextSaleAt: Date)] = []
+        var repeatCustomers: [(store: String, shopper: Int64, latest: String, nextSaleAt: Date)] = []
         for new in orders where new.status == "completed" {
             let message = new.event.message
             let settings = stores.settings(for: message.storeID)
             guard let email = new.order.email, ConversationPolicy(settings: settings).staleness(of: message.timestamp, processedAt: now) == nil else { continue }
-            let sequence = histories[new.event.customerKey] ?? []
+            let sequence = histories[new.shopperID] ?? []
             guard let position = sequence.firstIndex(where: { $0.orderID == new.order.orderID }) else { continue }
             func step(_ template: EmailTemplate, after delay: Duration) -> ScheduledStep {
                 ScheduledStep(
-                    storeID: message.storeID, journey: Journey.name, template: template.name, shopperKey: new.event.customerKey, email: email.value,
+                    storeID: message.storeID, journey: Journey.name, template: template.name, shopperKey: message.shopperKey, shopperID: new.shopperID,
+                    email: email.value,
                     causationID: message.messageID, orderID: new.order.orderID, data: Journey.stepData(new.order),
                     dueAt: message.timestamp.addingTimeInterval(delay.seconds))
             }
@@ -220,17 +230,17 @@ struct ReceiptHandler: PipelineHandler {
                     steps.append(step(.thankYou, after: settings.journey.thankYou))
                 }
                 repeatCustomers.append(
-                    (message.storeID, new.event.customerKey, message.messageID, message.timestamp.addingTimeInterval(settings.journey.nextSale.seconds)))
+                    (message.storeID, new.shopperID, message.messageID, message.timestamp.addingTimeInterval(settings.journey.nextSale.seconds)))
             }
         }
         try StepStore.schedule(steps, group: groupID, connection: connection)
         if !repeatCustomers.isEmpty {
             try StepStore.cancel(
-                where: "(store_id, shopper_key) IN (SELECT * FROM unnest($1::text[], $2::text[])) AND causation_id <> ALL($3::text[])",
-                [PostgresArray(repeatCustomers.map(\.store)), PostgresArray(repeatCustomers.map(\.key)), PostgresArray(repeatCustomers.map(\.latest))],
+                where: "(store_id, shopper_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) AND causation_id <> ALL($3::text[])",
+                [PostgresArray(repeatCustomers.map(\.store)), PostgresArray(repeatCustomers.map(\.shopper)), PostgresArray(repeatCustomers.map(\.latest))],
                 templates: [EmailTemplate.thankYou.name], reason: "superseded_by_newer_order", connection: connection)
             try StepStore.retime(
-                template: EmailTemplate.nextSale.name, customers: repeatCustomers.map { ($0.store, $0.key, $0.nextSaleAt) }, connection: connection)
+                template: EmailTemplate.nextSale.name, shoppers: repeatCustomers.map { ($0.store, $0.shopper, $0.nextSaleAt) }, connection: connection)
         }
         for status in ["refunded", "cancelled"] {
             let keys = ended.filter { $0.status == status }.map(\.key) + orders.filter { $0.status == status }.map { OrderStore.Key(storeID: $0.event.message.storeID, orderID: $0.order.orderID) }

@@ -64,12 +64,14 @@ struct Recommend: AsyncParsableCommand {
         guard try connection.query("SELECT 1 FROM receipt_orders WHERE store_id = $1 LIMIT 1", [store]).count > 0 else {
             return .failure(Problem(message: "no store \(store): it has no orders"))
         }
-        // The customer keys of every order the shopper placed under that identity (a guest's, a logged-in one's).
-        let keys = try connection.query(
-            "SELECT DISTINCT shopper_key FROM receipt_orders WHERE store_id = $1 AND (\(column) = $2 OR shopper_key = $1 || '/' || $2)", [store, value]
-        ).compactMap { try $0.decode(String.self, at: 0) }
-        guard !keys.isEmpty else { return .failure(Problem(message: "no shopper with \(column) \(value) in store \(store)")) }
-        let history = try PurchaseHistory.load(keys.map { (store, $0) }, connection: connection).values.flatMap { $0 }
+        // The shared shopper that identity resolves to, as every worker resolves it (a guest's orders and their logged-in
+        // ones are one history once an identity links them).
+        let kind: ShopperIdentity.Kind = column == "user_id" ? .userID : column == "email" ? .email : .anonymousID
+        let identity = ShopperIdentity(store: store, kind: kind, value: kind == .email ? EmailAddress(value)?.value ?? value : value)
+        guard let shopperID = try ShopperResolver.linkedShoppers([identity], connection: connection)[identity] else {
+            return .failure(Problem(message: "no shopper with \(column) \(value) in store \(store)"))
+        }
+        let history = try PurchaseHistory.load([(store, shopperID)], connection: connection)[shopperID] ?? []
         let query = CandidateQuery(storeID: store, history: history)
         let candidates = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: [query])
         let products = Recommender.rank(candidates.first ?? Candidates(), excluding: Set(history.flatMap { $0.products.map(\.id) }), limit: limit)

@@ -33,7 +33,7 @@ import Testing
             #expect(applied.reduce(0, +) == rows.count, "\(applied)")
             #expect(applied[0] == 0 || applied[1] == 0, "the two CaptureWorkers did not both apply the capture migrations")
             let tables = try await client.withConnection {
-                try $0.query("SELECT count(*) FROM pg_tables WHERE tablename IN ('capture_shoppers', 'capture_identities', 'receipt_orders')")
+                try $0.query("SELECT count(*) FROM pg_tables WHERE tablename IN ('capture_shoppers', 'rapport_identities', 'receipt_orders')")
                     .first?.decode(Int.self, at: 0)
             }
             #expect(tables == 3)

@@ -9,10 +9,15 @@ WITH contacts AS (
     FROM generate_series(1, :shoppers) AS g
     RETURNING contact_id, email
 )
-INSERT INTO capture_shoppers (store_id, email, contact_id, first_name, welcome_state, created_at, updated_at)
-SELECT :'store', email, contact_id, 'Seed', 'sent', now() - interval '40 days', now() - interval '40 days' FROM contacts;
+INSERT INTO capture_shoppers (store_id, shopper_id, email, contact_id, first_name, welcome_state, created_at, updated_at)
+SELECT :'store', nextval(pg_get_serial_sequence('rapport_shoppers', 'shopper_id')), email, contact_id, 'Seed', 'sent',
+       now() - interval '40 days', now() - interval '40 days'
+FROM contacts;
 
-INSERT INTO capture_identities (store_id, kind, value, shopper_id, first_seen)
+INSERT INTO rapport_shoppers (store_id, shopper_id, created_at)
+SELECT store_id, shopper_id, created_at FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%';
+
+INSERT INTO rapport_identities (store_id, kind, value, shopper_id, first_seen)
 SELECT store_id, 'anonymous_id', 'seed-anon-' || substring(email FROM 'seed-([0-9]+)@'), shopper_id, created_at
 FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%'
 UNION ALL
@@ -40,6 +45,6 @@ ANALYZE;
 
 -- Every other shopper has logged in since the statistics were taken: user ids the planner does not know about, as in
 -- a store whose shoppers began to log in after the last ANALYZE. A plan that trusts the statistics reads them all.
-INSERT INTO capture_identities (store_id, kind, value, shopper_id, first_seen)
+INSERT INTO rapport_identities (store_id, kind, value, shopper_id, first_seen)
 SELECT store_id, 'user_id', 'seed-user-' || substring(email FROM 'seed-([0-9]+)@'), shopper_id, created_at
 FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%' AND shopper_id % 2 = 0;

@@ -56,12 +56,14 @@ struct JourneySteps: StepHandler {
 
         // The next sale is computed at sending time, for every next_sale step of the batch at once.
         let nextSale = steps.indices.filter { outcomes[$0] == nil && steps[$0].template == EmailTemplate.nextSale.name }
-        let histories = try PurchaseHistory.load(Array(Set(nextSale.map { [steps[$0].storeID, steps[$0].shopperKey] })).map { ($0[0], $0[1]) }, connection: connection)
-        let queries = nextSale.map { CandidateQuery(storeID: steps[$0].storeID, history: histories[steps[$0].shopperKey] ?? []) }
+        var shoppers: [Int64: String] = [:]  // shopper → store (shopper ids are unique across stores)
+        for index in nextSale { if let shopper = steps[index].shopperID { shoppers[shopper] = steps[index].storeID } }
+        let histories = try PurchaseHistory.load(shoppers.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, connection: connection)
+        let queries = nextSale.map { CandidateQuery(storeID: steps[$0].storeID, history: steps[$0].shopperID.flatMap { histories[$0] } ?? []) }
         let found = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries)
         var recommendations: [Int: [Recommendation]] = [:]
         for (index, candidates) in zip(nextSale, found) {
-            let bought = Set((histories[steps[index].shopperKey] ?? []).flatMap { $0.products.map(\.id) })
+            let bought = Set((steps[index].shopperID.flatMap { histories[$0] } ?? []).flatMap { $0.products.map(\.id) })
             recommendations[index] = Recommender.rank(candidates, excluding: bought, limit: ReceiptHandler.recommendationLimit)
         }
         for index in nextSale where recommendations[index]?.isEmpty ?? true {

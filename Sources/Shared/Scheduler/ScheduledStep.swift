@@ -9,8 +9,11 @@ public struct ScheduledStep: Sendable, Equatable {
     public var journey: String
     /// The email template it sends.
     public var template: String
-    /// The customer it is for.
+    /// The Kafka key of its commands: the contract's shopper key.
     public var shopperKey: String
+    /// The shared shopper it is for (``ShopperResolver``), where known: a newer order, a merge or an erasure finds the
+    /// step by it.
+    public var shopperID: Int64?
     /// The address to write to.
     public var email: String?
     /// The event that caused it: its command's `causation_id`, and half of its deterministic id.
@@ -24,7 +27,7 @@ public struct ScheduledStep: Sendable, Equatable {
     public var attempts: Int
 
     public init(
-        storeID: String, stepID: Int64 = 0, journey: String, template: String, shopperKey: String, email: String?, causationID: String,
+        storeID: String, stepID: Int64 = 0, journey: String, template: String, shopperKey: String, shopperID: Int64? = nil, email: String?, causationID: String,
         orderID: String?, data: [String: JSONValue], dueAt: Date, attempts: Int = 0
     ) {
         self.storeID = storeID
@@ -32,6 +35,7 @@ public struct ScheduledStep: Sendable, Equatable {
         self.journey = journey
         self.template = template
         self.shopperKey = shopperKey
+        self.shopperID = shopperID
         self.email = email
         self.causationID = causationID
         self.orderID = orderID

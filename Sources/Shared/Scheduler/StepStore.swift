@@ -9,10 +9,12 @@ public enum StepStore {
         guard !steps.isEmpty else { return }
         try connection.execute(
             """
-            INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, email, causation_id, order_id, data, due_at)
-            SELECT u.store_id, $1, u.journey, u.template, u.shopper_key, u.email, u.causation_id, u.order_id, u.data::jsonb, u.due_at
-            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[])
-                 AS u(store_id, journey, template, shopper_key, email, causation_id, order_id, data, due_at)
+            INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, email, causation_id, order_id, data, due_at,
+                                                 shopper_id)
+            SELECT u.store_id, $1, u.journey, u.template, u.shopper_key, u.email, u.causation_id, u.order_id, u.data::jsonb, u.due_at, u.shopper_id
+            FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[],
+                        $11::bigint[])
+                 AS u(store_id, journey, template, shopper_key, email, causation_id, order_id, data, due_at, shopper_id)
             ON CONFLICT (store_id, causation_id, template) DO NOTHING
             """,
             [
@@ -20,6 +22,7 @@ public enum StepStore {
                 PostgresArray(steps.map(\.shopperKey)), PostgresArray(steps.map(\.email) as [(any PostgresBindable)?]),
                 PostgresArray(steps.map(\.causationID)), PostgresArray(steps.map(\.orderID) as [(any PostgresBindable)?]),
                 PostgresArray(steps.map { String(decoding: JSONValue.object($0.data).encoded(), as: UTF8.self) }), PostgresArray(steps.map(\.dueAt)),
+                PostgresArray(steps.map(\.shopperID) as [(any PostgresBindable)?]),
             ])
     }
 
@@ -39,17 +42,17 @@ public enum StepStore {
             """, parameters + [reason, templates.map { PostgresArray($0) }])
     }
 
-    /// Moves each customer's pending steps of `template` to be due at the customer's new time.
+    /// Moves each shopper's pending steps of `template` to be due at the shopper's new time.
     /// - Throws: ``PostgresError``.
-    public static func retime(template: String, customers: [(store: String, shopperKey: String, dueAt: Date)], connection: PostgresConnection) throws {
-        guard !customers.isEmpty else { return }
+    public static func retime(template: String, shoppers: [(store: String, shopperID: Int64, dueAt: Date)], connection: PostgresConnection) throws {
+        guard !shoppers.isEmpty else { return }
         try connection.execute(
             """
             UPDATE rapport_scheduled_steps s SET due_at = u.due_at, updated_at = now()
-            FROM unnest($1::text[], $2::text[], $3::timestamptz[]) AS u(store_id, shopper_key, due_at)
-            WHERE s.state = 'pending' AND s.template = $4 AND s.store_id = u.store_id AND s.shopper_key = u.shopper_key
+            FROM unnest($1::text[], $2::bigint[], $3::timestamptz[]) AS u(store_id, shopper_id, due_at)
+            WHERE s.state = 'pending' AND s.template = $4 AND s.store_id = u.store_id AND s.shopper_id = u.shopper_id
             """,
-            [PostgresArray(customers.map(\.store)), PostgresArray(customers.map(\.shopperKey)), PostgresArray(customers.map(\.dueAt)), template])
+            [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID)), PostgresArray(shoppers.map(\.dueAt)), template])
     }
 
     /// Claims up to `limit` of `group`'s steps due at `now`, oldest due first, locking them for the caller's
@@ -58,7 +61,7 @@ public enum StepStore {
     static func claim(group: String, now: Date, limit: Int, connection: PostgresConnection) throws -> [ScheduledStep] {
         try connection.query(
             """
-            SELECT store_id, step_id, journey, template, shopper_key, email, causation_id, order_id, data::text AS data, due_at, attempts
+            SELECT store_id, step_id, journey, template, shopper_key, shopper_id, email, causation_id, order_id, data::text AS data, due_at, attempts
             FROM rapport_scheduled_steps
             WHERE group_id = $1 AND state = 'pending' AND due_at <= $2
             ORDER BY due_at LIMIT $3
@@ -72,7 +75,8 @@ public enum StepStore {
             else { throw PostgresError(code: .decoding, message: "a scheduled step with NULLs") }
             let data = try row.decode(String.self, "data").flatMap { try? JSONValue.parse(Array($0.utf8)[...]).objectValue } ?? [:]
             return ScheduledStep(
-                storeID: store, stepID: id, journey: journey, template: template, shopperKey: shopper, email: try row.decode(String.self, "email"),
+                storeID: store, stepID: id, journey: journey, template: template, shopperKey: shopper, shopperID: try row.decode(Int64.self, "shopper_id"),
+                email: try row.decode(String.self, "email"),
                 causationID: causation, orderID: try row.decode(String.self, "order_id"), data: data, dueAt: due,
                 attempts: try row.decode(Int.self, "attempts") ?? 0)
         }

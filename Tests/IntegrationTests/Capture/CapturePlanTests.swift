@@ -11,7 +11,7 @@ import Testing
 @Suite(.serialized) struct CapturePlanTests {
     /// The tables that grow with shoppers, orders, decisions or events.
     static let growing = [
-        "capture_shoppers", "capture_identities", "rapport_contacts", "rapport_contact_decisions", "capture_consent_ledger",
+        "capture_shoppers", "rapport_shoppers", "rapport_identities", "rapport_contacts", "rapport_contact_decisions", "capture_consent_ledger",
         "capture_interests", "capture_timeline", "rapport_processed_messages",
     ]
 

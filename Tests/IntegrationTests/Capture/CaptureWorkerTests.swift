@@ -176,7 +176,7 @@ import Testing
             ])
             try await Self.processed(fixture, 6)
             let shoppers = try await fixture.query(
-                "SELECT DISTINCT shopper_id FROM capture_identities WHERE store_id = $1", [fixture.store])
+                "SELECT DISTINCT shopper_id FROM rapport_identities WHERE store_id = $1", [fixture.store])
             #expect(shoppers.count == 1, "user id, both anonymous ids and the email resolve to one shopper")
             let interest = try await fixture.query(
                 "SELECT views, adds FROM capture_interests WHERE store_id = $1 AND kind = 'product' AND item = 'p-1'", [fixture.store]
@@ -346,7 +346,7 @@ import Testing
             // Re-import is refused: a new capture of the erased address creates nothing.
             try await fixture.publish([events.capture(id: "c-again", anonymousID: "a-new", email: email, marketing: true, minutes: 10)])
             try await Self.processed(fixture, 5)
-            #expect(try await fixture.query("SELECT 1 FROM capture_identities WHERE store_id = $1", [fixture.store]).count == 0)
+            #expect(try await fixture.query("SELECT 1 FROM rapport_identities WHERE store_id = $1", [fixture.store]).count == 0)
             let emails = try await Self.emails(fixture)
             #expect(emails.allSatisfy { $0["causation_id"] != .string("c-again") })
         }

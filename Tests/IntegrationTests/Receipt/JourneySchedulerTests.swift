@@ -136,6 +136,49 @@ final class ManualClock: Sendable {
         }
     }
 
+    /// One shopper across workers: a guest's order and the same person's later logged-in order (another device, the same
+    /// address) resolve to one shared shopper — one journey, one purchase history — and CaptureWorker's `explain`, which
+    /// finds the shopper through the same identities, shows both orders and the steps.
+    @Test func aGuestOrderAndALaterLoggedInOrderAreOneShopperWithOneJourney() async throws {
+        try await TestEnvironment.withPipeline(11, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
+            let events = ReceiptWorkerTests.Events(fixture: fixture)
+            try await Self.startWorker(fixture, settings: Self.settings)
+            try await Self.consent(fixture, "bo@example.com")
+            try await fixture.publish([
+                events.order("g-1", userID: nil, email: "Bo@Example.com", lines: [.init(product: "A", price: 10)]),
+            ])
+            try await CaptureWorkerTests.processed(fixture, 1)
+            try await fixture.publish([
+                events.order("g-2", userID: "u-bo", email: "bo@example.com", minutes: 60, lines: [.init(product: "B", price: 10)]),
+            ])
+            try await CaptureWorkerTests.processed(fixture, 2)
+            let owners = try await fixture.query("SELECT DISTINCT shopper_id FROM receipt_orders WHERE store_id = $1", [fixture.store])
+            #expect(owners.count == 1, "both orders belong to one shopper")
+            let identities = try await fixture.query(
+                "SELECT kind, value FROM rapport_identities WHERE store_id = $1 ORDER BY kind, value", [fixture.store]
+            ).map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" }
+            #expect(identities == ["anonymous_id anon-guest", "anonymous_id anon-u-bo", "email bo@example.com", "user_id u-bo"])
+            #expect(try await Self.steps(fixture) == [
+                "thank_you cancelled superseded_by_newer_order", "survey_invite pending ", "why_we_exist pending ", "next_sale pending ",
+                "walk_with_me pending ",
+            ], "one journey: the logged-in order is the guest's repeat order (no thank-you of its own: the first is an hour old)")
+            let nextSale = try await fixture.query(
+                "SELECT due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'next_sale'", [fixture.store]).first
+            let placed = ReceiptWorkerTests.Events.base.addingTimeInterval(3600)
+            #expect(try nextSale?.decode(Date.self, at: 0) == placed.addingTimeInterval(504 * 3600), "the next sale follows the latest order")
+
+            let migrate = try ChildProcess("CaptureWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await migrate.waitForExit() == 0)
+            let explain = try ChildProcess(
+                "CaptureWorker", ["explain", "--store", fixture.store, "--user-id", "u-bo"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await explain.waitForExit() == 0)
+            for order in ["g-1", "g-2"] {
+                #expect(explain.stdout.contains("order     \(order) completed: 1 items, total 10.00 EUR"), "\(explain.stdout)")
+            }
+            #expect(explain.stdout.contains("step      next_sale (orientation, order g-1): pending"), "\(explain.stdout)")
+        }
+    }
+
     @Test func aRefundEndsTheJourneyAndAnUnsubscribedShopperGetsTheReceiptButNoMarketing() async throws {
         try await TestEnvironment.withPipeline(5, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
             let events = ReceiptWorkerTests.Events(fixture: fixture)

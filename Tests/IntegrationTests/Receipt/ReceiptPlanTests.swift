@@ -2,7 +2,8 @@ import Foundation
 import Shared
 import Testing
 
-/// Flat at scale for ReceiptWorker: against a store of a million orders (250,000 customers, two million items, a
+/// Flat at scale for ReceiptWorker: against a store of a million orders (250,000 customers with their shared shopper
+/// and identities, two million items, a
 /// model of two million successions, a million scheduled steps and decisions), a ReceiptWorker process handles new,
 /// repeat and refunded orders and its scheduler sends due steps — and no table that grows with orders, customers,
 /// steps or decisions is read by a sequential scan, or through an index over a range out of proportion to the work.
@@ -10,7 +11,7 @@ import Testing
 @Suite(.serialized) struct ReceiptPlanTests {
     static let growing = [
         "receipt_orders", "receipt_order_items", "receipt_transitions", "receipt_copurchases", "receipt_daily_sales", "rapport_contacts",
-        "rapport_contact_decisions", "rapport_scheduled_steps", "rapport_processed_messages",
+        "rapport_contact_decisions", "rapport_scheduled_steps", "rapport_processed_messages", "rapport_shoppers", "rapport_identities",
     ]
 
     /// A store that has been running a while: orders, items, the folded model and its top sellers, contacts, steps
@@ -19,8 +20,13 @@ import Testing
         let s = PostgresConnection.quoteLiteral(store)
         let g = PostgresConnection.quoteLiteral(group)
         return """
-            INSERT INTO receipt_orders (store_id, order_id, shopper_key, currency, status, placed_at, message_id, user_id, email, subtotal, total)
-            SELECT \(s), 'o-' || n, \(s) || '/c-' || (n % 250000), 'EUR', 'completed', now() - (1000000 - n) * interval '10 seconds', 'm-' || n,
+            INSERT INTO rapport_shoppers (store_id, shopper_id) SELECT \(s), k + 1 FROM generate_series(0, 249999) k;
+            SELECT setval(pg_get_serial_sequence('rapport_shoppers', 'shopper_id'), 250001, false);
+            INSERT INTO rapport_identities (store_id, kind, value, shopper_id)
+            SELECT \(s), 'user_id', 'c-' || k, k + 1 FROM generate_series(0, 249999) k
+            UNION ALL SELECT \(s), 'email', 'c-' || k || '@example.com', k + 1 FROM generate_series(0, 249999) k;
+            INSERT INTO receipt_orders (store_id, order_id, shopper_key, shopper_id, currency, status, placed_at, message_id, user_id, email, subtotal, total)
+            SELECT \(s), 'o-' || n, \(s) || '/c-' || (n % 250000), n % 250000 + 1, 'EUR', 'completed', now() - (1000000 - n) * interval '10 seconds', 'm-' || n,
                    'c-' || (n % 250000), 'c-' || (n % 250000) || '@example.com', 2500, 2500
             FROM generate_series(1, 1000000) n;
             INSERT INTO receipt_order_items (store_id, order_id, line, product_id, category, quantity, unit_price)
@@ -40,8 +46,10 @@ import Testing
             SELECT \(s), 'p-' || p, 1000 - p, now() FROM generate_series(0, 99) p;
             INSERT INTO rapport_contacts (store_id, email, transactional_ok, marketing_consent, consent_level)
             SELECT \(s), 'c-' || n || '@example.com', true, true, 'single' FROM generate_series(0, 249999) n;
-            INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, email, causation_id, order_id, due_at, state, reason)
+            INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, shopper_id, email, causation_id, order_id, due_at,
+                                                 state, reason)
             SELECT \(s), \(g), 'orientation', (ARRAY['thank_you', 'survey_invite', 'why_we_exist', 'next_sale'])[1 + n % 4], \(s) || '/c-' || (n % 250000),
+                   n % 250000 + 1,
                    'c-' || (n % 250000) || '@example.com', 'm-' || n, 'o-' || n,
                    CASE WHEN n % 5 = 0 AND n <= 1000 THEN now() - interval '1 minute' WHEN n % 5 = 0 THEN now() + interval '30 days'
                         ELSE now() - interval '30 days' END,

@@ -19,8 +19,11 @@ import Testing
             var category: String? = nil
         }
 
-        func track(_ event: String, id: String, userID: String?, anonymousID: String = "anon", minutes: Double, properties: [String: JSONValue],
+        /// A track event; its anonymous id is the customer's own device's (`anon-<userID>`, a guest's `anon-guest`) unless
+        /// given: one anonymous id shared by every customer would make them one shopper.
+        func track(_ event: String, id: String, userID: String?, anonymousID: String? = nil, minutes: Double, properties: [String: JSONValue],
                    context: [String: JSONValue] = [:]) -> KafkaOutboundMessage {
+            let anonymousID = anonymousID ?? "anon-\(userID ?? "guest")"
             var context = context
             context["storeId"] = .string(store)
             var body: [String: JSONValue] = [
