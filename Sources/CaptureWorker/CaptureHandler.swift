@@ -144,50 +144,7 @@ struct CaptureHandler: PipelineHandler {
     private func loadContacts(_ addresses: Set<CaptureModel.ContactKey>, since earliest: Date, connection: PostgresConnection) throws
         -> [CaptureModel.ContactKey: ContactState]
     {
-        guard !addresses.isEmpty else { return [:] }
-        let keys = addresses.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
-        let stores = PostgresArray(keys.map(\.storeID))
-        let emails = PostgresArray(keys.map(\.email))
-        try connection.execute(
-            """
-            INSERT INTO rapport_contacts (store_id, email) SELECT * FROM unnest($1::text[], $2::text[])
-            ON CONFLICT (store_id, email) DO NOTHING
-            """, [stores, emails])
-        var contacts: [CaptureModel.ContactKey: ContactState] = [:]
-        var byID: [Int64: CaptureModel.ContactKey] = [:]
-        for row in try connection.query(
-            """
-            SELECT c.store_id, c.email, c.contact_id, c.transactional_ok, c.marketing_consent, c.consent_level, c.awaiting_confirmation,
-                   c.suppression, c.soft_bounce_streak, c.erased_at IS NOT NULL, c.time_zone, c.locale, c.unsubscribe_token
-            FROM rapport_contacts c JOIN unnest($1::text[], $2::text[]) AS u(store_id, email) ON c.store_id = u.store_id AND c.email = u.email
-            """, [stores, emails])
-        {
-            guard let store = try row.decode(String.self, at: 0), let email = try row.decode(String.self, at: 1),
-                let id = try row.decode(Int64.self, at: 2)
-            else { continue }
-            var contact = ContactState(contactID: id, storeID: store, email: email, unsubscribeToken: try row.decode(String.self, at: 12) ?? "")
-            contact.permission = ContactPermission(
-                transactional: try row.decode(Bool.self, at: 3) ?? false, marketing: try row.decode(Bool.self, at: 4) ?? false,
-                awaitingConfirmation: try row.decode(Bool.self, at: 6) ?? false,
-                suppression: try row.decode(String.self, at: 7).flatMap(ContactPermission.Suppression.init(rawValue:)),
-                erased: try row.decode(Bool.self, at: 9) ?? false, timeZone: try row.decode(String.self, at: 10))
-            contact.consentLevel = try row.decode(String.self, at: 5)
-            contact.softBounceStreak = try row.decode(Int.self, at: 8) ?? 0
-            contact.locale = try row.decode(String.self, at: 11)
-            let key = CaptureModel.ContactKey(storeID: store, email: email)
-            contacts[key] = contact
-            byID[id] = key
-        }
-        for row in try connection.query(
-            """
-            SELECT contact_id, decided_at FROM rapport_contact_decisions
-            WHERE contact_id = ANY($1::bigint[]) AND decision = 'sent' AND category = 'marketing' AND decided_at > $2
-            """, [PostgresArray(Array(byID.keys)), earliest.addingTimeInterval(-longestPressureWindow)])
-        {
-            guard let id = try row.decode(Int64.self, at: 0), let at = try row.decode(Date.self, at: 1), let key = byID[id] else { continue }
-            contacts[key]?.sentMarketing.append(at)
-        }
-        return contacts
+        try Contacts.load(addresses, sentSince: earliest.addingTimeInterval(-longestPressureWindow), creating: true, connection: connection)
     }
 
     // MARK: - Writing

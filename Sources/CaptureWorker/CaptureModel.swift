@@ -1,20 +1,8 @@
 import Foundation
 import Shared
 
-/// A contact (one email address of one store) as the batch sees it.
-struct ContactState: Sendable, Equatable {
-    var contactID: Int64
-    var storeID: String
-    var email: String
-    var permission = ContactPermission()
-    /// `single`, `confirmed`, `unknown` or `soft`; `nil` before any consent was recorded.
-    var consentLevel: String?
-    var softBounceStreak = 0
-    var unsubscribeToken: String
-    var locale: String?
-    /// When this contact's marketing emails were sent (the pressure caps count them).
-    var sentMarketing: [Date] = []
-}
+/// A contact (one email address of one store) as the batch sees it: the shared reading of `rapport_contacts` (``Contacts``).
+typealias ContactState = Contacts.Contact
 
 /// A shopper as the batch sees it.
 struct ShopperState: Sendable, Equatable {
@@ -47,10 +35,7 @@ struct ShopperState: Sendable, Equatable {
 /// before and writes these afterwards, set-based. Pure: no I/O, so that its rules are tested directly and over random
 /// event sequences.
 struct CaptureModel {
-    struct ContactKey: Hashable {
-        var storeID: String
-        var email: String
-    }
+    typealias ContactKey = Contacts.Key
 
     struct LedgerEntry: Equatable {
         var storeID: String

@@ -10,10 +10,35 @@ public enum Contacts {
         public var permission: ContactPermission
         public var locale: String?
         public var unsubscribeToken: String
+        /// `single`, `confirmed`, `unknown` or `soft`; `nil` before any consent was recorded.
+        public var consentLevel: String?
+        /// Soft bounces in a row (a streak suppresses the address).
+        public var softBounceStreak = 0
         /// When its marketing emails were sent, inside the window ``Contacts/load(_:sentSince:connection:)`` was
         /// asked for (the pressure caps count them).
         public var sentMarketing: [Date] = []
+
+        public init(
+            contactID: Int64, storeID: String, email: String, permission: ContactPermission = ContactPermission(), locale: String? = nil,
+            unsubscribeToken: String, consentLevel: String? = nil, softBounceStreak: Int = 0, sentMarketing: [Date] = []
+        ) {
+            self.contactID = contactID
+            self.storeID = storeID
+            self.email = email
+            self.permission = permission
+            self.locale = locale
+            self.unsubscribeToken = unsubscribeToken
+            self.consentLevel = consentLevel
+            self.softBounceStreak = softBounceStreak
+            self.sentMarketing = sentMarketing
+        }
     }
+
+    /// The columns every reading of a contact returns (``Contact/init(_:)`` reads them).
+    static let columns = """
+        store_id, email, contact_id, transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression, soft_bounce_streak,
+        erased_at IS NOT NULL AS erased, time_zone, locale, unsubscribe_token
+        """
 
     /// The contacts of addresses a shopper has just given for an order (created where new): giving the address for
     /// an order permits transactional mail to it unless all mail to it has ended (hard bounce, erasure). Keys in
@@ -31,8 +56,7 @@ public enum Contacts {
             ON CONFLICT (store_id, email) DO UPDATE
             SET transactional_ok = c.suppression IS DISTINCT FROM 'all' AND c.erased_at IS NULL,
                 updated_at = CASE WHEN c.transactional_ok THEN c.updated_at ELSE now() END
-            RETURNING store_id, email, contact_id, transactional_ok, marketing_consent, awaiting_confirmation, suppression,
-                      erased_at IS NOT NULL AS erased, time_zone, locale, unsubscribe_token
+            RETURNING \(columns)
             """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
         {
             let contact = try Contact(row)
@@ -41,20 +65,29 @@ public enum Contacts {
         return contacts
     }
 
-    /// The contacts of `addresses` that exist, with their marketing sends since `since`: what the policy reads at
-    /// the moment of sending a scheduled message.
+    /// The contacts of `addresses`, with their marketing sends since `since`: what the policy reads before it decides
+    /// (a batch's events, a scheduled message at the moment of sending).
+    /// - Parameter creating: Whether an address without a contact gets one (with no permission yet) — a worker that
+    ///   records what the shopper said about the address (CaptureWorker) — or is left out. Created in key order, so
+    ///   that two transactions wait for each other rather than deadlock.
     /// - Throws: ``PostgresError``.
-    public static func load(_ addresses: Set<Key>, sentSince since: Date, connection: PostgresConnection) throws -> [Key: Contact] {
+    public static func load(_ addresses: Set<Key>, sentSince since: Date, creating: Bool = false, connection: PostgresConnection) throws -> [Key: Contact] {
         guard !addresses.isEmpty else { return [:] }
-        let keys = Array(addresses)
+        let keys = addresses.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
+        if creating {
+            try connection.execute(
+                """
+                INSERT INTO rapport_contacts (store_id, email) SELECT * FROM unnest($1::text[], $2::text[])
+                ON CONFLICT (store_id, email) DO NOTHING
+                """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
+        }
         var contacts: [Key: Contact] = [:]
         var byID: [Int64: Key] = [:]
         for row in try connection.query(
             """
-            SELECT c.store_id, c.email, c.contact_id, c.transactional_ok, c.marketing_consent, c.awaiting_confirmation, c.suppression,
-                   c.erased_at IS NOT NULL AS erased, c.time_zone, c.locale, c.unsubscribe_token
+            SELECT c.*
             FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
-            CROSS JOIN LATERAL (SELECT * FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email) c
+            CROSS JOIN LATERAL (SELECT \(columns) FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email) c
             """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
         {
             let contact = try Contact(row)
@@ -88,7 +121,7 @@ public enum Contacts {
 }
 
 extension Contacts.Contact {
-    /// From a row with the columns `given` returns.
+    /// From a row of ``Contacts/columns``.
     init(_ row: PostgresRow) throws {
         guard let store = try row.decode(String.self, "store_id"), let email = try row.decode(String.self, "email"),
             let id = try row.decode(Int64.self, "contact_id")
@@ -100,6 +133,7 @@ extension Contacts.Contact {
                 awaitingConfirmation: try row.decode(Bool.self, "awaiting_confirmation") ?? false,
                 suppression: try row.decode(String.self, "suppression").flatMap(ContactPermission.Suppression.init(rawValue:)),
                 erased: try row.decode(Bool.self, "erased") ?? false, timeZone: try row.decode(String.self, "time_zone")),
-            locale: try row.decode(String.self, "locale"), unsubscribeToken: try row.decode(String.self, "unsubscribe_token") ?? "")
+            locale: try row.decode(String.self, "locale"), unsubscribeToken: try row.decode(String.self, "unsubscribe_token") ?? "",
+            consentLevel: try row.decode(String.self, "consent_level"), softBounceStreak: try row.decode(Int.self, "soft_bounce_streak") ?? 0)
     }
 }
