@@ -14,7 +14,7 @@ public enum Contacts {
         public var consentLevel: String?
         /// Soft bounces in a row (a streak suppresses the address).
         public var softBounceStreak = 0
-        /// When its marketing emails were sent, inside the window ``Contacts/load(_:sentSince:connection:)`` was
+        /// When its marketing emails were sent, inside the window ``Contacts/load(_:sentSince:creating:connection:)`` was
         /// asked for (the pressure caps count them).
         public var sentMarketing: [Date] = []
 
