@@ -1,6 +1,6 @@
 -- Stored state of :shoppers shoppers of store :'store', as CaptureWorker leaves it: a contact with marketing consent,
 -- a shopper linked to it with an anonymous id and an email identity (every other one a user id too, added after the statistics), a consent-ledger row, a welcome offer sent (a
--- decision), a product interest and a processed message each. Used by the plan test and by `rapport-bench capture --shoppers N`, so that
+-- decision), a product interest, a timeline entry and a processed message each. Used by the plan test and by `rapport-bench capture --shoppers N`, so that
 -- both measure against tables of realistic size. Shopper k's anonymous id is `seed-anon-k`, its email
 -- `seed-k@example.com` (k from 1). Run with psql variables, or with the placeholders replaced.
 WITH contacts AS (
@@ -36,6 +36,10 @@ FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%';
 
 INSERT INTO capture_interests (store_id, shopper_id, kind, item, views, adds, last_at)
 SELECT store_id, shopper_id, 'product', 'p-' || (shopper_id % 2000), 1, 0, created_at
+FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%';
+
+INSERT INTO capture_timeline (store_id, shopper_id, message_id, event, occurred_at)
+SELECT store_id, shopper_id, 'seed-capture-' || shopper_id, 'Email Captured', created_at
 FROM capture_shoppers WHERE store_id = :'store' AND email LIKE 'seed-%';
 
 INSERT INTO rapport_processed_messages (group_id, store_id, message_id, processed_at)

@@ -72,6 +72,12 @@ import Testing
                     messages.append(events.track("Checkout Started", id: "checkout-\(k)", anonymousID: "seed-anon-\(stored + 2)", minutes: Double(k), properties: ["email": .string("seed-\(stored + 2)@example.com")]))
                     messages.append(events.feedback("Unsubscribed", id: "unsub-\(k)", anonymousID: "seed-anon-\(stored + 3)", email: "seed-\(stored + 3)@example.com", minutes: Double(k)))
                 }
+                if k % 10 == 0 {
+                    // Erasure is rare, but it must not read a store's every identity or shopper to find one.
+                    messages.append(events.track(
+                        "Erasure Requested", id: "erase-\(k)", anonymousID: "seed-anon-\(stored + 4)", minutes: Double(k),
+                        properties: ["email": .string("seed-\(stored + 4)@example.com")]))
+                }
             }
             try await fixture.publish(messages)
             try await fixture.waitUntilConsumed()
