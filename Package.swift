@@ -80,9 +80,19 @@ let package = Package(
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
+        // Churn risk (the formula, and what it is computed from): a library, because the benchmark measures it on
+        // purchase histories.
+        .target(
+            name: "Churn",
+            dependencies: ["Shared"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SurveyWorker",
-            dependencies: ["Shared"],
+            dependencies: [
+                "Shared", "NextSale", "Churn", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
@@ -116,6 +126,7 @@ let package = Package(
             dependencies: [
                 "Shared",
                 "NextSale",
+                "Churn",
                 "CRdKafka",
                 "CLibPQ",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -131,7 +142,7 @@ let package = Package(
             name: "IntegrationTests",
             // CaptureWorker's model is tested directly too (its rules, and the property over random sequences, whose
             // oracle the end-to-end property test shares), and so are ReceiptWorker's money and the next-sale model.
-            dependencies: ["Shared", "CaptureWorker", "ReceiptWorker", "NextSale"],
+            dependencies: ["Shared", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
             swiftSettings: strict
         ),
     ]
