@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// What churn risk is computed from: one customer's completed orders up to the moment of scoring.
 public struct OrderSummary: Sendable, Equatable {
@@ -54,15 +55,9 @@ public struct StoreBaseline: Sendable, Equatable {
 /// ```
 /// The expected gap is the shopper's own mean gap shrunk towards the store's median: one gap says little, ten say a
 /// lot. The last factor holds back a customer who is not yet due: most first-time buyers never return, but a customer
-/// who bought yesterday has not slipped away. Bands: `high` from 0.7, `medium` from 0.4.
+/// who bought yesterday has not slipped away. Bands: ``RiskBand`` (`high` from 0.7, `medium` from 0.4).
 public struct ChurnRisk: Sendable, Equatable {
-    public enum Band: String, Sendable, Comparable, CaseIterable {
-        case low, medium, high
-
-        public static func < (lhs: Band, rhs: Band) -> Bool {
-            allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!
-        }
-    }
+    public typealias Band = RiskBand
 
     /// The shortest expected gap: same-day repeat orders do not make a customer overdue by the hour.
     public static let minimumGapDays = 1.0
@@ -85,12 +80,7 @@ public struct ChurnRisk: Sendable, Equatable {
         let l = log1p(overdue), f = log(n), m = log1p(relativeValue)
         let z = 1.18 + 0.45 * l - 1.55 * f + 0.25 * l * f - 0.38 * m
         risk = min(1, 0.7 + 0.3 * overdue) / (1 + exp(-z))
-        band = Self.band(of: risk)
-    }
-
-    /// The band a risk falls in.
-    public static func band(of risk: Double) -> Band {
-        risk >= 0.7 ? .high : risk >= 0.4 ? .medium : .low
+        band = RiskBand(risk: risk)
     }
 }
 
@@ -100,4 +90,25 @@ public func median(_ values: [Double]) -> Double? {
     let sorted = values.sorted()
     let middle = sorted.count / 2
     return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+extension ChurnRisk {
+    /// The moment `summary`'s customer first counts as slipping away: overdue (past the expected gap) and at a risk of
+    /// `band` or above — risk only grows while nothing is ordered, so the moment is found by bisection. `nil` when the
+    /// risk never reaches the band within a hundred expected gaps.
+    public static func lapse(of summary: OrderSummary, baseline: StoreBaseline, band: RiskBand) -> Date? {
+        func reached(_ days: Double) -> Bool {
+            let risk = ChurnRisk(summary, baseline: baseline, asOf: summary.lastOrderAt.addingTimeInterval(days * 86_400))
+            return risk.overdue >= 1 && risk.band >= band
+        }
+        let gap = ChurnRisk(summary, baseline: baseline, asOf: summary.lastOrderAt).expectedGapDays
+        var (low, high) = (0.0, gap * 100)
+        guard reached(high) else { return nil }
+        // To the minute.
+        while high - low > 1.0 / 1440 {
+            let middle = (low + high) / 2
+            if reached(middle) { high = middle } else { low = middle }
+        }
+        return summary.lastOrderAt.addingTimeInterval(high * 86_400)
+    }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// One product recommended, with why (the contract's `reason`s) and a score, higher first.
 public struct Recommendation: Sendable, Equatable {
@@ -23,6 +24,11 @@ public struct Recommendation: Sendable, Equatable {
         self.productID = productID
         self.score = score
         self.reason = reason
+    }
+
+    /// As the contract's `RecommendProducts.products` lists it: `product_id`, `score`, `reason`.
+    public var json: JSONValue {
+        .object(["product_id": .string(productID), "score": .number(score), "reason": .string(reason.rawValue)])
     }
 }
 

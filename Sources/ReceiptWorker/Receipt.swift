@@ -44,6 +44,6 @@ enum Receipt {
 
     /// The contract's `products` of a recommendation command.
     static func products(_ recommendations: [Recommendation]) -> [JSONValue] {
-        recommendations.map { .object(["product_id": .string($0.productID), "score": .number($0.score), "reason": .string($0.reason.rawValue)]) }
+        recommendations.map(\.json)
     }
 }

@@ -126,6 +126,10 @@ struct ReceiptHandler: PipelineHandler {
         var commands: [OutboundCommand] = []
         let addresses = Set(orders.compactMap { new in new.order.email.map { Contacts.Key(storeID: new.event.message.storeID, email: $0.value) } })
         let contacts = try Contacts.given(addresses, connection: connection)
+        // The interests a survey stated (SurveyWorker) lean the list towards them.
+        let preferences = try ShopperPreferences.load(
+            Dictionary(orders.map { ($0.shopperID, $0.event.message.storeID) }, uniquingKeysWith: { first, _ in first }).sorted { $0.key < $1.key }
+                .map { ($0.value, $0.key) }, connection: connection)
         var recommending: [(order: NewOrder, contact: Contacts.Contact?, query: CandidateQuery, excluded: Set<String>)] = []
         for new in orders {
             let message = new.event.message
@@ -171,7 +175,8 @@ struct ReceiptHandler: PipelineHandler {
             }
             let history = histories[new.shopperID] ?? []
             let bought = Set(history.flatMap { $0.products.map(\.id) }).union(new.order.items.map(\.productID))
-            recommending.append((new, contact, CandidateQuery(storeID: message.storeID, history: history), bought))
+            recommending.append(
+                (new, contact, CandidateQuery(storeID: message.storeID, history: history, interests: preferences[new.shopperID]?.interests ?? []), bought))
         }
         let candidates = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: recommending.map(\.query))
         for (entry, found) in zip(recommending, candidates) {

@@ -72,7 +72,8 @@ struct Recommend: AsyncParsableCommand {
             return .failure(Problem(message: "no shopper with \(column) \(value) in store \(store)"))
         }
         let history = try PurchaseHistory.load([(store, shopperID)], connection: connection)[shopperID] ?? []
-        let query = CandidateQuery(storeID: store, history: history)
+        let interests = try ShopperPreferences.load([(store, shopperID)], connection: connection)[shopperID]?.interests ?? []
+        let query = CandidateQuery(storeID: store, history: history, interests: interests)
         let candidates = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: [query])
         let products = Recommender.rank(candidates.first ?? Candidates(), excluding: Set(history.flatMap { $0.products.map(\.id) }), limit: limit)
         return .success(

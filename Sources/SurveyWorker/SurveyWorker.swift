@@ -1,7 +1,11 @@
+import ArgumentParser
 import Foundation
+import ServiceLifecycle
 import Shared
 
-/// Rapport's SurveyWorker: reads `survey-events`.
+/// Rapport's SurveyWorker: reads `survey-events`; keeps responses (as given) and each shopper's profile, and every
+/// customer's churn risk; emits `post_survey` recommendations, adapts the pending walk-with-me to the channels chosen,
+/// and sends a `win_back` when a customer slips away.
 @main
 struct SurveyWorker: WorkerDefinition {
     static let descriptor = WorkerDescriptor(
@@ -10,8 +14,28 @@ struct SurveyWorker: WorkerDefinition {
         defaultGroupID: "rapport-survey",
         defaultHTTPPort: 8083,
         inputTopic: { $0.surveyEvents },
-        migrations: { try Migration.load(component: "survey", bundle: .module) }
+        migrations: { try Migration.load(component: "survey", bundle: .module) },
+        makeHandler: { topics, environment in SurveyHandler(stores: try StoreDirectory(environment: environment), topics: topics) },
+        makeServices: { context in
+            let stores = try StoreDirectory(environment: context.environment)
+            // Risk grows while nothing happens: every customer is scored again every CHURN_RESCORE_SECONDS.
+            let rescore = try context.environment.integer("CHURN_RESCORE_SECONDS", default: 3600, in: 1...604_800)
+            var services: [any Service] = [
+                ChurnScorer(postgres: context.postgres, stores: stores, groupID: context.groupID, interval: .seconds(rescore), logger: context.logger)
+            ]
+            // Win-back steps, emitted when due. SCHEDULER_ENABLED=false leaves them to other replicas.
+            if try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" {
+                let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
+                services.append(
+                    Scheduler(
+                        postgres: context.postgres, producer: context.producer, groupID: context.groupID,
+                        handler: WinBackSteps(stores: stores, topics: context.topics), interval: .milliseconds(interval), logger: context.logger))
+            }
+            return services
+        }
     )
+
+    static var subcommands: [any ParsableCommand.Type] { [ChurnCommand.self] }
 
     static func main() async {
         await WorkerCommand<Self>.main()

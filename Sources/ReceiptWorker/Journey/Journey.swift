@@ -27,14 +27,4 @@ enum Journey {
             "products": .array(order.items.map { .object(["product_id": .string($0.productID), "name": $0.name.map(JSONValue.string) ?? .null, "quantity": .number(Double($0.quantity))]) }),
         ]
     }
-
-    /// The channels a walk-with-me invites to: the store's social profiles, events and loyalty programme.
-    static func channels(_ settings: StoreSettings) -> [JSONValue] {
-        settings.socialLinks.map { channel("social", $0) } + settings.eventLinks.map { channel("events", $0) }
-            + (settings.loyaltyProgramme.map { [channel("loyalty", $0)] } ?? [])
-    }
-
-    private static func channel(_ kind: String, _ link: StoreSettings.Link) -> JSONValue {
-        .object(["kind": .string(kind), "name": .string(link.name), "url": .string(link.url)])
-    }
 }

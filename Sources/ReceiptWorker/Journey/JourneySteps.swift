@@ -16,6 +16,12 @@ struct JourneySteps: StepHandler {
         let contacts = try Contacts.load(addresses, sentSince: now.addingTimeInterval(-longest), connection: connection)
         let orders = try OrderStore.recorded(
             Set(steps.compactMap { step in step.orderID.map { OrderStore.Key(storeID: step.storeID, orderID: $0) } }), connection: connection)
+        // What the shopper told the store (SurveyWorker): the channels the walk-with-me invites to, the interests the
+        // next sale leans towards.
+        var shoppers: [Int64: String] = [:]  // shopper → store (shopper ids are unique across stores)
+        for step in steps { if let shopper = step.shopperID { shoppers[shopper] = step.storeID } }
+        let byShopper = shoppers.sorted { $0.key < $1.key }.map { (store: $0.value, shopperID: $0.key) }
+        let preferences = try ShopperPreferences.load(byShopper, connection: connection)
         var outcomes = [StepOutcome?](repeating: nil, count: steps.count)
 
         // Exit conditions, then permission, then what cannot be said: none of them spends budget.
@@ -44,8 +50,11 @@ struct JourneySteps: StepHandler {
                         ])
                 } else if template == .surveyInvite, settings.surveyURL == nil {
                     outcomes[index] = StepOutcome(.dropped, reason: "no_survey_url")
-                } else if template == .walkWithMe, Journey.channels(settings).isEmpty {
-                    outcomes[index] = StepOutcome(.dropped, reason: "no_channels")
+                } else if template == .walkWithMe,
+                    settings.walkWithMeChannels(chosen: step.shopperID.flatMap { preferences[$0]?.channels }).isEmpty
+                {
+                    let chose = step.shopperID.flatMap { preferences[$0]?.channels } != nil
+                    outcomes[index] = StepOutcome(.dropped, reason: chose ? "no_chosen_channels" : "no_channels")
                 } else {
                     byContact[key, default: []].append(index)
                 }
@@ -56,10 +65,13 @@ struct JourneySteps: StepHandler {
 
         // The next sale is computed at sending time, for every next_sale step of the batch at once.
         let nextSale = steps.indices.filter { outcomes[$0] == nil && steps[$0].template == EmailTemplate.nextSale.name }
-        var shoppers: [Int64: String] = [:]  // shopper → store (shopper ids are unique across stores)
-        for index in nextSale { if let shopper = steps[index].shopperID { shoppers[shopper] = steps[index].storeID } }
-        let histories = try PurchaseHistory.load(shoppers.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, connection: connection)
-        let queries = nextSale.map { CandidateQuery(storeID: steps[$0].storeID, history: steps[$0].shopperID.flatMap { histories[$0] } ?? []) }
+        let histories = try PurchaseHistory.load(
+            byShopper.filter { shopper in nextSale.contains { steps[$0].shopperID == shopper.shopperID } }, connection: connection)
+        let queries = nextSale.map { index in
+            CandidateQuery(
+                storeID: steps[index].storeID, history: steps[index].shopperID.flatMap { histories[$0] } ?? [],
+                interests: steps[index].shopperID.flatMap { preferences[$0]?.interests } ?? [])
+        }
         let found = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries)
         var recommendations: [Int: [Recommendation]] = [:]
         for (index, candidates) in zip(nextSale, found) {
@@ -87,7 +99,10 @@ struct JourneySteps: StepHandler {
                 }
                 switch decision {
                 case .send:
-                    var commands = [email(template, step: step, contact: contact, settings: settings, recommendations: recommendations[index], now: now)]
+                    let chosen = step.shopperID.flatMap { preferences[$0]?.channels }
+                    var commands = [
+                        email(template, step: step, contact: contact, settings: settings, recommendations: recommendations[index], channels: chosen, now: now)
+                    ]
                     if let products = recommendations[index] {
                         commands.append(
                             RecommendationCommand.make(
@@ -118,7 +133,8 @@ struct JourneySteps: StepHandler {
 
     /// The step's email: personal data from the step, the store's content, the recommendations computed now.
     private func email(
-        _ template: EmailTemplate, step: ScheduledStep, contact: Contacts.Contact, settings: StoreSettings, recommendations: [Recommendation]?, now: Date
+        _ template: EmailTemplate, step: ScheduledStep, contact: Contacts.Contact, settings: StoreSettings, recommendations: [Recommendation]?,
+        channels chosen: [String]?, now: Date
     ) -> OutboundCommand {
         var data: [String: JSONValue] = ["first_name": step.data["first_name"] ?? .null, "order_id": step.data["order_id"] ?? .null]
         switch template {
@@ -132,7 +148,7 @@ struct JourneySteps: StepHandler {
         case .nextSale:
             data["recommendations"] = .array(Receipt.products(recommendations ?? []))
         case .walkWithMe:
-            data["channels"] = .array(Journey.channels(settings))
+            data["channels"] = .array(settings.walkWithMeChannels(chosen: chosen))
         default:
             break
         }

@@ -30,9 +30,15 @@ public struct EmailTemplate: Sendable, Hashable {
     public static let whyWeExist = EmailTemplate(name: "why_we_exist", category: .marketing, priority: 50, overCap: .deferred)
     public static let nextSale = EmailTemplate(name: "next_sale", category: .marketing, priority: 40, overCap: .deferred)
     public static let walkWithMe = EmailTemplate(name: "walk_with_me", category: .marketing, priority: 30, overCap: .deferred)
+    /// A customer whose next order is overdue: what they bought, what they may like next, the store's offer.
+    public static let winBack = EmailTemplate(name: "win_back", category: .marketing, priority: 45, overCap: .deferred)
+    /// Thanks for answering a survey (only where the store enables it): an answer to the shopper's own action.
+    public static let surveyAcknowledgement = EmailTemplate(name: "survey_acknowledgement", category: .marketing, priority: 85, overCap: .dropped)
 
     /// Every template of the contract.
-    public static let all: [EmailTemplate] = [confirmSubscription, receipt, welcomeOffer, thankYou, surveyInvite, whyWeExist, nextSale, walkWithMe]
+    public static let all: [EmailTemplate] = [
+        confirmSubscription, receipt, welcomeOffer, thankYou, surveyInvite, whyWeExist, nextSale, walkWithMe, winBack, surveyAcknowledgement,
+    ]
 
     /// The template of the contract called `name`.
     public static func named(_ name: String) -> EmailTemplate? { all.first { $0.name == name } }

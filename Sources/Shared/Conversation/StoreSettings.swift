@@ -60,6 +60,18 @@ public struct StoreSettings: Sendable, Equatable {
     /// After erasure, keep a salted hash of the address so that it is not imported again. Default: off.
     public var keepErasureHash = false
     public var journey = JourneyTimings()
+    /// When a customer's churn risk calls for a win-back, and what it offers.
+    public struct WinBack: Sendable, Equatable {
+        /// The band from which a customer who is overdue gets a win-back.
+        public var band: RiskBand = .high
+        /// An offer code the win-back carries, if the store gives one.
+        public var offerCode: String?
+    }
+
+    /// Default: from band `high`, no offer code; `null` in the file turns win-backs off.
+    public var winBack: WinBack? = WinBack()
+    /// Thank the shopper by email for a survey. Default: off.
+    public var surveyAcknowledgement = false
     /// An event older than this when it is processed changes state but starts no conversation (history is not a
     /// conversation). Default: 72 h.
     public var staleAfter: Duration = .seconds(72 * 3600)
@@ -224,6 +236,30 @@ extension StoreSettings {
             case "stale_after_hours": staleAfter = .seconds(try number(key, value, in: 0...(24 * 366 * 100)) * 3600)
             case "signature": signature = value == .null ? nil : try string(key, value)
             case "survey_url": surveyURL = value == .null ? nil : try string(key, value)
+            case "win_back":
+                switch value {
+                case .null: winBack = nil
+                case .string(let band):
+                    guard let band = RiskBand(rawValue: band) else { throw fail(key, "must be a band (low, medium, high), an object or null") }
+                    winBack = WinBack(band: band)
+                case .object(let object):
+                    var rule = WinBack()
+                    for (name, field) in object {
+                        switch (name, field) {
+                        case ("band", .string(let text)):
+                            guard let band = RiskBand(rawValue: text) else { throw fail("win_back.band", "must be low, medium or high") }
+                            rule.band = band
+                        case ("offer_code", .string(let code)): rule.offerCode = code
+                        case ("offer_code", .null): rule.offerCode = nil
+                        case ("band", _), ("offer_code", _): throw fail("win_back.\(name)", "must be a string")
+                        default: throw fail("win_back.\(name)", "is not a win-back setting (band, offer_code)")
+                        }
+                    }
+                    winBack = rule
+                default:
+                    throw fail(key, "must be a band (low, medium, high), {\"band\", \"offer_code\"} or null")
+                }
+            case "survey_acknowledgement": surveyAcknowledgement = try bool(key, value)
             case "journey":
                 guard let timings = value.objectValue else { throw fail(key, "must be an object") }
                 for (name, delay) in timings {

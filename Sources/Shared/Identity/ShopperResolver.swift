@@ -122,6 +122,58 @@ public enum ShopperResolver {
         return linked
     }
 
+    /// A shopper's identities as the contract's commands name them (`shopper`: user id, anonymous id, email).
+    public struct Known: Sendable, Equatable {
+        public var userID: String?
+        public var anonymousID: String?
+        public var email: String?
+
+        public init(userID: String? = nil, anonymousID: String? = nil, email: String? = nil) {
+            self.userID = userID
+            self.anonymousID = anonymousID
+            self.email = email
+        }
+
+        /// The contract's shopper key in `store`: `store/(userId ?? anonymousId ?? email)`.
+        public func shopperKey(store: String) -> String { store + "/" + (userID ?? anonymousID ?? email ?? "") }
+
+        /// `{"user_id", "anonymous_id", "email"}`, as the contract's commands and operator commands print a shopper.
+        public var json: JSONValue {
+            .object([
+                "user_id": userID.map(JSONValue.string) ?? .null, "anonymous_id": anonymousID.map(JSONValue.string) ?? .null,
+                "email": email.map(JSONValue.string) ?? .null,
+            ])
+        }
+    }
+
+    /// The identities each of `shoppers` has, by shopper (the first of a kind, should a shopper have two): index probes
+    /// on `(store_id, shopper_id, kind)`.
+    /// - Throws: ``PostgresError``.
+    public static func known(_ shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Int64: Known] {
+        guard !shoppers.isEmpty else { return [:] }
+        var result: [Int64: Known] = [:]
+        for row in try connection.query(
+            """
+            SELECT u.shopper_id, k.kind, k.value FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
+            CROSS JOIN LATERAL (VALUES ('user_id'), ('anonymous_id'), ('email')) AS w(kind)
+            CROSS JOIN LATERAL (
+                SELECT r.kind, r.value FROM rapport_identities r WHERE r.store_id = u.store_id AND r.shopper_id = u.shopper_id AND r.kind = w.kind
+                ORDER BY r.value LIMIT 1) k
+            """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID))])
+        {
+            guard let shopper = try row.decode(Int64.self, at: 0), let kind = try row.decode(String.self, at: 1), let value = try row.decode(String.self, at: 2)
+            else { continue }
+            var known = result[shopper] ?? Known()
+            switch kind {
+            case "user_id": known.userID = value
+            case "anonymous_id": known.anonymousID = value
+            default: known.email = value
+            }
+            result[shopper] = known
+        }
+        return result
+    }
+
     /// Creates a shopper for each event of `indices` (all its identities new), with its identities, in two
     /// statements, filling `resolved`.
     /// - Returns: The events whose identities another transaction linked meanwhile (their new shopper is removed

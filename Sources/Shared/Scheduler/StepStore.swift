@@ -26,20 +26,28 @@ public enum StepStore {
             ])
     }
 
-    /// Cancels the pending steps that `condition` selects (SQL over the table's columns, `$1` onwards bound to
+    /// How a pending step ends before it is due.
+    public enum Ending: String, Sendable {
+        /// An exit condition (a refund, a newer order, an order that ends a lapse).
+        case cancelled
+        /// Nothing left worth sending (the shopper chose no channel the step could invite to).
+        case dropped
+    }
+
+    /// Ends the pending steps that `condition` selects (SQL over the table's columns, `$1` onwards bound to
     /// `parameters`), with `reason`; a `templates` list limits it to those templates. `condition` is the caller's own
     /// SQL text, a constant: every value goes in `parameters`.
-    /// - Returns: How many were cancelled.
+    /// - Returns: How many were ended.
     /// - Throws: ``PostgresError``.
     @discardableResult
     public static func cancel(where condition: String, _ parameters: [(any PostgresBindable)?], templates: [String]? = nil, reason: String,
-                              connection: PostgresConnection) throws -> Int {
+                              as ending: Ending = .cancelled, connection: PostgresConnection) throws -> Int {
         let n = parameters.count
         return try connection.execute(
             """
-            UPDATE rapport_scheduled_steps SET state = 'cancelled', reason = $\(n + 1), updated_at = now()
+            UPDATE rapport_scheduled_steps SET state = $\(n + 3), reason = $\(n + 1), updated_at = now()
             WHERE state = 'pending' AND (\(condition)) AND ($\(n + 2)::text[] IS NULL OR template = ANY($\(n + 2)::text[]))
-            """, parameters + [reason, templates.map { PostgresArray($0) }])
+            """, parameters + [reason, templates.map { PostgresArray($0) }, ending.rawValue])
     }
 
     /// Moves each shopper's pending steps of `template` to be due at the shopper's new time.

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Churn
+import Foundation
+import Shared
+
+/// `SurveyWorker churn`: every customer of a store scored as if the clock read `--as-of`, one JSON line each
+/// (CONTRACT.md): only orders placed up to then count, and an order refunded or cancelled after it still stood then.
+struct ChurnCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "churn", abstract: "Print every customer's churn risk in a store as of a moment (JSON lines).")
+
+    @Option(help: "The store (context.storeId).")
+    var store = "default"
+
+    @Option(help: "Score as if the clock read this (RFC 3339). Default: now.")
+    var asOf: String?
+
+    func validate() throws {
+        if let asOf, Date(rfc3339: asOf) == nil { throw ValidationError("--as-of must be an RFC 3339 time, e.g. 2026-11-30T00:00:00Z") }
+    }
+
+    func run() async throws {
+        let (store, asOf) = (self.store, asOf.flatMap { Date(rfc3339: $0) } ?? Date())
+        let lines: [String]? = try await OperatorCommand.withConnection(applicationName: "SurveyWorker churn") { connection in
+            guard try ChurnStore.ordersAvailable(connection: connection) else { return nil }
+            return try Self.lines(store: store, asOf: asOf, connection: connection)
+        }
+        guard let lines, !lines.isEmpty else {
+            FileHandle.standardError.write(Data("no store \(store): it has no orders up to \(asOf.rfc3339)\n".utf8))
+            throw ExitCode(1)
+        }
+        print(lines.joined(separator: "\n"))
+    }
+
+    /// One line per customer, in shopper order.
+    static func lines(store: String, asOf: Date, connection: PostgresConnection) throws -> [String] {
+        let baseline = try ChurnStore.baseline(store: store, asOf: asOf, connection: connection)
+        var lines: [String] = []
+        var cursor: Int64 = 0
+        while true {
+            let customers = try ChurnStore.customers(store: store, asOf: asOf, after: cursor, limit: 5_000, connection: connection)
+            guard let last = customers.last else { break }
+            cursor = last.shopperID
+            let known = try ShopperResolver.known(customers.map { (store, $0.shopperID) }, connection: connection)
+            for customer in customers {
+                let risk = ChurnRisk(customer.summary, baseline: baseline, asOf: asOf)
+                let line: JSONValue = .object([
+                    "shopper": (known[customer.shopperID] ?? ShopperResolver.Known()).json, "orders": .number(Double(customer.summary.orders)),
+                    "first_order_at": .string(customer.summary.firstOrderAt.rfc3339), "last_order_at": .string(customer.summary.lastOrderAt.rfc3339),
+                    "expected_gap_days": .number(rounded(risk.expectedGapDays)), "overdue": .number(rounded(risk.overdue)), "risk": .number(rounded(risk.risk)),
+                    "band": .string(risk.band.rawValue),
+                ])
+                lines.append(String(decoding: line.encoded(), as: UTF8.self))
+            }
+        }
+        return lines
+    }
+
+    /// Four decimals are plenty for people and for scripts.
+    static func rounded(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
+}
