@@ -42,7 +42,7 @@ struct SurveyEvent: Sendable, Equatable {
         }
         guard let value = properties["answers"] else { throw DecodeFailure(.schemaViolation, "properties.answers is required") }
         guard let answers = value.objectValue else {
-            throw DecodeFailure(.schemaViolation, "properties.answers must be an object, not a \(value.typeName)")
+            throw DecodeFailure(.schemaViolation, "properties.answers must be an object, not \(value.typeNameWithArticle)")
         }
         _ = try Profile.Answers(answers)
         let traits = message.context["traits"]?.objectValue ?? [:]
@@ -76,12 +76,12 @@ struct Profile: Sendable, Equatable {
             func strings(_ key: String) throws(DecodeFailure) -> [String]? {
                 guard let value = answers[key], value != .null else { return nil }
                 guard let array = value.arrayValue else {
-                    throw DecodeFailure(.schemaViolation, "properties.answers.\(key) must be a list of strings, not a \(value.typeName)")
+                    throw DecodeFailure(.schemaViolation, "properties.answers.\(key) must be a list of strings, not \(value.typeNameWithArticle)")
                 }
                 var result: [String] = []
                 for (index, element) in array.enumerated() {
                     guard let text = element.stringValue else {
-                        throw DecodeFailure(.schemaViolation, "properties.answers.\(key)[\(index)] must be a string, not a \(element.typeName)")
+                        throw DecodeFailure(.schemaViolation, "properties.answers.\(key)[\(index)] must be a string, not \(element.typeNameWithArticle)")
                     }
                     let trimmed = text.trimmingCharacters(in: .whitespaces)
                     if !trimmed.isEmpty, !result.contains(trimmed) { result.append(trimmed) }
@@ -92,12 +92,12 @@ struct Profile: Sendable, Equatable {
             channels = try strings("channels")?.map { $0.lowercased() }
             if let value = answers["habits"], value != .null {
                 guard let object = value.objectValue else {
-                    throw DecodeFailure(.schemaViolation, "properties.answers.habits must be an object of strings, not a \(value.typeName)")
+                    throw DecodeFailure(.schemaViolation, "properties.answers.habits must be an object of strings, not \(value.typeNameWithArticle)")
                 }
                 var habits: [String: String] = [:]
                 for (key, answer) in object {
                     guard let text = answer.stringValue else {
-                        throw DecodeFailure(.schemaViolation, "properties.answers.habits.\(key) must be a string, not a \(answer.typeName)")
+                        throw DecodeFailure(.schemaViolation, "properties.answers.habits.\(key) must be a string, not \(answer.typeNameWithArticle)")
                     }
                     habits[key] = text
                 }
@@ -105,7 +105,7 @@ struct Profile: Sendable, Equatable {
             }
             if let value = answers["income_band"], value != .null {
                 guard let text = value.stringValue else {
-                    throw DecodeFailure(.schemaViolation, "properties.answers.income_band must be a string, not a \(value.typeName)")
+                    throw DecodeFailure(.schemaViolation, "properties.answers.income_band must be a string, not \(value.typeNameWithArticle)")
                 }
                 incomeBand = text
             }

@@ -1,3 +1,4 @@
+import Churn
 import Foundation
 import NextSale
 import Shared
@@ -110,12 +111,14 @@ struct SurveyHandler: PipelineHandler {
         let contacts = try Contacts.load(
             Set(recent.compactMap { respondent in addresses[respondent.shopperID].map { Contacts.Key(storeID: respondent.message.storeID, email: $0) } }),
             sentSince: now, connection: connection)
-        let histories = try PurchaseHistory.load(recent.map { ($0.message.storeID, $0.shopperID) }, connection: connection)
+        // The next-sale model is ReceiptWorker's, in the same database; without its tables there is nothing to recommend.
+        let modelAvailable = try ChurnStore.ordersAvailable(connection: connection)
+        let histories = modelAvailable ? try PurchaseHistory.load(recent.map { ($0.message.storeID, $0.shopperID) }, connection: connection) : [:]
         let queries = recent.map { respondent in
             CandidateQuery(
                 storeID: respondent.message.storeID, history: histories[respondent.shopperID] ?? [], interests: profiles[respondent.shopperID]?.interests ?? [])
         }
-        let candidates = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries)
+        let candidates = modelAvailable ? try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries) : queries.map { _ in Candidates() }
         for (respondent, found) in zip(recent, candidates) {
             let message = respondent.message
             let settings = stores.settings(for: message.storeID)
@@ -128,7 +131,8 @@ struct SurveyHandler: PipelineHandler {
                 decisions.append(
                     ContactDecisionLog.Entry(
                         storeID: message.storeID, contactID: contact?.contactID, subject: subject, worker: Self.worker, recommendation: "post_survey",
-                        commandID: nil, causationID: message.messageID, decidedAt: message.timestamp, decision: .dropped(reason: "nothing_to_recommend")))
+                        commandID: nil, causationID: message.messageID, decidedAt: message.timestamp,
+                        decision: .dropped(reason: modelAvailable ? "nothing_to_recommend" : "no_purchase_model")))
             } else {
                 let command = RecommendationCommand.make(
                     context: "post_survey", storeID: message.storeID, causationID: message.messageID, key: message.shopperKey, userID: message.userID,

@@ -54,6 +54,11 @@ public enum JSONValue: Sendable, Equatable, Hashable {
         case .object: "object"
         }
     }
+
+    /// The type's name with its article ("an array", "a string"), for error messages.
+    public var typeNameWithArticle: String {
+        (typeName.first.map { "aeiou".contains($0) } ?? false ? "an " : "a ") + typeName
+    }
 }
 
 extension JSONValue: Codable {

@@ -26,7 +26,9 @@ final class ManualClock: Sendable {
          "quiet_hours": null, "pressure": []}
         """#
 
-    static func scheduler(_ fixture: PipelineFixture, clock: ManualClock, settings: String, batchSize: Int = 500, lease: Duration = .seconds(60)) throws
+    static func scheduler(
+        _ fixture: PipelineFixture, clock: ManualClock, settings: String, batchSize: Int = 500, lease: Duration = .seconds(60), group: String? = nil
+    ) throws
         -> (Scheduler, PostgresClient)
     {
         let directory = try StoreDirectory(json: Array(#"{"stores": {"\#(fixture.store)": \#(settings)}}"#.utf8), setting: "TEST")
@@ -35,7 +37,7 @@ final class ManualClock: Sendable {
         topics.recommendationCommands = fixture.recommendationsTopic
         let postgres = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 2)
         let scheduler = Scheduler(
-            postgres: postgres, producer: fixture.producer, groupID: fixture.group, handler: JourneySteps(stores: directory, topics: topics),
+            postgres: postgres, producer: fixture.producer, groupID: group ?? fixture.group, handler: JourneySteps(stores: directory, topics: topics),
             clock: { clock.now }, batchSize: batchSize, lease: lease, logger: TestEnvironment.logger)
         return (scheduler, postgres)
     }
