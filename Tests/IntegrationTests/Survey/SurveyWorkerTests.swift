@@ -235,4 +235,144 @@ import Testing
             #expect(walk["to"]?["email"] == .string("ana@example.com"))
         }
     }
+
+    static let winBackSettings = #"{"quiet_hours": null, "pressure": [], "win_back": {"band": "high", "offer_code": "COMEBACK"}}"#
+
+    /// Constructed histories, as ReceiptWorker records them from an import (every order older than 72 hours: no receipt,
+    /// no journey) and the orders that follow.
+    @Test func churnRiskRanksConstructedHistoriesAndAWinBackGoesOncePerLapseCancelledByAnOrderSuppressedWithoutConsent() async throws {
+        try await TestEnvironment.withPipeline(3, executable: "SurveyWorker", prefix: "it-srv") { fixture in
+            let events = Events(fixture: fixture)
+            fixture.extraEnvironment = [
+                "STORE_SETTINGS_FILE": try CaptureWorkerTests.settingsFile(fixture, Self.winBackSettings), "SCHEDULER_ENABLED": "false",
+                "CHURN_RESCORE_SECONDS": "1",
+            ]
+            try await Self.startReceiptWorker(fixture)
+            var orders: [KafkaOutboundMessage] = []
+            // Twenty customers who came back after 30 days, long ago: the store's median first→second gap is 30 days.
+            for n in 0..<20 {
+                orders.append(events.order("b-\(n)-1", userID: "b-\(n)", email: "b\(n)@example.com", days: -200, product: "B"))
+                orders.append(events.order("b-\(n)-2", userID: "b-\(n)", email: "b\(n)@example.com", days: -170, product: "C"))
+            }
+            // A regular who bought every 10 days and stopped 240 days ago: well past their usual gap.
+            for (k, day) in [-260.0, -250, -240].enumerated() { orders.append(events.order("r-\(k)", userID: "u-r", email: "r@example.com", days: day)) }
+            // A steady customer, last seen 5 days ago; a refunded order of theirs does not count.
+            for (k, day) in [-90.0, -60, -30, -5, -2].enumerated() { orders.append(events.order("s-\(k)", userID: "u-s", email: "s@example.com", days: day)) }
+            // A brand-new customer.
+            orders.append(events.order("n-0", userID: "u-n", email: "n@example.com", days: -1))
+            // Three one-time customers whose expected return (30 days) passed a day ago: each begins to slip away now.
+            for name in ["w", "v", "x"] { orders.append(events.order("\(name)-0", userID: "u-\(name)", email: "\(name)@example.com", days: -31)) }
+            var refund = events.orders.track("Order Refunded", id: "refund-s-4", userID: "u-s", minutes: -24 * 60, properties: ["order_id": .string("s-4")])
+            refund.topic = events.ordersTopic
+            orders.append(refund)
+            try await fixture.publish(orders)
+            try await Self.ordersApplied(fixture, orders.count)
+            try await JourneySchedulerTests.consent(fixture, "w@example.com")
+            try await JourneySchedulerTests.consent(fixture, "x@example.com")
+            for n in 0..<20 { try await JourneySchedulerTests.consent(fixture, "b\(n)@example.com") }
+            // v gave the address for an order only: no marketing consent.
+
+            // `SurveyWorker churn`, now and as of a moment in the past.
+            func churn(_ arguments: [String]) async throws -> [String: [String: JSONValue]] {
+                let command = try ChildProcess("SurveyWorker", ["churn", "--store", fixture.store] + arguments, environment: ["DATABASE_URL": fixture.databaseURL])
+                #expect(try await command.waitForExit() == 0, "\(command.stderr)")
+                var lines: [String: [String: JSONValue]] = [:]
+                for line in command.stdout.split(separator: "\n") {
+                    let object = try #require(try JSONValue.parse(Array(line.utf8)[...]).objectValue)
+                    lines[object["shopper"]?["user_id"]?.stringValue ?? "?"] = object
+                }
+                return lines
+            }
+            let now = try await churn([])
+            #expect(now.count == 26, "every customer with an order")
+            #expect(now["u-r"]?["band"] == .string("high"), "well past their usual gap: \(now["u-r"] ?? [:])")
+            #expect(now["u-n"]?["band"] != .string("high"), "a brand-new customer is not high risk: \(now["u-n"] ?? [:])")
+            #expect(now["u-s"]?["band"] == .string("low") && now["u-s"]?["orders"] == .number(4), "the refunded order does not count: \(now["u-s"] ?? [:])")
+            #expect(now["u-w"]?["band"] == .string("high") && now["u-w"]?["expected_gap_days"] == .number(30), "\(now["u-w"] ?? [:])")
+            #expect(now["u-r"]?["shopper"]?["email"] == .string("r@example.com"))
+            let risks = now.values.compactMap { $0["risk"]?.numberValue }
+            #expect(risks.allSatisfy { (0...1).contains($0) })
+            #expect((now["u-r"]?["risk"]?.numberValue ?? 0) > (now["u-s"]?["risk"]?.numberValue ?? 1))
+            let asOf = Date().addingTimeInterval(-245 * 86_400).rfc3339
+            let past = try await churn(["--as-of", asOf])
+            #expect(Set(past.keys) == ["u-r"], "only orders placed up to --as-of: \(past.keys)")
+            #expect(past["u-r"]?["orders"] == .number(2) && past["u-r"]?["band"] != .string("high"), "then a regular, not yet lapsed: \(past["u-r"] ?? [:])")
+            let unknown = try ChildProcess("SurveyWorker", ["churn", "--store", "nowhere"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await unknown.waitForExit() == 1)
+            #expect(unknown.stderr.contains("no store nowhere"))
+
+            // The worker re-scores every second; each lapse gets one win-back step, due when the customer crossed `high`.
+            let (_, port) = try await fixture.startWorker()
+            try await eventually("every customer scored and the lapses' win-backs scheduled", timeout: .seconds(60)) {
+                let rows = try await fixture.query(
+                    """
+                    SELECT (SELECT count(*) FROM survey_churn WHERE store_id = $1),
+                           (SELECT count(*) FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'win_back')
+                    """, [fixture.store])
+                return try rows.first?.decode(Int.self, at: 0) == 26 && rows.first?.decode(Int.self, at: 1) == 24
+            }
+            let series = "rapport_churn_risk_count{store=\"\(fixture.store)\"}"
+            #expect(await metric(port, series) >= 26, "the risk histogram by store")
+            // x orders again before their win-back is sent: the lapse is over.
+            try await fixture.publish([events.order("x-1", userID: "u-x", email: "x@example.com", days: 0)])
+            try await Self.ordersApplied(fixture, orders.count + 1)
+
+            let clock = ManualClock(Date())
+            let directory = try StoreDirectory(json: Array(#"{"stores": {"\#(fixture.store)": \#(Self.winBackSettings)}}"#.utf8), setting: "TEST")
+            var topics = Topics()
+            topics.emailCommands = fixture.commandsTopic
+            topics.recommendationCommands = fixture.recommendationsTopic
+            let postgres = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 2)
+            defer { postgres.close() }
+            let scheduler = Scheduler(
+                postgres: postgres, producer: fixture.producer, groupID: fixture.group, handler: WinBackSteps(stores: directory, topics: topics),
+                clock: { clock.now }, logger: TestEnvironment.logger)
+            try await scheduler.tick()
+            let steps = try await fixture.query(
+                """
+                SELECT i.value, s.state, s.reason FROM rapport_scheduled_steps s
+                JOIN rapport_identities i ON i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id'
+                WHERE s.store_id = $1 AND s.template = 'win_back'
+                """, [fixture.store])
+            var outcome: [String: String] = [:]
+            for row in steps { outcome[try row.decode(String.self, at: 0) ?? ""] = "\(try row.decode(String.self, at: 1) ?? "") \(try row.decode(String.self, at: 2) ?? "")" }
+            #expect(outcome["u-w"] == "sent permitted")
+            #expect(outcome["u-v"]?.hasPrefix("suppressed") == true, "no marketing consent: \(outcome["u-v"] ?? "")")
+            #expect(outcome["u-x"] == "cancelled ordered_again")
+            #expect(outcome["u-r"] == "dropped stale_event", "a lapse that began months ago is history")
+            #expect((0..<20).allSatisfy { outcome["b-\($0)"] == "dropped stale_event" })
+            #expect(outcome["u-n"] == nil && outcome["u-s"] == nil)
+
+            let emails = try await JourneySchedulerTests.emails(fixture).filter { $0["template"] == .string("win_back") }
+            #expect(emails.count == 1)
+            let winBack = try #require(emails.first)
+            #expect(winBack["to"]?["email"] == .string("w@example.com") && winBack["category"] == .string("marketing"))
+            #expect(winBack["unsubscribe_token"]?.stringValue?.isEmpty == false)
+            #expect(winBack["data"]?["offer_code"] == .string("COMEBACK"))
+            #expect(winBack["data"]?["last_order_products"]?.arrayValue?.first?["product_id"] == .string("A"), "what they bought")
+            let recommended = winBack["data"]?["recommendations"]?.arrayValue?.compactMap { $0["product_id"]?.stringValue } ?? []
+            #expect(!recommended.isEmpty && !recommended.contains("A"), "\(recommended)")
+            let recommendations = try await fixture.readToEnd(fixture.recommendationsTopic).compactMap { try? JSONValue.parse($0.value).objectValue }
+            #expect(recommendations.filter { $0["context"] == .string("win_back") }.count == 1)
+
+            // Once per lapse: later passes schedule nothing more for the same silence.
+            let ticked = Date()
+            try await eventually("another pass", timeout: .seconds(30)) {
+                try await fixture.query("SELECT 1 FROM survey_churn WHERE store_id = $1 AND scored_at > $2 LIMIT 1", [fixture.store, ticked]).count > 0
+            }
+            let count = try await fixture.query("SELECT count(*) FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'win_back'", [fixture.store])
+            #expect(try count.first?.decode(Int.self, at: 0) == 24)
+
+            // x's next silence is a new lapse: scored as if 130 days had passed, x gets a second win-back.
+            let later = Date().addingTimeInterval(130 * 86_400)
+            let scorer = ChurnScorer(postgres: postgres, stores: directory, groupID: fixture.group, interval: .seconds(3600), clock: { later }, logger: TestEnvironment.logger)
+            try await eventually("a pass of its own (the worker's passes hold the lock a moment)", timeout: .seconds(30)) { try await scorer.pass() != nil }
+            let x = try #require(try await Self.shopperID(fixture, userID: "u-x"))
+            let lapses = try await fixture.query(
+                "SELECT state, causation_id FROM rapport_scheduled_steps WHERE store_id = $1 AND shopper_id = $2 AND template = 'win_back' ORDER BY due_at",
+                [fixture.store, x])
+            #expect(try lapses.map { try $0.decode(String.self, at: 0) ?? "" } == ["cancelled", "pending"], "one step per lapse")
+        }
+    }
+
 }
