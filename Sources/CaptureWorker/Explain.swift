@@ -52,6 +52,11 @@ struct Explain: AsyncParsableCommand {
         } else if let shopperID {
             contactID = try connection.query("SELECT contact_id FROM capture_shoppers WHERE store_id = $1 AND shopper_id = $2", [store, shopperID]).first?
                 .decode(Int64.self, at: 0)
+            // A shopper CaptureWorker never saw (an order, a survey): the contact of their known address.
+            if contactID == nil, let email = try ShopperResolver.known([(store, shopperID)], connection: connection)[shopperID]?.email {
+                contactID = try connection.query("SELECT contact_id FROM rapport_contacts WHERE store_id = $1 AND email = $2", [store, email]).first?
+                    .decode(Int64.self, at: 0)
+            }
         }
         let orders = try Self.orders(store: store, shopperID: shopperID, email: kind == "email" ? value : nil, connection: connection)
         guard shopperID != nil || contactID != nil || !orders.isEmpty else { return ["no shopper with \(kind) \(value) in store \(store)"] }
@@ -112,8 +117,56 @@ struct Explain: AsyncParsableCommand {
         }
         facts += orders
         facts += try Self.steps(store: store, shopperID: shopperID, email: kind == "email" ? value : nil, connection: connection)
+        if let shopperID {
+            let (now, surveys) = try Self.survey(store: store, shopperID: shopperID, connection: connection)
+            lines += now
+            facts += surveys
+        }
         lines += facts.sorted { ($0.0, $0.1) < ($1.0, $1.1) }.map { "\($0.0.rfc3339)  \($0.2)" }
         return lines
+    }
+
+    /// What SurveyWorker knows of the shopper, where its tables are in this database: the churn risk as last scored and
+    /// the profile (header lines), and each survey response (facts).
+    static func survey(store: String, shopperID: Int64, connection: PostgresConnection) throws -> ([String], [(Date, Int, String)]) {
+        guard try connection.query("SELECT to_regclass('survey_profiles') IS NOT NULL").first?.decode(Bool.self, at: 0) == true else { return ([], []) }
+        var header: [String] = []
+        if let churn = try connection.query(
+            """
+            SELECT risk, band, overdue, expected_gap_days, orders, last_order_at, scored_at, win_back_after
+            FROM survey_churn WHERE store_id = $1 AND shopper_id = $2
+            """, [store, shopperID]
+        ).first {
+            let risk = String(format: "%.2f", try churn.decode(Double.self, at: 0) ?? 0)
+            let overdue = String(format: "%.1f", try churn.decode(Double.self, at: 2) ?? 0)
+            let gap = String(format: "%.1f", try churn.decode(Double.self, at: 3) ?? 0)
+            var text = "churn: risk \(risk) (\(try churn.decode(String.self, at: 1) ?? "")), \(overdue)× overdue on an expected gap of \(gap) days, "
+                + "\(try churn.decode(Int.self, at: 4) ?? 0) orders, scored \(try churn.decode(Date.self, at: 6)?.rfc3339 ?? "")"
+            if try churn.decode(Date.self, at: 7) != nil { text += "; lapsed (one win-back for this silence)" }
+            header.append(text)
+        }
+        if let profile = try connection.query(
+            """
+            SELECT array_to_string(interests, ', '), habits::text, income_band, array_to_string(channels, ', '), channels IS NOT NULL, other::text, responses
+            FROM survey_profiles WHERE store_id = $1 AND shopper_id = $2
+            """, [store, shopperID]
+        ).first {
+            let parts = [
+                try profile.decode(String.self, at: 0).map { "interests \($0)" },
+                try profile.decode(String.self, at: 1).flatMap { $0 == "{}" ? nil : "habits \($0)" },
+                try profile.decode(String.self, at: 2).map { "income band \($0)" },
+                try profile.decode(Bool.self, at: 4) == true ? "channels \(try profile.decode(String.self, at: 3).flatMap { $0.isEmpty ? nil : $0 } ?? "none")" : nil,
+                try profile.decode(String.self, at: 5).flatMap { $0 == "{}" ? nil : "other answers \($0)" },
+            ].compactMap { $0 }
+            header.append("profile (\(try profile.decode(Int.self, at: 6) ?? 0) surveys): " + parts.joined(separator: "; "))
+        }
+        let responses = try connection.query(
+            "SELECT submitted_at, survey_id, message_id FROM survey_responses WHERE store_id = $1 AND shopper_id = $2", [store, shopperID]
+        ).map { row in
+            (try row.decode(Date.self, at: 0) ?? .distantPast, 0,
+             "survey    \(try row.decode(String.self, at: 1) ?? "") answered  [message \(try row.decode(String.self, at: 2) ?? "")]")
+        }
+        return (header, responses)
     }
 
     /// The shopper's orders (ReceiptWorker's, where its tables are in this database): the shared shopper's, and any

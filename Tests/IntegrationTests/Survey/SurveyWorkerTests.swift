@@ -67,6 +67,15 @@ import Testing
         #expect(try rows.first?.decode(Int.self, at: 0) == count, "messages applied", sourceLocation: sourceLocation)
     }
 
+    /// `CaptureWorker explain` (its tables migrated first) for one shopper of the fixture's store.
+    static func explain(_ fixture: PipelineFixture, _ shopper: [String]) async throws -> String {
+        let migrate = try ChildProcess("CaptureWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+        #expect(try await migrate.waitForExit() == 0)
+        let explain = try ChildProcess("CaptureWorker", ["explain", "--store", fixture.store] + shopper, environment: ["DATABASE_URL": fixture.databaseURL])
+        #expect(try await explain.waitForExit() == 0, "\(explain.stderr)")
+        return explain.stdout
+    }
+
     static func deadLetterReasons(_ fixture: PipelineFixture) async throws -> [String] {
         try await fixture.readToEnd(fixture.deadLetterTopic).map { message in
             message.headers.first { $0.key == "dlq.message" }.map { String(decoding: $0.value ?? [], as: UTF8.self) } ?? ""
@@ -233,6 +242,12 @@ import Testing
             let channels = walk["data"]?["channels"]?.arrayValue ?? []
             #expect(channels.compactMap { $0["name"]?.stringValue } == ["Instagram", "Club"], "\(channels)")
             #expect(walk["to"]?["email"] == .string("ana@example.com"))
+
+            // Her timeline shows the profile and the survey.
+            let explained = try await Self.explain(fixture, ["--email", "ana@example.com"])
+            #expect(explained.contains("profile (1 surveys): interests pots; channels instagram, loyalty"), "\(explained)")
+            #expect(explained.contains("survey    onboarding answered  [message s-ana]"))
+            #expect(explained.contains("step      walk_with_me (orientation, order ana-1): sent"))
         }
     }
 
@@ -354,6 +369,11 @@ import Testing
             #expect(!recommended.isEmpty && !recommended.contains("A"), "\(recommended)")
             let recommendations = try await fixture.readToEnd(fixture.recommendationsTopic).compactMap { try? JSONValue.parse($0.value).objectValue }
             #expect(recommendations.filter { $0["context"] == .string("win_back") }.count == 1)
+            let explained = try await Self.explain(fixture, ["--user-id", "u-w"])
+            #expect(explained.contains("churn: risk 0.7"), "\(explained)")
+            #expect(explained.contains("(high), 1.0× overdue on an expected gap of 30.0 days, 1 orders"))
+            #expect(explained.contains("step      win_back (win_back): sent"))
+            #expect(explained.contains("sent      win_back (marketing)"))
 
             // Once per lapse: later passes schedule nothing more for the same silence.
             let ticked = Date()
