@@ -6,7 +6,7 @@ struct RapportBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rapport-bench",
         abstract: "Measure Rapport's throughput (build with -c release; see the README).",
-        subcommands: [FoundationBenchmark.self, PipelineBenchmark.self, CaptureBenchmark.self, ReceiptBenchmark.self, NextSaleBenchmark.self, ChurnBenchmark.self],
+        subcommands: [FoundationBenchmark.self, PipelineBenchmark.self, CaptureBenchmark.self, ReceiptBenchmark.self, NextSaleBenchmark.self, ChurnBenchmark.self, SurveyBenchmark.self],
         defaultSubcommand: FoundationBenchmark.self
     )
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Churn
 import Foundation
+import Logging
 import Shared
 
 /// `SurveyWorker churn`: every customer of a store scored as if the clock read `--as-of`, one JSON line each
@@ -58,4 +59,29 @@ struct ChurnCommand: AsyncParsableCommand {
 
     /// Four decimals are plenty for people and for scripts.
     static func rounded(_ value: Double) -> Double { (value * 10_000).rounded() / 10_000 }
+}
+
+/// `SurveyWorker rescore`: one pass of the periodic re-scoring now (every store's customers, their scores stored, the
+/// lapses' win-backs scheduled for the worker's group), then exit — for a Kubernetes CronJob when the workers run with
+/// `CHURN_RESCORE_SECONDS=0`, and for the benchmark.
+struct Rescore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Score every customer's churn risk once now and schedule the lapses' win-backs.")
+
+    func run() async throws {
+        let environment = Environment()
+        let stores = try StoreDirectory(environment: environment)
+        let group = try environment.string("KAFKA_GROUP_ID", default: SurveyWorker.descriptor.defaultGroupID)
+        let configuration = try PostgresConfiguration(environment: environment, applicationName: "SurveyWorker rescore")
+        var logger = Logger(label: "SurveyWorker rescore")
+        logger.logLevel = .warning
+        let postgres = PostgresClient(configuration: configuration, logger: logger)
+        defer { postgres.close() }
+        let started = ContinuousClock.now
+        let scorer = ChurnScorer(postgres: postgres, stores: stores, groupID: group, interval: .seconds(3600), logger: logger)
+        guard let scored = try await scorer.pass() else {
+            FileHandle.standardError.write(Data("nothing re-scored: no orders in this database (receipt_orders), or another pass holds the lock\n".utf8))
+            throw ExitCode(1)
+        }
+        print(String(format: "re-scored %d customers in %.1f s", scored, (ContinuousClock.now - started).seconds))
+    }
 }

@@ -18,11 +18,14 @@ struct SurveyWorker: WorkerDefinition {
         makeHandler: { topics, environment in SurveyHandler(stores: try StoreDirectory(environment: environment), topics: topics) },
         makeServices: { context in
             let stores = try StoreDirectory(environment: context.environment)
-            // Risk grows while nothing happens: every customer is scored again every CHURN_RESCORE_SECONDS.
-            let rescore = try context.environment.integer("CHURN_RESCORE_SECONDS", default: 3600, in: 1...604_800)
-            var services: [any Service] = [
-                ChurnScorer(postgres: context.postgres, stores: stores, groupID: context.groupID, interval: .seconds(rescore), logger: context.logger)
-            ]
+            // Risk grows while nothing happens: every customer is scored again every CHURN_RESCORE_SECONDS (0: not in
+            // this process — `SurveyWorker rescore` from a CronJob, or another deployment, does it).
+            let rescore = try context.environment.integer("CHURN_RESCORE_SECONDS", default: 3600, in: 0...604_800)
+            var services: [any Service] = []
+            if rescore > 0 {
+                services.append(
+                    ChurnScorer(postgres: context.postgres, stores: stores, groupID: context.groupID, interval: .seconds(rescore), logger: context.logger))
+            }
             // Win-back steps, emitted when due. SCHEDULER_ENABLED=false leaves them to other replicas.
             if try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" {
                 let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
@@ -35,7 +38,7 @@ struct SurveyWorker: WorkerDefinition {
         }
     )
 
-    static var subcommands: [any ParsableCommand.Type] { [ChurnCommand.self] }
+    static var subcommands: [any ParsableCommand.Type] { [ChurnCommand.self, Rescore.self] }
 
     static func main() async {
         await WorkerCommand<Self>.main()
