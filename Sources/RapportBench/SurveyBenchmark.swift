@@ -85,7 +85,7 @@ struct SurveyBenchmark: AsyncParsableCommand {
                 """
                 INSERT INTO receipt_orders (store_id, order_id, shopper_key, shopper_id, currency, status, placed_at, message_id, subtotal, total, email)
                 SELECT 'bench', 'o-' || c || '-' || k, 'bench/c-' || c, c, 'EUR', 'completed',
-                       now() - ((c * 7919) % 400) * interval '1 day' - (k * (20 + (c * 31) % 60)) * interval '1 day', 'm-' || c || '-' || k,
+                       now() - ((c::bigint * 7919) % 400) * interval '1 day' - (k * (20 + (c * 31) % 60)) * interval '1 day', 'm-' || c || '-' || k,
                        3750, 2500 + (c % 5) * 1000, 'c-' || c || '@example.com'
                 FROM generate_series(1, $1::int) c, LATERAL generate_series(0, (\(perCustomer)) - 1) k
                 """, [customers])

@@ -42,7 +42,9 @@ struct WinBackSteps: StepHandler {
             let settings = stores.settings(for: step.storeID)
             let key = step.email.map { Contacts.Key(storeID: step.storeID, email: $0) }
             let lapseBegan = step.data["last_order_at"]?.stringValue.flatMap { Date(rfc3339: $0) }
-            if let shopper = step.shopperID, let last = lastOrders[shopper], let lapseBegan, last > lapseBegan {
+            if step.template != EmailTemplate.winBack.name {
+                outcomes[index] = StepOutcome(.dropped, reason: "unknown_template")
+            } else if let shopper = step.shopperID, let last = lastOrders[shopper], let lapseBegan, last > lapseBegan {
                 outcomes[index] = StepOutcome(.cancelled, reason: "ordered_again")
             } else if let stale = ConversationPolicy(settings: settings).staleness(of: step.dueAt, processedAt: now),
                 case .dropped(let reason) = stale

@@ -63,11 +63,11 @@ import Testing
             """
     }
 
-    static func counters(_ fixture: PipelineFixture) async throws -> [String: (seqScans: Int, indexRead: Int, inserted: Int)] {
+    static func counters(_ fixture: PipelineFixture, tables: [String] = growing) async throws -> [String: (seqScans: Int, indexRead: Int, inserted: Int)] {
         var counters: [String: (Int, Int, Int)] = [:]
         for row in try await fixture.query(
             "SELECT relname::text, coalesce(seq_scan, 0), coalesce(idx_tup_fetch, 0), coalesce(n_tup_ins, 0) FROM pg_stat_user_tables WHERE relname = ANY($1::text[])",
-            [PostgresArray(growing)])
+            [PostgresArray(tables)])
         {
             counters[try row.decode(String.self, at: 0) ?? ""] = (try row.decode(Int.self, at: 1) ?? 0, try row.decode(Int.self, at: 2) ?? 0, try row.decode(Int.self, at: 3) ?? 0)
         }
