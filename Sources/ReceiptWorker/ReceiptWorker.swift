@@ -22,14 +22,11 @@ struct ReceiptWorker: WorkerDefinition {
             var services: [any Service] = [
                 ModelCompactor(postgres: context.postgres, interval: .milliseconds(fold), refreshAfter: .seconds(refresh), logger: context.logger)
             ]
-            // The orientation journey's steps, emitted when due. SCHEDULER_ENABLED=false leaves them to other replicas.
-            if try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" {
-                let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
-                let stores = try StoreDirectory(environment: context.environment)
-                services.append(
-                    Scheduler(
-                        postgres: context.postgres, producer: context.producer, groupID: context.groupID,
-                        handler: JourneySteps(stores: stores, topics: context.topics), interval: .milliseconds(interval), logger: context.logger))
+            // The orientation journey's steps, emitted when due.
+            if let scheduler = try context.scheduler(
+                handler: JourneySteps(stores: try StoreDirectory(environment: context.environment), topics: context.topics))
+            {
+                services.append(scheduler)
             }
             return services
         }

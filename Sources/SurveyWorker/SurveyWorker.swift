@@ -26,14 +26,8 @@ struct SurveyWorker: WorkerDefinition {
                 services.append(
                     ChurnScorer(postgres: context.postgres, stores: stores, groupID: context.groupID, interval: .seconds(rescore), logger: context.logger))
             }
-            // Win-back steps, emitted when due. SCHEDULER_ENABLED=false leaves them to other replicas.
-            if try context.environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" {
-                let interval = try context.environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
-                services.append(
-                    Scheduler(
-                        postgres: context.postgres, producer: context.producer, groupID: context.groupID,
-                        handler: WinBackSteps(stores: stores, topics: context.topics), interval: .milliseconds(interval), logger: context.logger))
-            }
+            // Win-back steps, emitted when due.
+            if let scheduler = try context.scheduler(handler: WinBackSteps(stores: stores, topics: context.topics)) { services.append(scheduler) }
             return services
         }
     )

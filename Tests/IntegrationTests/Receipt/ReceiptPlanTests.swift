@@ -63,6 +63,24 @@ import Testing
             """
     }
 
+    /// No sequential scan of any of `tables` between the two readings, and at most 100 rows fetched through indexes
+    /// per unit of `work` (an event, a step) in each.
+    static func expectFlat(
+        before: [String: (seqScans: Int, indexRead: Int, inserted: Int)], after: [String: (seqScans: Int, indexRead: Int, inserted: Int)], tables: [String],
+        work: Int, doing: String, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        let scanned = tables.compactMap { table -> String? in
+            let delta = (after[table]?.seqScans ?? 0) - (before[table]?.seqScans ?? 0)
+            return delta > 0 ? "\(table): \(delta)" : nil
+        }
+        #expect(scanned.isEmpty, "sequential scans of growing tables while handling \(doing): \(scanned)", sourceLocation: sourceLocation)
+        let overRead = tables.compactMap { table -> String? in
+            let read = (after[table]?.indexRead ?? 0) - (before[table]?.indexRead ?? 0)
+            return read > 100 * work ? "\(table): \(read) rows fetched by index" : nil
+        }
+        #expect(overRead.isEmpty, "index reads out of proportion to \(work) units of work: \(overRead)", sourceLocation: sourceLocation)
+    }
+
     static func counters(_ fixture: PipelineFixture, tables: [String] = growing) async throws -> [String: (seqScans: Int, indexRead: Int, inserted: Int)] {
         var counters: [String: (Int, Int, Int)] = [:]
         for row in try await fixture.query(
@@ -130,17 +148,7 @@ import Testing
                 after = try await Self.counters(fixture)
                 return (after["receipt_orders"]?.inserted ?? 0) >= (before["receipt_orders"]?.inserted ?? 0) + 300
             }
-            let work = messages.count + 200
-            let scanned = Self.growing.compactMap { table -> String? in
-                let delta = (after[table]?.seqScans ?? 0) - (before[table]?.seqScans ?? 0)
-                return delta > 0 ? "\(table): \(delta)" : nil
-            }
-            #expect(scanned.isEmpty, "sequential scans of growing tables while handling \(messages.count) events and 200 due steps: \(scanned)")
-            let overRead = Self.growing.compactMap { table -> String? in
-                let read = (after[table]?.indexRead ?? 0) - (before[table]?.indexRead ?? 0)
-                return read > 100 * work ? "\(table): \(read) rows fetched by index" : nil
-            }
-            #expect(overRead.isEmpty, "index reads out of proportion to \(work) events and steps: \(overRead)")
+            Self.expectFlat(before: before, after: after, tables: Self.growing, work: messages.count + 200, doing: "\(messages.count) events and 200 due steps")
         }
     }
 }

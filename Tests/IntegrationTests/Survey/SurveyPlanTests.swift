@@ -93,17 +93,8 @@ import Testing
                 after = try await ReceiptPlanTests.counters(fixture, tables: Self.growing)
                 return (after["survey_responses"]?.inserted ?? 0) >= (before["survey_responses"]?.inserted ?? 0) + 300
             }
-            let work = messages.count + 200
-            let scanned = Self.growing.compactMap { table -> String? in
-                let delta = (after[table]?.seqScans ?? 0) - (before[table]?.seqScans ?? 0)
-                return delta > 0 ? "\(table): \(delta)" : nil
-            }
-            #expect(scanned.isEmpty, "sequential scans of growing tables while handling \(messages.count) surveys and 200 due win-backs: \(scanned)")
-            let overRead = Self.growing.compactMap { table -> String? in
-                let read = (after[table]?.indexRead ?? 0) - (before[table]?.indexRead ?? 0)
-                return read > 100 * work ? "\(table): \(read) rows fetched by index" : nil
-            }
-            #expect(overRead.isEmpty, "index reads out of proportion to \(work) surveys and steps: \(overRead)")
+            ReceiptPlanTests.expectFlat(
+                before: before, after: after, tables: Self.growing, work: messages.count + 200, doing: "\(messages.count) surveys and 200 due win-backs")
         }
     }
 }
