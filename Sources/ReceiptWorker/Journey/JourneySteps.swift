@@ -65,8 +65,8 @@ struct JourneySteps: StepHandler {
 
         // The next sale is computed at sending time, for every next_sale step of the batch at once.
         let nextSale = steps.indices.filter { outcomes[$0] == nil && steps[$0].template == EmailTemplate.nextSale.name }
-        let histories = try PurchaseHistory.load(
-            byShopper.filter { shopper in nextSale.contains { steps[$0].shopperID == shopper.shopperID } }, connection: connection)
+        let nextSaleShoppers = Set(nextSale.compactMap { steps[$0].shopperID })
+        let histories = try PurchaseHistory.load(byShopper.filter { nextSaleShoppers.contains($0.shopperID) }, connection: connection)
         let queries = nextSale.map { index in
             CandidateQuery(
                 storeID: steps[index].storeID, history: steps[index].shopperID.flatMap { histories[$0] } ?? [],
