@@ -4,8 +4,11 @@ import Shared
 /// Customers' completed orders as the next-sale model reads them (`receipt_orders`, `receipt_order_items`).
 public enum PurchaseHistory {
     /// The completed orders of each shopper (the shared shopper, `shopper_id`) in `shoppers`, by shopper; refunded and
-    /// cancelled orders do not count. Index probes only (`LATERAL`: with statistics from when the tables were small, a join
-    /// read every item of the store).
+    /// cancelled orders do not count. Index probes only: each `LATERAL` subquery ends in `OFFSET 0`, which keeps the
+    /// planner from flattening it into a join — flattened, with statistics from when the tables were small (a store's
+    /// first minute, before autovacuum's first `ANALYZE`), it became a hash join over a sequential scan of the orders
+    /// and a read of the store's every item: measured by `auto_explain` in the receipt benchmark, 3.2 s a batch
+    /// instead of 30 ms, and the cause of that benchmark's spread from 268 to 1,617 orders/s.
     /// - Throws: ``PostgresError``.
     public static func load(_ shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Int64: [PurchasedOrder]] {
         guard !shoppers.isEmpty else { return [:] }
@@ -16,9 +19,9 @@ public enum PurchaseHistory {
             FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
             CROSS JOIN LATERAL (
                 SELECT o.order_id, o.placed_at FROM receipt_orders o
-                WHERE o.store_id = u.store_id AND o.shopper_id = u.shopper_id AND o.status = 'completed') o
+                WHERE o.store_id = u.store_id AND o.shopper_id = u.shopper_id AND o.status = 'completed' OFFSET 0) o
             CROSS JOIN LATERAL (
-                SELECT i.product_id, i.category, i.line FROM receipt_order_items i WHERE i.store_id = u.store_id AND i.order_id = o.order_id) i
+                SELECT i.product_id, i.category, i.line FROM receipt_order_items i WHERE i.store_id = u.store_id AND i.order_id = o.order_id OFFSET 0) i
             ORDER BY u.shopper_id, o.placed_at, o.order_id, i.line
             """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID))])
         {

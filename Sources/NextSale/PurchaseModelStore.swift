@@ -10,7 +10,8 @@ public enum PurchaseModelStore {
     /// The advisory lock that makes one fold (or rebuild) at a time.
     static let foldLock: Int64 = 0x7261_7070_6e73_6d6c  // "rappnsml"
 
-    /// Appends `changes` (by store) inside the caller's transaction, one statement.
+    /// Appends `changes` (by store) inside the caller's transaction, by `COPY` (a batch's change is some twenty rows
+    /// an order: by `INSERT … SELECT unnest(…)` that was 116 ms a batch of 670 orders).
     /// - Throws: ``PostgresError``.
     public static func record(_ changes: [String: PurchaseCounts], connection: PostgresConnection) throws {
         var rows: [(store: String, kind: String, a: String, b: String?, count: Int)] = []
@@ -24,15 +25,8 @@ public enum PurchaseModelStore {
         }
         rows.removeAll { $0.count == 0 }
         guard !rows.isEmpty else { return }
-        try connection.execute(
-            """
-            INSERT INTO receipt_model_changes (store_id, kind, a, b, count)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-            """,
-            [
-                PostgresArray(rows.map(\.store)), PostgresArray(rows.map(\.kind)), PostgresArray(rows.map(\.a)),
-                PostgresArray(rows.map(\.b) as [(any PostgresBindable)?]), PostgresArray(rows.map(\.count)),
-            ])
+        try connection.copy(
+            into: "receipt_model_changes", columns: ["store_id", "kind", "a", "b", "count"], rows: rows.map { [$0.store, $0.kind, $0.a, $0.b, $0.count] })
     }
 
     /// Folds up to `limit` of the oldest changes into the model's tables and deletes them, in one statement, inside

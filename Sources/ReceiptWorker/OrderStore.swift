@@ -27,7 +27,8 @@ enum OrderStore {
             SELECT u.store_id, u.order_id, o.shopper_id, o.status, o.placed_at
             FROM unnest($1::text[], $2::text[]) AS u(store_id, order_id)
             CROSS JOIN LATERAL (
-                SELECT o.shopper_id, o.status, o.placed_at FROM receipt_orders o WHERE o.store_id = u.store_id AND o.order_id = u.order_id) o
+                SELECT o.shopper_id, o.status, o.placed_at FROM receipt_orders o WHERE o.store_id = u.store_id AND o.order_id = u.order_id
+                OFFSET 0) o  -- a probe per key, never a flattened join (see PurchaseHistory.load)
             """, [PostgresArray(list.map(\.storeID)), PostgresArray(list.map(\.orderID))])
         {
             guard let store = try row.decode(String.self, "store_id"), let order = try row.decode(String.self, "order_id"),

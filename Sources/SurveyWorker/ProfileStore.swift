@@ -15,7 +15,7 @@ enum ProfileStore {
             FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
             CROSS JOIN LATERAL (
                 SELECT r.answers, r.submitted_at, r.message_id FROM survey_responses r
-                WHERE r.store_id = u.store_id AND r.shopper_id = u.shopper_id) r
+                WHERE r.store_id = u.store_id AND r.shopper_id = u.shopper_id OFFSET 0) r
             ORDER BY u.shopper_id, r.submitted_at, r.message_id
             """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID))])
         {

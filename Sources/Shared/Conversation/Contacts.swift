@@ -87,7 +87,7 @@ public enum Contacts {
             """
             SELECT c.*
             FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
-            CROSS JOIN LATERAL (SELECT \(columns) FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email) c
+            CROSS JOIN LATERAL (SELECT \(columns) FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email OFFSET 0) c
             """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
         {
             let contact = try Contact(row)

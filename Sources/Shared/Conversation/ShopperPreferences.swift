@@ -23,7 +23,7 @@ public struct ShopperPreferences: Sendable, Equatable {
             """
             SELECT p.shopper_id, to_json(p.interests)::text, to_json(p.channels)::text
             FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
-            JOIN LATERAL (SELECT * FROM rapport_shopper_preferences p WHERE p.store_id = u.store_id AND p.shopper_id = u.shopper_id) p ON true
+            JOIN LATERAL (SELECT * FROM rapport_shopper_preferences p WHERE p.store_id = u.store_id AND p.shopper_id = u.shopper_id OFFSET 0) p ON true
             """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID))])
         {
             guard let shopper = try row.decode(Int64.self, at: 0) else { continue }

@@ -113,7 +113,7 @@ public enum ShopperResolver {
             FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(store_id, kind, value, n)
             CROSS JOIN LATERAL (
                 SELECT r.shopper_id FROM rapport_identities r WHERE r.store_id = u.store_id AND r.kind = u.kind AND r.value = u.value
-            ) i
+                OFFSET 0) i
             """, [PostgresArray(keys.map(\.store)), PostgresArray(keys.map(\.kind.rawValue)), PostgresArray(keys.map(\.value))])
         {
             guard let n = try row.decode(Int.self, at: 0), keys.indices.contains(n - 1), let shopper = try row.decode(Int64.self, at: 1) else { continue }

@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// and the tests call the same function.
 public enum WorkerApp {
     /// Connects, applies migrations, and assembles the worker's services in start order (PostgreSQL, probes, health
-    /// check, de-duplication retention, pipeline, the worker's own services, drain watchdog); shutdown runs in reverse,
+    /// check, de-duplication retention, statistics keeper, pipeline, the worker's own services, drain watchdog); shutdown runs in reverse,
     /// so the watchdog starts its clock, the worker's services stop, the pipeline drains (and closes the producer) and
     /// PostgreSQL closes last.
     ///
@@ -37,6 +37,7 @@ public enum WorkerApp {
         let healthCheck = PostgresHealthCheck(client: postgres, health: health, logger: logger)
         let retention = DeduplicationRetention(
             postgres: postgres, groupID: configuration.consumer.groupID, window: configuration.deduplicationWindow, logger: logger)
+        let statistics = StatisticsKeeper(postgres: postgres, component: descriptor.component, logger: logger)
         var pipelineConfiguration = PipelineConfiguration(
             worker: descriptor.name, groupID: configuration.consumer.groupID, inputTopic: descriptor.inputTopic(configuration.topics))
         pipelineConfiguration.batchSize = configuration.batchSize
@@ -59,7 +60,7 @@ public enum WorkerApp {
                 postgres: postgres, producer: producer, groupID: configuration.consumer.groupID, topics: configuration.topics, environment: environment,
                 logger: logger))
         let watchdog = DrainWatchdog(drainTimeout: configuration.drainTimeout, logger: logger)
-        let services: [any Service] = [postgres, probes, healthCheck, retention, pipeline] + own + [watchdog]
+        let services: [any Service] = [postgres, probes, healthCheck, retention, statistics, pipeline] + own + [watchdog]
         var group = ServiceGroupConfiguration(services: services, logger: logger)
         group.gracefulShutdownSignals = [.sigterm, .sigint]
         group.maximumGracefulShutdownDuration = configuration.drainTimeout
