@@ -95,17 +95,26 @@ struct SurveyHandler: PipelineHandler {
         let now = clock()
         var decisions: [ContactDecisionLog.Entry] = []
         var commands: [OutboundCommand] = []
-        let recent = respondents.filter { respondent in
+        // History is not a conversation: an old survey shapes the profile and says nothing.
+        var recent: [Respondent] = []
+        for respondent in respondents {
             let message = respondent.message
-            let subject = "survey:\(respondent.submission.surveyID)"
-            guard let stale = ConversationPolicy(settings: stores.settings(for: message.storeID)).staleness(of: message.timestamp, processedAt: now) else {
-                return true
+            let settings = stores.settings(for: message.storeID)
+            if let stale = ConversationPolicy(settings: settings).staleness(of: message.timestamp, processedAt: now) {
+                let subject = "survey:\(respondent.submission.surveyID)"
+                decisions.append(
+                    ContactDecisionLog.Entry(
+                        storeID: message.storeID, contactID: nil, subject: subject, worker: Self.worker, recommendation: "post_survey", commandID: nil,
+                        causationID: message.messageID, decidedAt: message.timestamp, decision: stale))
+                if settings.surveyAcknowledgement {
+                    decisions.append(
+                        ContactDecisionLog.Entry(
+                            storeID: message.storeID, contactID: nil, subject: subject, worker: Self.worker, template: .surveyAcknowledgement, decision: stale,
+                            commandID: nil, causationID: message.messageID, decidedAt: message.timestamp))
+                }
+            } else {
+                recent.append(respondent)
             }
-            decisions.append(
-                ContactDecisionLog.Entry(
-                    storeID: message.storeID, contactID: nil, subject: subject, worker: Self.worker, recommendation: "post_survey", commandID: nil,
-                    causationID: message.messageID, decidedAt: message.timestamp, decision: stale))
-            return false
         }
         let addresses = try Self.addresses(recent, connection: connection)
         let contacts = try Contacts.load(

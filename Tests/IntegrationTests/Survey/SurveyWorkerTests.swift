@@ -111,6 +111,8 @@ import Testing
                 events.survey("s-0", userID: "u-1", minutes: -10, answers: .object(["interests": .array([.string("coffee")]), "income_band": .string("25-50k")])),
                 // A survey before any order, from a shopper never seen: the shopper is created.
                 events.survey("s-new", userID: "u-new", minutes: 2, answers: .object(["channels": .array([])])),
+                // A survey imported from a year ago: it shapes the profile and says nothing.
+                events.survey("s-old", userID: "u-old", email: "old@example.com", minutes: -365 * 24 * 60, answers: .object(["interests": .array([.string("tea")])])),
                 events.orders.track("Survey Viewed", id: "noise", userID: "u-1", minutes: 3, properties: [:]),
                 events.survey("bad-1", userID: "u-1", minutes: 4, answers: .string("yes")),
                 events.survey("bad-2", userID: "u-1", minutes: 4, answers: .object(["interests": .array([.number(1)])])),
@@ -118,7 +120,7 @@ import Testing
                 events.survey("bad-4", userID: "u-1", minutes: 4, surveyID: nil, answers: .object([:])),
                 events.survey("bad-5", userID: "u-1", minutes: 4, answers: .object(["income_band": .array([])])),
             ])
-            try await CaptureWorkerTests.processed(fixture, 5)
+            try await CaptureWorkerTests.processed(fixture, 6)
             let reasons = try await Self.deadLetterReasons(fixture)
             #expect(reasons.count == 5, "\(reasons)")
             for expected in [
@@ -131,9 +133,9 @@ import Testing
 
             let stored = try await fixture.query(
                 "SELECT message_id, answers::text FROM survey_responses WHERE store_id = $1 ORDER BY submitted_at", [fixture.store])
-            #expect(try stored.map { try $0.decode(String.self, at: 0) ?? "" } == ["s-0", "s-1", "s-2", "s-new"], "one row per submission, once")
+            #expect(try stored.map { try $0.decode(String.self, at: 0) ?? "" } == ["s-old", "s-0", "s-1", "s-2", "s-new"], "one row per submission, once")
             let answers = try stored.map { try $0.decode(String.self, at: 1) ?? "" }
-            let kept = try JSONValue.parse(Array((answers.count > 1 ? answers[1] : "").utf8)[...])
+            let kept = try JSONValue.parse(Array((answers.count > 2 ? answers[2] : "").utf8)[...])
             #expect(kept == first, "the answers exactly as given, free text included")
 
             let ana = try #require(try await Self.shopperID(fixture, userID: "u-1"))
@@ -166,6 +168,11 @@ import Testing
             #expect(emails.compactMap { $0["causation_id"]?.stringValue }.sorted() == ["s-0", "s-1", "s-2"], "to her known address when the survey gives none")
             let decisions = try await ReceiptWorkerTests.decisions(fixture)
             #expect(decisions.contains("survey:onboarding survey_acknowledgement dropped no_address"), "\(decisions)")
+            #expect(decisions.contains("survey:onboarding recommend:post_survey dropped stale_event"), "history is not a conversation")
+            #expect(decisions.contains("survey:onboarding survey_acknowledgement dropped stale_event"))
+            let old = try #require(try await Self.shopperID(fixture, userID: "u-old"))
+            let oldProfile = try await fixture.query("SELECT to_json(interests)::text FROM survey_profiles WHERE store_id = $1 AND shopper_id = $2", [fixture.store, old])
+            #expect(try oldProfile.first?.decode(String.self, at: 0) == #"["tea"]"#, "but it changes state")
             #expect(decisions.contains("survey:onboarding recommend:post_survey dropped no_purchase_model"), "without ReceiptWorker's tables, nothing to say")
 
             // Erasure (CaptureWorker's Erasure Requested calls the dispatcher): every answer, the profile and the
@@ -178,7 +185,7 @@ import Testing
                 #expect(try left.first?.decode(Int.self, at: 0) == 0, "\(table) keeps nothing of the erased shopper")
             }
             let others = try await fixture.query("SELECT count(*) FROM survey_responses WHERE store_id = $1", [fixture.store])
-            #expect(try others.first?.decode(Int.self, at: 0) == 1, "the other shopper's answers stay")
+            #expect(try others.first?.decode(Int.self, at: 0) == 2, "the other shoppers' answers stay")
         }
     }
 
