@@ -85,12 +85,23 @@ import Testing
         #expect(acme.staleAfter == .seconds(24 * 3600) && acme.signature == "Mia, founder" && acme.surveyURL == "https://acme.test/survey")
         let unknown = directory.settings(for: "elsewhere")
         #expect(!unknown.doubleOptIn && unknown.senderName == StoreSettings().senderName)
+        #expect(unknown.winBack == StoreSettings.WinBack(band: .high, offerCode: nil) && !unknown.surveyAcknowledgement, "the defaults")
+        let winBacks = try StoreDirectory(
+            json: Array(#"{"stores": {"a": {"win_back": "medium", "survey_acknowledgement": true}, "b": {"win_back": {"band": "low", "offer_code": "BACK10"}}, "c": {"win_back": null}}}"#.utf8),
+            setting: "STORE_SETTINGS_FILE")
+        #expect(winBacks.settings(for: "a").winBack?.band == .medium && winBacks.settings(for: "a").surveyAcknowledgement)
+        #expect(winBacks.settings(for: "b").winBack == StoreSettings.WinBack(band: .low, offerCode: "BACK10"))
+        #expect(winBacks.settings(for: "c").winBack == nil, "null turns win-backs off")
         for (bad, fragment) in [
             (#"{"defaults": {"double_opt_in": "yes"}}"#, "defaults.double_opt_in must be true or false"),
             (#"{"stores": {"x": {"quiet_hours": {"start": "25:00", "end": "07:00"}}}}"#, "stores.x.quiet_hours.start"),
             (#"{"defaults": {"colour": "red"}}"#, "defaults.colour is not a store setting"),
             (#"{"defaults": {"time_zone": "Mars/Olympus"}}"#, "defaults.time_zone is not a time zone"),
             (#"{"defaults": {"stale_after_hours": -1}}"#, "defaults.stale_after_hours must be a number"),
+            (#"{"defaults": {"win_back": "urgent"}}"#, "defaults.win_back must be a band (low, medium, high)"),
+            (#"{"defaults": {"win_back": {"band": "severe"}}}"#, "defaults.win_back.band must be low, medium or high"),
+            (#"{"defaults": {"win_back": {"offer": "X"}}}"#, "defaults.win_back.offer is not a win-back setting"),
+            (#"{"defaults": {"survey_acknowledgement": 1}}"#, "defaults.survey_acknowledgement must be true or false"),
             ("not json", "not valid JSON"),
         ] {
             let error = #expect(throws: ConfigurationError.self) { try StoreDirectory(json: Array(bad.utf8), setting: "STORE_SETTINGS_FILE") }

@@ -66,6 +66,11 @@ public struct StoreSettings: Sendable, Equatable {
         public var band: RiskBand = .high
         /// An offer code the win-back carries, if the store gives one.
         public var offerCode: String?
+
+        public init(band: RiskBand = .high, offerCode: String? = nil) {
+            self.band = band
+            self.offerCode = offerCode
+        }
     }
 
     /// Default: from band `high`, no offer code; `null` in the file turns win-backs off.
