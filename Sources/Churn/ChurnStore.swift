@@ -68,6 +68,20 @@ public enum ChurnStore {
         }
     }
 
+    /// Every customer of `store` as of `asOf`, a page of up to `limit` at a time in shopper order, handed to `body`.
+    public static func forEachPage(
+        store: String, asOf: Date, limit: Int, connection: PostgresConnection, _ body: ([Customer]) throws -> Void
+    ) throws {
+        var cursor: Int64 = 0
+        while true {
+            let page = try customers(store: store, asOf: asOf, after: cursor, limit: limit, connection: connection)
+            guard let last = page.last else { return }
+            try body(page)
+            guard page.count == limit else { return }
+            cursor = last.shopperID
+        }
+    }
+
     /// The latest standing order of each of `shoppers` as of `asOf`.
     public static func lastOrders(store: String, shoppers: [Int64], asOf: Date, connection: PostgresConnection) throws -> [Int64: Date] {
         guard !shoppers.isEmpty else { return [:] }

@@ -37,11 +37,7 @@ struct ChurnCommand: AsyncParsableCommand {
     static func lines(store: String, asOf: Date, connection: PostgresConnection) throws -> [String] {
         let baseline = try ChurnStore.baseline(store: store, asOf: asOf, connection: connection)
         var lines: [String] = []
-        var cursor: Int64 = 0
-        while true {
-            let customers = try ChurnStore.customers(store: store, asOf: asOf, after: cursor, limit: 5_000, connection: connection)
-            guard let last = customers.last else { break }
-            cursor = last.shopperID
+        try ChurnStore.forEachPage(store: store, asOf: asOf, limit: 5_000, connection: connection) { customers in
             let known = try ShopperResolver.known(customers.map { (store, $0.shopperID) }, connection: connection)
             for customer in customers {
                 let risk = ChurnRisk(customer.summary, baseline: baseline, asOf: asOf)

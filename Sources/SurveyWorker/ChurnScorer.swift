@@ -79,21 +79,16 @@ final class ChurnScorer: Service, Sendable {
             for store in try ChurnStore.stores(connection: connection) {
                 let settings = stores.settings(for: store)
                 let baseline = try ChurnStore.baseline(store: store, asOf: now, connection: connection)
-                var cursor: Int64 = 0
-                while true {
-                    let customers = try ChurnStore.customers(store: store, asOf: now, after: cursor, limit: chunk, connection: connection)
-                    guard let last = customers.last else { break }
-                    cursor = last.shopperID
+                let histogram = Recorder(label: "rapport_churn_risk", dimensions: [("store", store)], aggregate: true)
+                try ChurnStore.forEachPage(store: store, asOf: now, limit: chunk, connection: connection) { customers in
                     let risks = try connection.transaction {
                         try Self.score(customers, store: store, baseline: baseline, settings: settings, group: groupID, now: now, connection: connection)
                     }
-                    let histogram = Recorder(label: "rapport_churn_risk", dimensions: [("store", store)], aggregate: true)
                     for risk in risks {
                         histogram.record(risk.risk)
                         bands[store, default: [:]][risk.band, default: 0] += 1
                     }
                     total += customers.count
-                    if customers.count < chunk { break }
                 }
             }
             return (total, bands)

@@ -17,9 +17,11 @@ struct JourneySteps: StepHandler {
         let orders = try OrderStore.recorded(
             Set(steps.compactMap { step in step.orderID.map { OrderStore.Key(storeID: step.storeID, orderID: $0) } }), connection: connection)
         // What the shopper told the store (SurveyWorker): the channels the walk-with-me invites to, the interests the
-        // next sale leans towards.
+        // next sale leans towards — read for those two steps only.
         var shoppers: [Int64: String] = [:]  // shopper → store (shopper ids are unique across stores)
-        for step in steps { if let shopper = step.shopperID { shoppers[shopper] = step.storeID } }
+        for step in steps where [EmailTemplate.walkWithMe.name, EmailTemplate.nextSale.name].contains(step.template) {
+            if let shopper = step.shopperID { shoppers[shopper] = step.storeID }
+        }
         let byShopper = shoppers.sorted { $0.key < $1.key }.map { (store: $0.value, shopperID: $0.key) }
         let preferences = try ShopperPreferences.load(byShopper, connection: connection)
         var outcomes = [StepOutcome?](repeating: nil, count: steps.count)
