@@ -13,7 +13,9 @@ struct EchoWorker: WorkerDefinition {
         defaultHTTPPort: 8089,
         inputTopic: { $0.shopperEvents },
         migrations: { try Migration.load(component: "echo", bundle: .module) },
-        makeHandler: { topics, _ in EchoHandler(commandsTopic: topics.emailCommands) }
+        makeHandler: { topics, environment in
+            EchoHandler(commandsTopic: topics.emailCommands, failing: Set((try environment.string("ECHO_FAIL_EVENTS") ?? "").split(separator: ",").map(String.init)))
+        }
     )
 
     static func main() async {
@@ -25,13 +27,21 @@ struct EchoWorker: WorkerDefinition {
 ///
 /// Two properties exist for the pipeline's tests: `hang_ms` blocks the handler that long (a call that never returns,
 /// for the liveness probe and the drain timeout), and `pad_bytes` makes the echoed command that much heavier (a
-/// command the producer must refuse).
+/// command the producer must refuse). `ECHO_FAIL_EVENTS` (event names, comma-separated) is a bug to deploy and fix:
+/// the handler throws on those events, every time.
 struct EchoHandler: PipelineHandler {
     let commandsTopic: String
+    var failing: Set<String> = []
+
+    struct Bug: Error, CustomStringConvertible {
+        let event: String
+        var description: String { "EchoWorker cannot handle \(event) (ECHO_FAIL_EVENTS)" }
+    }
 
     func handle(_ events: [InboundEvent<SegmentMessage>], connection: PostgresConnection) throws -> [OutboundCommand] {
         guard !events.isEmpty else { return [] }
         for event in events {
+            if let name = event.message.event, failing.contains(name) { throw Bug(event: name) }
             if let hang = event.message.properties["hang_ms"]?.numberValue {
                 // Said first, so that a test knows the hang has begun (the probe alone cannot tell it from a slow turn).
                 Logger(label: "EchoWorker").notice("handler hanging", metadata: ["hang_ms": "\(Int(hang))"])

@@ -185,6 +185,27 @@ public final class KafkaConsumer: Sendable {
         }
     }
 
+    /// The partitions of `topic`, from the cluster's metadata.
+    /// - Throws: ``KafkaError`` when the cluster does not answer within `timeout` or does not know the topic.
+    public func partitions(of topic: String, timeout: Duration = .seconds(10)) async throws -> [TopicPartition] {
+        let handle = self.handle
+        return try await queue.run {
+            guard let named = rd_kafka_topic_new(handle.pointer, topic, nil) else { throw KafkaError(rd_kafka_last_error(), "open topic \(topic)") }
+            defer { rd_kafka_topic_destroy(named) }
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let err = rd_kafka_metadata(handle.pointer, 0, named, &metadata, Int32(clamping: timeout.milliseconds))
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else { throw KafkaError(err, "read the metadata of \(topic)") }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            guard metadata.pointee.topic_cnt == 1, let described = metadata.pointee.topics?.pointee else {
+                throw KafkaError(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART, "read the metadata of \(topic)")
+            }
+            guard described.err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw KafkaError(described.err, "read the metadata of \(topic)") }
+            return (0..<Int(described.partition_cnt)).compactMap { index in
+                described.partitions.map { TopicPartition(topic: topic, partition: $0[index].id) }
+            }.sorted()
+        }
+    }
+
     /// Moves the fetch position of each partition to the given offset (the next one to read).
     /// - Throws: ``KafkaError`` when a partition cannot be moved (it is not assigned, or the broker timed out).
     public func seek(_ offsets: [TopicPartition: Int64], timeout: Duration = .seconds(10)) async throws {

@@ -192,6 +192,7 @@ struct BatchTransaction: Sendable {
                 }
             }
             if !retry.isEmpty { throw Pipeline.RetryBatch(failed: retry) }
+            try Self.forget(deadLetters.filter { $0.failure.reason == .handlerFailure }, of: fresh, groupID: configuration.groupID, connection: connection)
         }
         let failedAt = Date()
         var entries = deadLetters.map { deadLetter in
@@ -234,6 +235,22 @@ struct BatchTransaction: Sendable {
             [groupID, PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID))])
         var new = Set(try inserted.map { DeduplicationKey(store: try $0.decode(String.self, at: 0) ?? "", message: try $0.decode(String.self, at: 1) ?? "") })
         return events.filter { new.remove(DeduplicationKey(store: $0.message.storeID, message: $0.message.messageID)) != nil }
+    }
+
+    /// Takes back the de-duplication of events the handler failed on (dead-lettered, not applied): replayed from the
+    /// dead-letter topic once the handler is fixed (`dlq replay`), such an event is new, and applied.
+    private static func forget(
+        _ deadLetters: [DeadLetter], of events: [InboundEvent<any Sendable>], groupID: String, connection: PostgresConnection
+    ) throws {
+        let failed = Set(deadLetters.map(\.source.position))
+        let forgotten = events.filter { failed.contains($0.source.position) }
+        guard !forgotten.isEmpty else { return }
+        try connection.execute(
+            """
+            DELETE FROM rapport_processed_messages p USING unnest($2::text[], $3::text[]) AS u(store_id, message_id)
+            WHERE p.group_id = $1 AND p.store_id = u.store_id AND p.message_id = u.message_id
+            """,
+            [groupID, PostgresArray(forgotten.map(\.message.storeID)), PostgresArray(forgotten.map(\.message.messageID))])
     }
 
     /// A handler error as the dead letter's `dlq.message`: the SQLSTATE and primary message of a PostgreSQL error.

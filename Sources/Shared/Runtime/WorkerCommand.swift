@@ -4,13 +4,13 @@ import Metrics
 import Prometheus
 import ServiceLifecycle
 
-/// A worker executable's command line: `run` (the default) and `migrate`.
+/// A worker executable's command line: `run` (the default), `migrate`, `dlq replay`, and the worker's own commands.
 public struct WorkerCommand<Worker: WorkerDefinition>: AsyncParsableCommand {
     public static var configuration: CommandConfiguration {
         CommandConfiguration(
             commandName: Worker.descriptor.name,
             abstract: "Rapport \(Worker.descriptor.name). Configured by environment variables (see the README).",
-            subcommands: [RunWorker<Worker>.self, MigrateWorker<Worker>.self] + Worker.subcommands,
+            subcommands: [RunWorker<Worker>.self, MigrateWorker<Worker>.self, DeadLetterCommand<Worker>.self] + Worker.subcommands,
             defaultSubcommand: RunWorker<Worker>.self
         )
     }
