@@ -7,7 +7,7 @@ build:            ## Debug build of every target, warnings as errors.
 test:             ## Build once, start PostgreSQL and the embedded Kafka, run every test, stop them.
 	scripts/test
 
-demo:             ## PostgreSQL, embedded Kafka and the three workers until Ctrl-C.
+demo:             ## Install, build, PostgreSQL, embedded Kafka, the three workers, a storefront story, a summary.
 	scripts/demo
 
 bench:            ## Release build and the foundation benchmark (numbers printed).

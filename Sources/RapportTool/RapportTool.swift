@@ -5,7 +5,7 @@ import ArgumentParser
 struct RapportTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rapport-tool",
-        abstract: "Produce to and consume from Rapport's Kafka topics (KAFKA_* variables configure the client).",
-        subcommands: [Produce.self, Consume.self]
+        abstract: "Produce to and consume from Rapport's Kafka topics, and play the demo (KAFKA_* variables configure the client).",
+        subcommands: [Produce.self, Consume.self, Demo.self]
     )
 }
