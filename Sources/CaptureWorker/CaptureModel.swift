@@ -374,7 +374,8 @@ struct CaptureModel {
         let products: [JSONValue] = shopper.recentProducts.prefix(10).enumerated().map { rank, product in
             .object([
                 "product_id": .string(product), "score": .number((1.0 / Double(rank + 1) * 1000).rounded() / 1000),
-                "reason": .string(rank == 0 && added ? "added_to_cart" : "viewed"),
+                // CONTRACT.md's reasons are a closed list: a product added to the cart was viewed too (and leads the list).
+                "reason": .string("recently_viewed"),
             ])
         }
         return RecommendationCommand.make(

@@ -211,19 +211,7 @@ extension Demo {
         static func readToEnd(_ topics: [String], reader: KafkaConsumer) async throws -> [KafkaMessage] {
             var partitions: [TopicPartition] = []
             for topic in topics { partitions += try await reader.partitions(of: topic) }
-            let watermarks = try await reader.highWatermarks(for: partitions).filter { $0.value > 0 }
-            guard !watermarks.isEmpty else { return [] }
-            try reader.assign(Dictionary(uniqueKeysWithValues: watermarks.keys.map { ($0, Int64?.some(-2)) }))
-            var next: [TopicPartition: Int64] = [:]
-            var messages: [KafkaMessage] = []
-            let deadline = ContinuousClock.now + .seconds(60)
-            while watermarks.contains(where: { (next[$0.key] ?? 0) < $0.value }), ContinuousClock.now < deadline {
-                for message in try await reader.poll(maxMessages: 1000, maxWait: .milliseconds(200)) where message.offset < watermarks[message.topicPartition] ?? 0 {
-                    next[message.topicPartition] = message.offset + 1
-                    messages.append(message)
-                }
-            }
-            return messages
+            return try await reader.readToEnd(partitions)
         }
     }
 }

@@ -107,7 +107,7 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Starts the program at `url` with `arguments` and `environment` added to the tests' own, less the variables
     /// named in `unset`.
-    init(at url: URL, _ arguments: [String] = [], environment: [String: String] = [:], unset: Set<String> = []) throws {
+    init(at url: URL, _ arguments: [String] = [], environment: [String: String] = [:], unset: Set<String> = [], input: URL? = nil) throws {
         let folder = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("proc"))
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         stdoutURL = folder.appendingPathComponent("stdout")
@@ -124,7 +124,7 @@ final class ChildProcess: @unchecked Sendable {
         process.environment = variables
         process.standardOutput = try FileHandle(forWritingTo: stdoutURL)
         process.standardError = try FileHandle(forWritingTo: stderrURL)
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = try input.map { try FileHandle(forReadingFrom: $0) } ?? FileHandle.nullDevice
         try process.run()
     }
 

@@ -177,7 +177,37 @@ final class PipelineFixture: @unchecked Sendable {
             }
         }
         try await consumer.close()
+        try await conformToAsyncAPI(mine, of: topic)
         return mine
+    }
+
+    /// Checks that what a worker emitted — its commands and its dead letters — validates against the AsyncAPI
+    /// document's schemas (docs/asyncapi.yaml, by `scripts/asyncapi-check`). EchoWorker's commands are not the
+    /// contract's; its dead letters are.
+    func conformToAsyncAPI(_ messages: [KafkaMessage], of topic: String) async throws {
+        let channel: String
+        switch topic {
+        case commandsTopic where executable != "EchoWorker": channel = "email-commands"
+        case recommendationsTopic: channel = "recommendation-commands"
+        case deadLetterTopic: channel = "shopper-events-dlq"
+        default: return
+        }
+        guard !messages.isEmpty else { return }
+        let lines = messages.map { message in
+            let headers = Dictionary(message.headers.map { ($0.key, $0.value.map { String(decoding: $0, as: UTF8.self) } ?? "") }) { first, _ in first }
+            let record: [String: JSONValue] = [
+                "value": .string(String(decoding: message.value, as: UTF8.self)), "headers": .object(headers.mapValues(JSONValue.string)),
+            ]
+            return String(decoding: JSONValue.object(record).encoded(), as: UTF8.self)
+        }
+        let input = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("asyncapi") + ".jsonl")
+        try Data((lines.joined(separator: "\n") + "\n").utf8).write(to: input)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let check = try ChildProcess(
+            at: URL(fileURLWithPath: "/bin/bash"), [TestEnvironment.root.appendingPathComponent("scripts/asyncapi-check").path, "--channel", channel],
+            input: input)
+        let status = try await check.waitForExit(timeout: .seconds(120))
+        #expect(status == 0, "\(messages.count) messages of \(topic) against docs/asyncapi.yaml: \(check.stderr.prefix(3000))")
     }
 
     /// Stops every worker still running (SIGTERM, then SIGKILL).

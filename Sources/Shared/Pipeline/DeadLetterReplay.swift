@@ -82,8 +82,8 @@ public struct DeadLetterReplay: Sendable {
 
     /// Replays the dead letters of `topic` that `selection` chooses, oldest first; with `dryRun`, only says which.
     /// - Returns: Every chosen dead letter, replayed or skipped, in the dead-letter topic's order.
-    /// - Throws: ``Refusal`` (an unknown partition, a `messageId` not found, the topic not read within `timeout`)
-    ///   before anything is published; ``KafkaError`` when the cluster cannot be read. A message that could not be
+    /// - Throws: ``Refusal`` (an unknown partition, a `messageId` not found) before anything is published;
+    ///   ``KafkaError`` when the cluster cannot be read, ``ReadToEndTimeout`` when it stops answering. A message that could not be
     ///   published is an outcome with ``Outcome/failed``.
     public func replay(topic: String, selection: Selection, dryRun: Bool = false, timeout: Duration = .seconds(60)) async throws -> [Outcome] {
         let chosen = try await read(topic: topic, selection: selection, timeout: timeout)
@@ -147,32 +147,10 @@ public struct DeadLetterReplay: Sendable {
             }
             partitions = partitions.filter { $0.partition == wanted }
         }
-        let watermarks = try await consumer.highWatermarks(for: partitions, timeout: timeout)
-        let start = selection.fromOffset.map { max($0, 0) }
-        let toRead = partitions.filter { (watermarks[$0] ?? 0) > (start ?? 0) }
-        guard !toRead.isEmpty else { return [] }
-        // From `--from-offset`, or the beginning (-2, librdkafka's OFFSET_BEGINNING: retention may have removed offset 0).
-        try consumer.assign(Dictionary(uniqueKeysWithValues: toRead.map { ($0, Int64?.some(start ?? -2)) }))
-        var next: [TopicPartition: Int64] = [:]
-        var chosen: [(message: KafkaMessage, messageID: String?)] = []
-        var lastProgress = ContinuousClock.now
-        while toRead.contains(where: { (next[$0] ?? start ?? 0) < (watermarks[$0] ?? 0) }) {
-            let messages = try await consumer.poll(maxMessages: 1000, maxWait: .milliseconds(200))
-            if messages.isEmpty {
-                guard ContinuousClock.now - lastProgress < timeout else {
-                    throw Refusal(description: "\(topic) not read to its high watermarks \(watermarks.values.sorted()) within \(timeout): at \(next.values.sorted())")
-                }
-                continue
-            }
-            lastProgress = .now
-            for message in messages {
-                next[message.topicPartition] = message.offset + 1
-                guard message.offset < watermarks[message.topicPartition] ?? 0 else { continue }
-                let messageID = Self.messageID(of: message)
-                if selection.contains(message, messageID: messageID) { chosen.append((message, messageID)) }
-            }
+        return try await consumer.readToEnd(partitions, from: selection.fromOffset, timeout: timeout).compactMap { message in
+            let messageID = Self.messageID(of: message)
+            return selection.contains(message, messageID: messageID) ? (message, messageID) : nil
         }
-        return chosen.sorted { ($0.message.topicPartition, $0.message.offset) < ($1.message.topicPartition, $1.message.offset) }
     }
 
     /// The Segment `messageId` of a dead letter's value, when it is a JSON object with one.
