@@ -3,8 +3,8 @@ import NextSale
 import ServiceLifecycle
 import Shared
 
-/// Folds the next-sale model's appended changes into its tables (``PurchaseModelStore/fold(limit:connection:)``)
-/// every `interval`, at once again while a full chunk was folded. Every replica runs one; an advisory lock makes one
+/// Folds the next-sale model's appended changes into its tables (``PurchaseModelStore/fold(limit:refreshAfter:now:connection:)``)
+/// every `interval`, at once again while a full chunk (`chunk` entries) was folded. Every replica runs one; an advisory lock makes one
 /// fold at a time, the others skip their turn.
 final class ModelCompactor: Service, Sendable {
     private let postgres: PostgresClient
@@ -30,7 +30,7 @@ final class ModelCompactor: Service, Sendable {
                 let (chunk, refreshAfter) = (self.chunk, self.refreshAfter)
                 let folded = try await postgres.withTransaction { try PurchaseModelStore.fold(limit: chunk, refreshAfter: refreshAfter, connection: $0) }
                 failures = 0
-                if folded == chunk { continue }
+                if folded >= chunk { continue }
             } catch {
                 failures += 1
                 if failures == 1 { logger.warning("folding the next-sale model's changes failed; retrying with backoff", metadata: [LogKey.error: "\(error)"]) }

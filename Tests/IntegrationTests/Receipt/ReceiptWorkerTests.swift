@@ -63,7 +63,7 @@ import Testing
     /// Waits until the worker has folded every change of the next-sale model into its tables.
     static func modelFolded(_ fixture: PipelineFixture, timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
-        while try await fixture.query("SELECT 1 FROM receipt_model_changes LIMIT 1").count > 0 {
+        while try await fixture.query("SELECT 1 FROM receipt_model_change_sets UNION ALL SELECT 1 FROM receipt_model_changes LIMIT 1").count > 0 {
             guard ContinuousClock.now < deadline else { throw TestFailure("the model's changes were not folded within \(timeout)") }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -244,6 +244,37 @@ import Testing
             let reasons = dead.map { message in message.headers.first { $0.key == "dlq.message" }.map { String(decoding: $0.value ?? [], as: UTF8.self) } ?? "" }
             #expect(reasons.contains { $0.contains("properties.currency must be an ISO 4217 code") })
             #expect(reasons.contains { $0.contains("properties.order_id is required") })
+        }
+    }
+
+    /// During a rollout, pods of the previous release append the model's changes a row per entry to
+    /// `receipt_model_changes`: the new fold moves them into sets and folds them with the new pods' sets.
+    @Test func changesAppendedByThePreviousReleaseAreFoldedWithTheNewSets() async throws {
+        try await TestEnvironment.withPipeline(1, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
+            let migrate = try ChildProcess("ReceiptWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await migrate.waitForExit() == 0)
+            _ = try await fixture.query(
+                """
+                INSERT INTO receipt_model_changes (store_id, kind, a, b, count) VALUES
+                    ($1, 'orders', 'X', 'tea', 3), ($1, 'followed', 'X', NULL, 2), ($1, 'transition', 'X', 'Y', 2),
+                    ($1, 'together', 'X', 'Z', 1), ($1, 'category_transition', 'tea', 'pots', 2), ($1, 'daily', 'X', '2026-12-01', 3)
+                """, [fixture.store])
+            _ = try await fixture.query(
+                "INSERT INTO receipt_model_change_sets (store_id, kind, a, b, count, entries) VALUES ($1, 'transition', '{X,Y}', '{Y,X}', '{1,4}', 2)",
+                [fixture.store])
+            try await fixture.startWorker()
+            try await Self.modelFolded(fixture)
+            func rows(_ sql: String) async throws -> [String] {
+                try await fixture.query(sql, [fixture.store]).map { (try? $0.decode(String.self, at: 0)) ?? "" }
+            }
+            #expect(try await rows("SELECT from_product || '>' || to_product || ' ' || count FROM receipt_transitions WHERE store_id = $1 ORDER BY 1")
+                == ["X>Y 3", "Y>X 4"])
+            #expect(try await rows("SELECT product_id || ' ' || category || ' ' || orders || ' ' || followed FROM receipt_product_stats WHERE store_id = $1")
+                == ["X tea 3 2"])
+            #expect(try await rows("SELECT from_product || '+' || to_product || ' ' || count FROM receipt_copurchases WHERE store_id = $1") == ["X+Z 1"])
+            #expect(try await rows("SELECT from_category || '>' || to_category || ' ' || count FROM receipt_category_transitions WHERE store_id = $1")
+                == ["tea>pots 2"])
+            #expect(try await rows("SELECT product_id || ' ' || day || ' ' || orders FROM receipt_daily_sales WHERE store_id = $1") == ["X 2026-12-01 3"])
         }
     }
 }
