@@ -23,14 +23,16 @@ struct BenchWorker {
     }
 
     /// Events per second from the first unit of work done to the last: `done` is polled every 20 ms until it reaches
-    /// `total` (start-up, migrations and the group join are not counted).
-    func drainRate(total: Int, done: () async throws -> Int) async throws -> Double {
+    /// `total` and `settled` holds — work the worker defers past the batches (a fold) counts too (start-up, migrations
+    /// and the group join are not counted).
+    func drainRate(total: Int, done: () async throws -> Int, settled: () async throws -> Bool = { true }) async throws -> Double {
         var first: ContinuousClock.Instant?
         var count = 0
         while count < total {
             guard process.isRunning else { throw BenchError("\(process.executableURL?.lastPathComponent ?? "worker") exited early") }
             count = try await done()
             if count > 0, first == nil { first = .now }
+            if count >= total, try await !settled() { count = total - 1 }
             try await Task.sleep(for: .milliseconds(20))
         }
         return Double(total) / (ContinuousClock.now - (first ?? .now)).seconds
@@ -127,11 +129,12 @@ final class BenchHarness {
 
     /// Drains `backlog` (published to a topic of its own, which `inputVariable` names to the worker) with
     /// `executable` on a fresh database, after `prepare` (seeding); events/s from the first batch to the last, and the
-    /// peak RSS. `inspect` sees the database before it is dropped.
+    /// peak RSS. The run ends when `settled` also holds (work the worker defers past its batches is done). `inspect` sees
+    /// the database before it is dropped.
     func drain(
         _ executable: String, inputVariable: String, extraEnvironment: [String: String] = [:],
         prepare: (BenchDatabase, String) async throws -> Void = { _, _ in }, backlog: (String) -> [KafkaOutboundMessage],
-        inspect: (BenchDatabase) async throws -> Void = { _ in }
+        settled: (PostgresClient) async throws -> Bool = { _ in true }, inspect: (BenchDatabase) async throws -> Void = { _ in }
     ) async throws -> (rate: Double, peak: Double) {
         run += 1
         let topic = "bench-\(executable.lowercased())-\(run)"
@@ -158,6 +161,8 @@ final class BenchHarness {
                     "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, topic]
                 ).first?.decode(Int.self, at: 0) ?? 0
             }
+        } settled: {
+            try await settled(client)
         }
         let peak = worker.peakResidentMegabytes
         worker.stop()

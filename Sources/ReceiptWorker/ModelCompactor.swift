@@ -13,7 +13,7 @@ final class ModelCompactor: Service, Sendable {
     private let chunk: Int
     private let logger: Logger
 
-    init(postgres: PostgresClient, interval: Duration, refreshAfter: Duration, chunk: Int = 50_000, logger: Logger) {
+    init(postgres: PostgresClient, interval: Duration, refreshAfter: Duration, chunk: Int = PurchaseModelStore.foldChunk, logger: Logger) {
         self.postgres = postgres
         self.interval = interval
         self.refreshAfter = refreshAfter
