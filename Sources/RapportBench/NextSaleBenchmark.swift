@@ -104,26 +104,27 @@ struct NextSaleBenchmark: ParsableCommand {
     /// are placed in the order of their times (RFC 3339 or a date), else of their numbers, else of their text.
     static func read(_ path: String) throws -> [String: [PurchasedOrder]] {
         guard let data = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
-        var orders: [String: [String: [PurchasedOrder.Product]]] = [:]
-        for line in String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline) {
-            let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard fields.count >= 3, !fields[0].isEmpty, !fields[2].isEmpty else { continue }
-            let category = fields.count > 3 && !fields[3].isEmpty ? fields[3] : nil
-            orders[fields[0], default: [:]][fields[1], default: []].append(.init(id: fields[2], category: category))
-        }
-        // A header line becomes a customer of its own with one order: harmless, never tested.
         let parser = ISO8601DateFormatter()
         let dayParser = DateFormatter()
         dayParser.locale = Locale(identifier: "en_US_POSIX")
         dayParser.timeZone = .gmt
         dayParser.dateFormat = "yyyy-MM-dd"
+        func time(_ key: String) -> Date? {
+            parser.date(from: key) ?? dayParser.date(from: String(key.prefix(10))) ?? Double(key).map { Date(timeIntervalSince1970: $0 * 86_400) }
+        }
+        var lines = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isNewline).map {
+            $0.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        // A header: a first line whose order is no time or number where the next line's is.
+        if lines.count > 1, lines[0].count >= 3, lines[1].count >= 3, time(lines[0][1]) == nil, time(lines[1][1]) != nil { lines.removeFirst() }
+        var orders: [String: [String: [PurchasedOrder.Product]]] = [:]
+        for fields in lines {
+            guard fields.count >= 3, !fields[0].isEmpty, !fields[2].isEmpty else { continue }
+            let category = fields.count > 3 && !fields[3].isEmpty ? fields[3] : nil
+            orders[fields[0], default: [:]][fields[1], default: []].append(.init(id: fields[2], category: category))
+        }
         return orders.mapValues { byOrder in
-            byOrder.map { key, products in
-                let placedAt =
-                    parser.date(from: key) ?? dayParser.date(from: String(key.prefix(10)))
-                    ?? Double(key).map { Date(timeIntervalSince1970: $0 * 86_400) } ?? Date(timeIntervalSince1970: 0)
-                return PurchasedOrder(orderID: key, placedAt: placedAt, products: products)
-            }
+            byOrder.map { key, products in PurchasedOrder(orderID: key, placedAt: time(key) ?? Date(timeIntervalSince1970: 0), products: products) }
         }
     }
 
