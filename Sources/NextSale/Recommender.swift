@@ -114,8 +114,10 @@ public enum NextSaleTuning {
     public static let popular = 100
     /// Candidates of each kind kept per shopper, best first: enough for a list of 10 past what they bought.
     public static let candidatesPerKind = 60
-    /// Added to a seed's follow count: one succession seen once is weak evidence.
-    public static let confidenceShrinkage = 3.0
+    /// Added to a seed's follow (and order) count: one succession seen once is weak evidence. 3 before the Instacart
+    /// histories (README): there 30 lifted hit rate@10 from 0.73× to 0.84× popularity's and recall from 0.93× to
+    /// 1.09×, and the planted histories from 1.61× to 1.65×.
+    public static let confidenceShrinkage = 30.0
     /// How far back the store's top sellers count.
     public static let popularWindow: TimeInterval = 90 * 86_400
 }
