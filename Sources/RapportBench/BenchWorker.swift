@@ -27,12 +27,11 @@ struct BenchWorker {
     /// and the group join are not counted).
     func drainRate(total: Int, done: () async throws -> Int, settled: () async throws -> Bool = { true }) async throws -> Double {
         var first: ContinuousClock.Instant?
-        var count = 0
-        while count < total {
+        while true {
             guard process.isRunning else { throw BenchError("\(process.executableURL?.lastPathComponent ?? "worker") exited early") }
-            count = try await done()
+            let count = try await done()
             if count > 0, first == nil { first = .now }
-            if count >= total, try await !settled() { count = total - 1 }
+            if count >= total, try await settled() { break }
             try await Task.sleep(for: .milliseconds(20))
         }
         return Double(total) / (ContinuousClock.now - (first ?? .now)).seconds
