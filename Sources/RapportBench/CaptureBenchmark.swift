@@ -39,6 +39,9 @@ struct CaptureBenchmark: AsyncParsableCommand {
     @Option(help: "The seed script.")
     var seedScript = "scripts/sql/seed-shoppers.sql"
 
+    @Flag(help: "After seeding, read the seeded tables' indexes into shared buffers (pg_prewarm, as far as they hold them): a warm database rather than one just loaded.")
+    var prewarm = false
+
     mutating func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
@@ -60,8 +63,20 @@ struct CaptureBenchmark: AsyncParsableCommand {
                 let seeding = ContinuousClock.now
                 let client = database.client(logger: logger)
                 try await client.withConnection { try $0.executeScript(script) }
-                client.close()
                 print(String(format: "  (seeded %d stored shoppers in %.0f s)", stored, (ContinuousClock.now - seeding).seconds))
+                if prewarm {
+                    let blocks = try await client.withConnection { connection in
+                        try connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+                        return try connection.query(
+                            """
+                            SELECT coalesce(sum(pg_prewarm(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                            WHERE n.nspname = current_schema() AND c.relkind = 'i'
+                            """
+                        ).first?.decode(Int.self, at: 0) ?? 0
+                    }
+                    print(String(format: "  (prewarmed %.0f MB of indexes)", Double(blocks) * 8 / 1024))
+                }
+                client.close()
             }, backlog: backlog)
         }
 
