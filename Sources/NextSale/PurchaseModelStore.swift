@@ -59,6 +59,14 @@ public enum PurchaseModelStore {
         return folded
     }
 
+    /// Whether every appended change is folded: none waits in `receipt_model_change_sets`, nor in the previous
+    /// release's `receipt_model_changes`.
+    /// - Throws: ``PostgresError``.
+    public static func isFolded(connection: PostgresConnection) throws -> Bool {
+        try connection.query("SELECT NOT EXISTS (SELECT FROM receipt_model_change_sets) AND NOT EXISTS (SELECT FROM receipt_model_changes)")
+            .first?.decode(Bool.self, at: 0) ?? false
+    }
+
     /// Recomputes `store`'s top sellers of the 90 days up to `now`.
     static func refreshTopSellers(store: String, now: Date, connection: PostgresConnection) throws {
         try connection.execute("DELETE FROM receipt_top_sellers WHERE store_id = $1", [store])

@@ -62,6 +62,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
                     .replacingOccurrences(of: ":'group'", with: PostgresConnection.quoteLiteral(group))
                 let seeding = ContinuousClock.now
                 let client = database.client(logger: logger)
+                defer { client.close() }
                 try await client.withConnection { try $0.executeScript(script) }
                 print(String(format: "  (seeded %d stored shoppers in %.0f s)", stored, (ContinuousClock.now - seeding).seconds))
                 if prewarm {
@@ -76,7 +77,6 @@ struct CaptureBenchmark: AsyncParsableCommand {
                     }
                     print(String(format: "  (prewarmed %.0f MB of indexes)", Double(blocks) * 8 / 1024))
                 }
-                client.close()
             }, backlog: backlog)
         }
 

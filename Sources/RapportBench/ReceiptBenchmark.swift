@@ -47,9 +47,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
             settled: { client in
                 try await client.withTransaction { connection in
                     _ = try PurchaseModelStore.fold(limit: PurchaseModelStore.foldChunk, connection: connection)
-                    return try connection.query(
-                        "SELECT NOT EXISTS (SELECT FROM receipt_model_change_sets) AND NOT EXISTS (SELECT FROM receipt_model_changes)"
-                    ).first?.decode(Bool.self, at: 0) ?? false
+                    return try PurchaseModelStore.isFolded(connection: connection)
                 }
             },
             inspect: { database in

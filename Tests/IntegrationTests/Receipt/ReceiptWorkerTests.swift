@@ -1,4 +1,5 @@
 import Foundation
+import NextSale
 import Shared
 import Testing
 
@@ -63,7 +64,9 @@ import Testing
     /// Waits until the worker has folded every change of the next-sale model into its tables.
     static func modelFolded(_ fixture: PipelineFixture, timeout: Duration = .seconds(30)) async throws {
         let deadline = ContinuousClock.now + timeout
-        while try await fixture.query("SELECT 1 FROM receipt_model_change_sets UNION ALL SELECT 1 FROM receipt_model_changes LIMIT 1").count > 0 {
+        let client = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 1)
+        defer { client.close() }
+        while try await !client.withConnection({ try PurchaseModelStore.isFolded(connection: $0) }) {
             guard ContinuousClock.now < deadline else { throw TestFailure("the model's changes were not folded within \(timeout)") }
             try await Task.sleep(for: .milliseconds(100))
         }
