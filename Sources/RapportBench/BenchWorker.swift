@@ -131,7 +131,7 @@ final class BenchHarness {
     /// peak RSS. The run ends when `settled` also holds (work the worker defers past its batches is done). `inspect` sees
     /// the database before it is dropped.
     func drain(
-        _ executable: String, inputVariable: String, extraEnvironment: [String: String] = [:],
+        _ executable: String, inputVariable: String, extraEnvironment: [String: String] = [:], log: String? = nil,
         prepare: (BenchDatabase, String) async throws -> Void = { _, _ in }, backlog: (String) -> [KafkaOutboundMessage],
         settled: (PostgresClient) async throws -> Bool = { _ in true }, inspect: (BenchDatabase) async throws -> Void = { _ in }
     ) async throws -> (rate: Double, peak: Double) {
@@ -147,7 +147,10 @@ final class BenchHarness {
             for result in try await producer.send(Array(messages[start..<min(start + 10_000, messages.count)])) { _ = try result.get() }
         }
         let worker = try BenchWorker(
-            executable, environment: environment(database: database, inputVariable: inputVariable, topic: topic, group: group).merging(extraEnvironment) { _, new in new })
+            executable,
+            environment: environment(database: database, inputVariable: inputVariable, topic: topic, group: group)
+                .merging(extraEnvironment) { _, new in new }.merging(log == nil ? [:] : ["LOG_LEVEL": "debug"]) { _, new in new },
+            log: log)
         defer { worker.stop() }
         let client = database.client(logger: logger)
         defer { client.close() }

@@ -42,6 +42,9 @@ struct CaptureBenchmark: AsyncParsableCommand {
     @Flag(help: "After seeding, read the seeded tables' indexes into shared buffers (pg_prewarm, as far as they hold them): a warm database rather than one just loaded.")
     var prewarm = false
 
+    @Option(help: "Keep CaptureWorker's debug log (its `batch done` lines time each batch's stages) in this file; each run overwrites it.")
+    var workerLog: String?
+
     mutating func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
@@ -53,7 +56,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
 
         /// Drains `backlog` with `executable` on a fresh database, seeded with `stored` shoppers first where asked.
         func drain(_ executable: String, stored: Int, backlog: @escaping (String) -> [KafkaOutboundMessage]) async throws -> (rate: Double, peak: Double) {
-            try await harness.drain(executable, inputVariable: "SHOPPER_EVENTS_TOPIC", prepare: { database, group in
+            try await harness.drain(executable, inputVariable: "SHOPPER_EVENTS_TOPIC", log: executable == "CaptureWorker" ? workerLog : nil, prepare: { database, group in
                 guard stored > 0 else { return }
                 let migrate = try BenchWorker(executable, arguments: ["migrate"], environment: ["DATABASE_URL": database.url])
                 try migrate.waitForSuccess()

@@ -17,6 +17,11 @@ public enum Contacts {
         /// When its marketing emails were sent, inside the window ``Contacts/load(_:sentSince:creating:connection:)`` was
         /// asked for (the pressure caps count them).
         public var sentMarketing: [Date] = []
+        /// Whether the contact is in `rapport_contacts` yet: `false` for one that
+        /// ``Contacts/load(_:sentSince:creating:connection:)`` allocated for a new address (its id from the table's
+        /// sequence, its unsubscribe token), which ``Contacts/save(_:connection:)`` inserts with the state the batch
+        /// gave it.
+        public internal(set) var isStored = true
 
         public init(
             contactID: Int64, storeID: String, email: String, permission: ContactPermission = ContactPermission(), locale: String? = nil,
@@ -68,32 +73,36 @@ public enum Contacts {
     /// The contacts of `addresses`, with their marketing sends since `since`: what the policy reads before it decides
     /// (a batch's events, a scheduled message at the moment of sending).
     /// - Parameter creating: Whether an address without a contact gets one (with no permission yet) — a worker that
-    ///   records what the shopper said about the address (CaptureWorker) — or is left out. Created in key order, so
-    ///   that two transactions wait for each other rather than deadlock.
+    ///   records what the shopper said about the address (CaptureWorker) — or is left out. A new contact is allocated
+    ///   in the same statement (id and unsubscribe token, ``Contact/isStored`` `false`) and written once, with its
+    ///   state, by ``save(_:connection:)``: an empty row inserted here and updated at the end of the batch had cost
+    ///   three times as much (measured on pure captures: 10 ms to insert and 18 ms to update 780 contacts).
     /// - Throws: ``PostgresError``.
     public static func load(_ addresses: Set<Key>, sentSince since: Date, creating: Bool = false, connection: PostgresConnection) throws -> [Key: Contact] {
         guard !addresses.isEmpty else { return [:] }
-        let keys = addresses.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
-        if creating {
-            try connection.execute(
-                """
-                INSERT INTO rapport_contacts (store_id, email) SELECT * FROM unnest($1::text[], $2::text[])
-                ON CONFLICT (store_id, email) DO NOTHING
-                """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
-        }
+        let keys = Array(addresses)
         var contacts: [Key: Contact] = [:]
         var byID: [Int64: Key] = [:]
         for row in try connection.query(
             """
-            SELECT c.*
-            FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
-            CROSS JOIN LATERAL (SELECT \(columns) FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email OFFSET 0) c
-            """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
+            SELECT u.n, c.*,
+                   CASE WHEN c.contact_id IS NULL AND $3 THEN nextval(pg_get_serial_sequence('rapport_contacts', 'contact_id')) END AS new_id,
+                   CASE WHEN c.contact_id IS NULL AND $3 THEN replace(gen_random_uuid()::text, '-', '') END AS new_token
+            FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(store_id, email, n)
+            LEFT JOIN LATERAL (SELECT \(columns) FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email OFFSET 0) c ON true
+            """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email)), creating])
         {
-            let contact = try Contact(row)
-            let key = Key(storeID: contact.storeID, email: contact.email)
-            contacts[key] = contact
-            byID[contact.contactID] = key
+            guard let n = try row.decode(Int.self, "n"), keys.indices.contains(n - 1) else { continue }
+            let key = keys[n - 1]
+            if try row.decode(Int64.self, "contact_id") != nil {
+                let contact = try Contact(row)
+                contacts[key] = contact
+                byID[contact.contactID] = key
+            } else if let id = try row.decode(Int64.self, "new_id"), let token = try row.decode(String.self, "new_token") {
+                var contact = Contact(contactID: id, storeID: key.storeID, email: key.email, unsubscribeToken: token)
+                contact.isStored = false
+                contacts[key] = contact
+            }
         }
         guard !byID.isEmpty else { return contacts }
         for row in try connection.query(
@@ -106,6 +115,54 @@ public enum Contacts {
             contacts[key]?.sentMarketing.append(at)
         }
         return contacts
+    }
+
+    /// Writes `contacts`' permission state inside the caller's transaction: those not stored yet are inserted (plainly:
+    /// should another transaction have created the address meanwhile, ``PostgresError/Code/concurrentInsert`` has the
+    /// batch done again), the others updated. In key order, so that two transactions wait for each other rather than
+    /// deadlock.
+    /// - Throws: ``PostgresError``.
+    public static func save(_ contacts: some Collection<Contact>, connection: PostgresConnection) throws {
+        let sorted = contacts.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
+        func columns(_ contacts: [Contact]) -> [(any PostgresBindable)?] {
+            [
+                PostgresArray(contacts.map(\.storeID)), PostgresArray(contacts.map(\.contactID)),
+                PostgresArray(contacts.map(\.permission.transactional)), PostgresArray(contacts.map(\.permission.marketing)),
+                PostgresArray(contacts.map(\.consentLevel) as [(any PostgresBindable)?]),
+                PostgresArray(contacts.map(\.permission.awaitingConfirmation)),
+                PostgresArray(contacts.map { $0.permission.suppression?.rawValue } as [(any PostgresBindable)?]),
+                PostgresArray(contacts.map(\.softBounceStreak)), PostgresArray(contacts.map(\.permission.timeZone) as [(any PostgresBindable)?]),
+                PostgresArray(contacts.map(\.locale) as [(any PostgresBindable)?]),
+            ]
+        }
+        let new = sorted.filter { !$0.isStored }
+        if !new.isEmpty {
+            try connection.insertNew(
+                "contacts",
+                """
+                INSERT INTO rapport_contacts (store_id, contact_id, transactional_ok, marketing_consent, consent_level, awaiting_confirmation,
+                                              suppression, soft_bounce_streak, time_zone, locale, email, unsubscribe_token)
+                OVERRIDING SYSTEM VALUE
+                SELECT * FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::text[], $6::boolean[], $7::text[],
+                                     $8::integer[], $9::text[], $10::text[], $11::text[], $12::text[])
+                """, columns(new) + [PostgresArray(new.map(\.email)), PostgresArray(new.map(\.unsubscribeToken))])
+        }
+        let stored = sorted.filter(\.isStored)
+        guard !stored.isEmpty else { return }
+        // Both keys of the primary key as `= ANY` too: the index is probed whatever the table's size or statistics (a
+        // join against `unnest` alone was hashed over a sequential scan of every contact while the table was small).
+        try connection.execute(
+            """
+            UPDATE rapport_contacts c
+            SET transactional_ok = u.transactional_ok, marketing_consent = u.marketing_consent, consent_level = u.consent_level,
+                awaiting_confirmation = u.awaiting_confirmation, suppression = u.suppression, soft_bounce_streak = u.soft_bounce_streak,
+                time_zone = u.time_zone, locale = u.locale, updated_at = now()
+            FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::text[], $6::boolean[], $7::text[], $8::integer[],
+                        $9::text[], $10::text[])
+                 AS u(store_id, contact_id, transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression,
+                      soft_bounce_streak, time_zone, locale)
+            WHERE c.store_id = ANY($1::text[]) AND c.contact_id = ANY($2::bigint[]) AND c.store_id = u.store_id AND c.contact_id = u.contact_id
+            """, columns(stored))
     }
 
     /// A contact's key: one address in one store.

@@ -84,9 +84,8 @@ public enum ShopperResolver {
             }
             sequential.sort()
         }
-        let conflicted = try createShoppers(fresh, identities: events, into: &resolved, connection: connection)
-        sequential = (sequential + conflicted).sorted()
-        let created = Set(Set(fresh).subtracting(conflicted).compactMap { resolved[$0] })
+        try createShoppers(fresh, identities: events, into: &resolved, connection: connection)
+        let created = Set(fresh.compactMap { resolved[$0] })
         if !sequential.isEmpty {
             for (index, shopper) in zip(sequential, try resolveSequentially(sequential.map { batch[$0] }, connection: connection)) {
                 resolved[index] = shopper
@@ -175,13 +174,13 @@ public enum ShopperResolver {
     }
 
     /// Creates a shopper for each event of `indices` (all its identities new), with its identities, in two
-    /// statements, filling `resolved`.
-    /// - Returns: The events whose identities another transaction linked meanwhile (their new shopper is removed
-    ///   again): they are resolved sequentially, which finds the identity linked.
+    /// statements, filling `resolved`. The identities were looked up and found unlinked, so they are inserted plainly;
+    /// should another transaction link one of them meanwhile, the insert throws ``PostgresError/Code/concurrentInsert``
+    /// and the batch is done again, finding that link.
     private static func createShoppers(
         _ indices: [Int], identities: [[ShopperIdentity]], into resolved: inout [Int64?], connection: PostgresConnection
-    ) throws -> [Int] {
-        guard !indices.isEmpty else { return [] }
+    ) throws {
+        guard !indices.isEmpty else { return }
         let stores = indices.map { identities[$0][0].store }
         // Identity values are handed out in insertion order, which the ORDER BY fixes: sorted, they follow `indices`.
         let created = try connection.query(
@@ -199,34 +198,16 @@ public enum ShopperResolver {
         }
         // In key order, so that two transactions inserting overlapping identities wait on each other, never deadlock.
         links.sort { ($0.identity.store, $0.identity.kind.rawValue, $0.identity.value) < ($1.identity.store, $1.identity.kind.rawValue, $1.identity.value) }
-        let inserted = Set(
-            try connection.query(
-                """
-                INSERT INTO rapport_identities (store_id, kind, value, shopper_id)
-                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-                ON CONFLICT (store_id, kind, value) DO NOTHING
-                RETURNING store_id, kind, value
-                """,
-                [
-                    PostgresArray(links.map(\.identity.store)), PostgresArray(links.map(\.identity.kind.rawValue)),
-                    PostgresArray(links.map(\.identity.value)), PostgresArray(links.map(\.shopper)),
-                ]
-            ).map { row in
-                ShopperIdentity(
-                    store: try row.decode(String.self, at: 0) ?? "", kind: ShopperIdentity.Kind(rawValue: try row.decode(String.self, at: 1) ?? "") ?? .email,
-                    value: try row.decode(String.self, at: 2) ?? "")
-            })
-        let raced = zip(indices, created).filter { index, _ in !identities[index].allSatisfy(inserted.contains) }
-        guard !raced.isEmpty else { return [] }
-        // Another transaction linked one of these identities first: undo this shopper and the identities it did get, and
-        // let the sequential path find the link.
-        let racedStores = PostgresArray(Array(Set(raced.map { identities[$0.0][0].store })))
-        let orphans = PostgresArray(raced.map(\.1))
-        for table in ["rapport_identities", "rapport_shoppers"] {
-            _ = try connection.execute("DELETE FROM \(table) WHERE store_id = ANY($1::text[]) AND shopper_id = ANY($2::bigint[])", [racedStores, orphans])
-        }
-        for (index, _) in raced { resolved[index] = nil }
-        return raced.map(\.0)
+        try connection.insertNew(
+            "identities",
+            """
+            INSERT INTO rapport_identities (store_id, kind, value, shopper_id)
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+            """,
+            [
+                PostgresArray(links.map(\.identity.store)), PostgresArray(links.map(\.identity.kind.rawValue)),
+                PostgresArray(links.map(\.identity.value)), PostgresArray(links.map(\.shopper)),
+            ])
     }
 
     /// Each event's shopper through `rapport_resolve_shoppers` (one event at a time inside PostgreSQL: links new

@@ -90,6 +90,23 @@ public final class PostgresConnection: @unchecked Sendable {
         return Int(String(cString: PQcmdTuples(result))) ?? 0
     }
 
+    /// Runs `sql`, an `INSERT` of rows whose unique keys this transaction looked up and found missing, as a plain
+    /// insert: no `ON CONFLICT`, whose speculative insertion costs about half as much again per row (measured: 2,000
+    /// identities in 16–22 ms against 10–11). Should another transaction have created one of those keys meanwhile, the
+    /// unique violation is reported as ``PostgresError/Code/concurrentInsert`` — retriable: the transaction is
+    /// aborted and its work done again over the current state, which then has the other transaction's row.
+    /// - Parameter what: The rows, for the error's message (`"identities"`).
+    /// - Returns: The number of rows inserted.
+    /// - Throws: ``PostgresError``.
+    @discardableResult
+    public func insertNew(_ what: String, _ sql: String, _ parameters: [(any PostgresBindable)?] = []) throws -> Int {
+        do {
+            return try execute(sql, parameters)
+        } catch let error as PostgresError where error.sqlState == PostgresError.uniqueViolation {
+            throw PostgresError(code: .concurrentInsert, message: "another transaction created some of these \(what) meanwhile: \(error.message)")
+        }
+    }
+
     /// Runs one prepared statement once per parameter row through libpq's pipeline mode: statements are sent without
     /// waiting for each answer, with a Sync every `syncEvery` rows. Inside a transaction a failure aborts the
     /// transaction; outside one, each Sync commits the rows before it.

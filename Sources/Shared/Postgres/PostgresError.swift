@@ -19,6 +19,10 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         public static let unexpected = Code(name: "unexpected")
         /// The client was shut down. Not retriable.
         public static let clientClosed = Code(name: "clientClosed")
+        /// Another transaction created a row this one had found missing and meant to create (a unique violation on an
+        /// insert of rows the transaction allocated itself): the work read state that is no longer current and is done
+        /// again, as after a serialization failure. Retriable. See ``PostgresConnection/insertNew(_:_:_:)``.
+        public static let concurrentInsert = Code(name: "concurrentInsert")
     }
 
     /// The kind of failure.
@@ -36,11 +40,12 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         self.message = message
     }
 
-    /// Whether the same work may succeed if repeated: connection failures, serialization failures (`40001`),
+    /// Whether the same work may succeed if repeated: connection failures, rows created concurrently
+    /// (``Code/concurrentInsert``), serialization failures (`40001`),
     /// deadlocks (`40P01`), server shutdown or start-up (`57P01`–`57P03`), too many connections (`53300`).
     public var isRetriable: Bool {
         switch code {
-        case .connectionFailed, .connectionLost: return true
+        case .connectionFailed, .connectionLost, .concurrentInsert: return true
         case .server:
             guard let sqlState else { return false }
             return sqlState.hasPrefix("08") || Self.retriableStates.contains(sqlState)
