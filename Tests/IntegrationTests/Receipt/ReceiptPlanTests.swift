@@ -114,15 +114,16 @@ import Testing
             // The top sellers' refresh is a periodic job, not the hot path: it sums a store's 90 days of daily sales (a
             // sequential read of that store's rows, by design) once a refresh interval. The seeded ones stand for a
             // recent refresh, and the interval is set so that none falls inside the test.
-            fixture.extraEnvironment = ["TOP_SELLERS_REFRESH_SECONDS": "3600", "SCHEDULER_INTERVAL_MS": "100"]
-            try await fixture.startWorker()
+            // Batches as large as an SRE may set, from a backlog waiting before the worker starts (CapturePlanTests
+            // says why: a join that probes for 150 rows may read the whole table for 700).
+            fixture.extraEnvironment = ["TOP_SELLERS_REFRESH_SECONDS": "3600", "SCHEDULER_INTERVAL_MS": "100", "BATCH_SIZE": "2000"]
             let events = ReceiptWorkerTests.Events(fixture: fixture)
             var messages: [KafkaOutboundMessage] = []
-            for k in 1...150 {
+            for k in 1...450 {
                 // A new customer's first order, a stored customer's repeat order, and now and then a refund.
                 messages.append(events.order("new-\(k)", userID: "new-\(k)", email: "new-\(k)@example.com", minutes: Double(k),
                                              lines: [.init(product: "p-\(k * 31 % 5000)", price: 10, category: "c-\(k % 50)"), .init(product: "p-\(k * 7 % 5000)", price: 5)]))
-                let stored = k * 1600
+                let stored = k * 500
                 messages.append(events.order("again-\(k)", userID: "c-\(stored)", email: "c-\(stored)@example.com", minutes: Double(k),
                                              lines: [.init(product: "p-\(k * 11 % 5000)", price: 10, category: "c-\(k % 50)")]))
                 if k % 3 == 0 {
@@ -131,6 +132,7 @@ import Testing
                 }
             }
             try await fixture.publish(messages)
+            try await fixture.startWorker()
             try await fixture.waitUntilConsumed()
             try await ReceiptWorkerTests.modelFolded(fixture)
             try await eventually("the due steps decided", timeout: .seconds(60)) {
@@ -140,13 +142,13 @@ import Testing
                     [fixture.group]
                 ).count == 0
             }
-            #expect(try await fixture.readToEnd(fixture.commandsTopic).count >= 300, "a receipt per order, and the due steps")
+            #expect(try await fixture.readToEnd(fixture.commandsTopic).count >= 900, "a receipt per order, and the due steps")
             await fixture.stopWorkers()
 
             var after = before
             try await eventually("the worker's statistics reported", timeout: .seconds(30)) {
                 after = try await Self.counters(fixture)
-                return (after["receipt_orders"]?.inserted ?? 0) >= (before["receipt_orders"]?.inserted ?? 0) + 300
+                return (after["receipt_orders"]?.inserted ?? 0) >= (before["receipt_orders"]?.inserted ?? 0) + 900
             }
             Self.expectFlat(before: before, after: after, tables: Self.growing, work: messages.count + 200, doing: "\(messages.count) events and 200 due steps")
         }
