@@ -30,10 +30,12 @@ public struct ModelSlice: Sendable {
         var candidates = Candidates()
         var successors: [String: Double] = [:]
         var together: [String: Double] = [:]
+        var priorWeight = 0.0
         for (seed, weight) in query.seeds {
             let followed = Double(self.followed[seed] ?? 0)
+            priorWeight += weight * NextSaleTuning.successionPrior / (followed + NextSaleTuning.successionPrior)
             for (product, count) in self.successors[seed] ?? [] {
-                successors[product, default: 0] += weight * Double(count) / (followed + NextSaleTuning.confidenceShrinkage)
+                successors[product, default: 0] += weight * Double(count) / (followed + NextSaleTuning.successionPrior)
             }
             let orders = Double(self.orders[seed] ?? 0)
             for (product, count) in self.together[seed] ?? [] {
@@ -56,6 +58,7 @@ public struct ModelSlice: Sendable {
             Array(scores.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(NextSaleTuning.candidatesPerKind).map { ($0.key, $0.value) })
         }
         candidates.successors = best(successors)
+        candidates.priorWeight = query.seeds.isEmpty ? 1 : priorWeight
         candidates.together = best(together)
         candidates.categoryNext = best(categoryNext)
         candidates.interests = best(interests)

@@ -47,14 +47,18 @@ import Testing
         #expect(together.together == [Pair("X", "Y"): 1, Pair("Y", "X"): 1] && together.orders == ["X": 1, "Y": 1], "a product once per order")
     }
 
-    @Test func aPlantedSuccessionRanksAboveMerelyPopularProductsAndNothingBoughtIsRecommended() {
-        // Ten customers buy A then B; forty buy P (popular) alone, twice.
+    /// `successions` customers bought A, then B, half a year ago; forty bought P (popular) alone, then P and Q, within
+    /// the top sellers' 90 days.
+    static func plantedSource(successions: Int) -> MemoryCandidateSource {
         var counts = PurchaseCounts()
-        for n in 0..<10 { counts.add(PurchaseCounts(customer: [Self.order("a\(n)", days: 0, "A"), Self.order("b\(n)", days: 5, "B")])) }
+        for n in 0..<successions { counts.add(PurchaseCounts(customer: [Self.order("a\(n)", days: -200, "A"), Self.order("b\(n)", days: -195, "B")])) }
         for n in 0..<40 { counts.add(PurchaseCounts(customer: [Self.order("p\(n)", days: 1, "P"), Self.order("q\(n)", days: 6, "P", "Q")])) }
-        let source = MemoryCandidateSource(counts: ["s": counts], asOf: Self.day.addingTimeInterval(10 * 86_400))
-        let history = [Self.order("mine", days: 9, "A", "T")]
-        let candidates = source.candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
+        return MemoryCandidateSource(counts: ["s": counts], asOf: Self.day.addingTimeInterval(10 * 86_400))
+    }
+
+    @Test func aWellObservedSuccessionRanksAboveMerelyPopularProductsAndNothingBoughtIsRecommended() {
+        let history = [Self.order("mine", days: 9, "A")]
+        let candidates = Self.plantedSource(successions: 400).candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
         let ranked = Recommender.rank(candidates, excluding: ["A", "T"], limit: 3)
         #expect(ranked.map(\.productID) == ["B", "P", "Q"])
         #expect(ranked.first?.reason == .boughtNextByOthers)
@@ -64,5 +68,35 @@ import Testing
         let excluded = Recommender.rank(candidates, excluding: ["A", "T", "B", "P"], limit: 10)
         #expect(!excluded.contains { ["A", "T", "B", "P"].contains($0.productID) })
         #expect(excluded.map(\.productID) == ["Q"])
+    }
+
+    @Test func aSuccessionSeenAFewTimesIsShrunkTowardsWhatTheStoreSellsNow() {
+        // Five customers' A → B is weak evidence beside forty customers' P: the prior (the recent top sellers) leads.
+        let history = [Self.order("mine", days: 9, "A")]
+        let candidates = Self.plantedSource(successions: 5).candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
+        let ranked = Recommender.rank(candidates, excluding: ["A"], limit: 3)
+        #expect(ranked.map(\.productID) == ["P", "Q", "B"])
+        #expect(ranked.map(\.reason) == [.popularInStore, .popularInStore, .boughtNextByOthers])
+        // A product never followed by anything leaves the whole next sale to the prior, as does a shopper without orders.
+        let unknown = Self.plantedSource(successions: 5).candidates(for: [
+            CandidateQuery(storeID: "s", history: [Self.order("mine", days: 9, "Z")]), CandidateQuery(storeID: "s", history: []),
+        ])
+        #expect(unknown.map(\.priorWeight) == [1, 1])
+        #expect(unknown.map { Recommender.rank($0, excluding: ["Z"], limit: 3).map(\.productID) } == [["P", "Q"], ["P", "Q"]])
+    }
+
+    @Test func statedInterestsLeadThePriorOverTheStoresTopSellers() {
+        var counts = PurchaseCounts()
+        for n in 0..<40 { counts.add(PurchaseCounts(customer: [Self.order("x\(n)", days: 1, "X", category: "misc")])) }
+        for n in 0..<6 { counts.add(PurchaseCounts(customer: [Self.order("p\(n)", days: 2, n < 4 ? "P1" : "P2", category: "pots")])) }
+        let source = MemoryCandidateSource(counts: ["s": counts], asOf: Self.day.addingTimeInterval(10 * 86_400))
+        let history = [Self.order("mine", days: 9, "T", category: "tea")]
+        let found = source.candidates(for: [
+            CandidateQuery(storeID: "s", history: history, interests: ["pots"]), CandidateQuery(storeID: "s", history: history),
+        ])
+        let leaning = Recommender.rank(found[0], excluding: ["T"], limit: 3)
+        #expect(leaning.map(\.productID) == ["P1", "P2", "X"])
+        #expect(leaning.map(\.reason) == [.matchesInterests, .matchesInterests, .popularInStore])
+        #expect(Recommender.rank(found[1], excluding: ["T"], limit: 3).map(\.productID) == ["X", "P1", "P2"], "no interests: the store's top sellers")
     }
 }
