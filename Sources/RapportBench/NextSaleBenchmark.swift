@@ -5,8 +5,10 @@ import Shared
 
 /// `rapport-bench nextsale`: how well the next-sale model predicts what a customer buys next, against plain
 /// popularity. Each customer with two orders or more has their last order held out; the model is built from every
-/// other order (``PurchaseCounts``, the same rules and limits as the workers' tables) and asked for 10 products,
-/// never one the customer bought before. A hit is a held-out product new to the customer.
+/// other order (``PurchaseCounts``, the same rules and limits as the workers' tables, its top sellers those of the 90
+/// days before the last order) and asked for 10 products, never one the customer bought before. A hit is a held-out
+/// product new to the customer. Two baselines: the top sellers of every training order (the popularity), and
+/// those of the last 90 days (the model's own prior, then every order's).
 struct NextSaleBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nextsale",
@@ -37,20 +39,31 @@ struct NextSaleBenchmark: ParsableCommand {
         row("", "hit@\(limit)", "recall@\(limit)")
         row("next-sale model", String(format: "%.2f %%", 100 * result.model.hit), String(format: "%.2f %%", 100 * result.model.recall))
         row("popularity (top sellers)", String(format: "%.2f %%", 100 * result.popular.hit), String(format: "%.2f %%", 100 * result.popular.recall))
-        row(
-            "model ÷ popularity", String(format: "%.2f×", result.model.hit / max(result.popular.hit, 1e-9)),
-            String(format: "%.2f×", result.model.recall / max(result.popular.recall, 1e-9)))
+        row("popularity, last 90 days", String(format: "%.2f %%", 100 * result.recent.hit), String(format: "%.2f %%", 100 * result.recent.recall))
+        func ratio(_ name: String, _ baseline: Score) {
+            row(name, String(format: "%.2f×", result.model.hit / max(baseline.hit, 1e-9)), String(format: "%.2f×", result.model.recall / max(baseline.recall, 1e-9)))
+        }
+        ratio("model ÷ popularity", result.popular)
+        ratio("model ÷ popularity, 90 days", result.recent)
     }
 
     struct Score {
         var hit = 0.0
         var recall = 0.0
+
+        /// Counts one held-out order: a hit when any of `recommended` is `relevant`, and the share of `relevant` found.
+        mutating func add(_ recommended: some Sequence<String>, _ relevant: Set<String>) {
+            let found = Double(Set(recommended).intersection(relevant).count)
+            hit += found > 0 ? 1 : 0
+            recall += found / Double(relevant.count)
+        }
     }
 
     struct Result {
         var customers = 0, orders = 0, products = 0, tested = 0
         var model = Score()
         var popular = Score()
+        var recent = Score()
     }
 
     /// Holds out each customer's last order and scores both recommenders on it.
@@ -74,29 +87,29 @@ struct NextSaleBenchmark: ParsableCommand {
         result.customers = customers.count
         result.products = products.count
         let asOf = customers.values.flatMap { $0.map(\.placedAt) }.max() ?? Date()
-        // Popularity over all the training orders: the baseline at its strongest (the workers' 90 days suit a live
-        // store, not a history whose times may be order numbers).
-        let source = MemoryCandidateSource(counts: ["s": training], asOf: asOf, window: .greatestFiniteMagnitude)
-        let popular = training.orders.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key)
-        var modelHits = 0.0, modelRecall = 0.0, popularHits = 0.0, popularRecall = 0.0
+        // The workers' source, 90-day top sellers included (where times are order numbers, 90 "days" are 90 orders).
+        let source = MemoryCandidateSource(counts: ["s": training], asOf: asOf)
+        func ranked(_ counts: [String: Int]) -> [String] { counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key) }
+        let popular = ranked(training.orders)
+        let since = PurchaseCounts.day(asOf.addingTimeInterval(-NextSaleTuning.popularWindow))
+        var lately: [String: Int] = [:]
+        for (pair, orders) in training.daily where pair.to > since { lately[pair.from, default: 0] += orders }
+        let recent = ranked(lately) + popular.filter { lately[$0] == nil }
+        var model = Score(), popularity = Score(), recency = Score()
         for (history, next) in tests {
             let bought = Set(history.flatMap { $0.products.map(\.id) })
             let relevant = Set(next.products.map(\.id)).subtracting(bought)
             guard !relevant.isEmpty else { continue }
             result.tested += 1
             let candidates = source.candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
-            let recommended = Set(Recommender.rank(candidates, excluding: bought, limit: limit).map(\.productID))
-            let baseline = Set(popular.lazy.filter { !bought.contains($0) }.prefix(limit))
-            let modelFound = Double(recommended.intersection(relevant).count)
-            let popularFound = Double(baseline.intersection(relevant).count)
-            modelHits += modelFound > 0 ? 1 : 0
-            popularHits += popularFound > 0 ? 1 : 0
-            modelRecall += modelFound / Double(relevant.count)
-            popularRecall += popularFound / Double(relevant.count)
+            model.add(Recommender.rank(candidates, excluding: bought, limit: limit).map(\.productID), relevant)
+            popularity.add(popular.lazy.filter { !bought.contains($0) }.prefix(limit), relevant)
+            recency.add(recent.lazy.filter { !bought.contains($0) }.prefix(limit), relevant)
         }
         let tested = Double(max(result.tested, 1))
-        result.model = Score(hit: modelHits / tested, recall: modelRecall / tested)
-        result.popular = Score(hit: popularHits / tested, recall: popularRecall / tested)
+        result.model = Score(hit: model.hit / tested, recall: model.recall / tested)
+        result.popular = Score(hit: popularity.hit / tested, recall: popularity.recall / tested)
+        result.recent = Score(hit: recency.hit / tested, recall: recency.recall / tested)
         return result
     }
 
@@ -129,7 +142,9 @@ struct NextSaleBenchmark: ParsableCommand {
     }
 
     /// 4,000 customers over 600 products in 20 categories: popularity is Zipf-like, and some products have a planted
-    /// successor (B after A) that a customer who bought A buys in their next order two times in five.
+    /// successor (B after A) that a customer who bought A buys in their next order two times in five. Each customer
+    /// starts on a day of one year and orders every 30 days, so that the top sellers' 90 days hold every order index
+    /// (all starting on one day, the window held only later orders, where the planted successors gather).
     static func plantedHistories() -> [String: [PurchasedOrder]] {
         var generator = SplitMix(state: 42)
         let products = (0..<600).map { "p\($0)" }
@@ -144,12 +159,13 @@ struct NextSaleBenchmark: ParsableCommand {
         for customer in 0..<4000 {
             var orders: [PurchasedOrder] = []
             var previous: [Int] = []
+            let start = Double(generator.next() % 365)
             for index in 0..<(2 + Int(generator.next() % 4)) {
                 var basket = Set<Int>()
                 for product in previous { if let next = successor[product], generator.next() % 5 < 2 { basket.insert(next) } }
                 while basket.count < 1 + Int(generator.next() % 3) { basket.insert(popular()) }
                 let order = PurchasedOrder(
-                    orderID: "\(customer)-\(index)", placedAt: Date(timeIntervalSince1970: Double(index) * 86_400 * 30),
+                    orderID: "\(customer)-\(index)", placedAt: Date(timeIntervalSince1970: (start + Double(index) * 30) * 86_400),
                     products: basket.sorted().map { .init(id: products[$0], category: category($0)) })
                 orders.append(order)
                 previous = basket.sorted()

@@ -152,8 +152,8 @@ import Testing
             try await fixture.startWorker()
             let yearAgo = -365.0 * 24 * 60
             var history: [KafkaOutboundMessage] = []
-            // Four hundred customers bought A, then B in their next order — more than the 300 follows a succession needs
-            // to outweigh the store's top sellers (`NextSaleTuning.successionPrior`) — and thirty bought P (popular) twice.
+            // Four hundred customers bought A, then B in their next order — four times the follows a succession needs to
+            // outweigh the store's top sellers (`NextSaleTuning.successionPrior`) — and thirty bought P (popular) twice.
             for n in 0..<400 {
                 history.append(events.order("a-\(n)", userID: "c-\(n)", email: "c\(n)@example.com", minutes: yearAgo + Double(n), lines: [.init(product: "A", price: 10, category: "tea")]))
                 history.append(events.order("b-\(n)", userID: "c-\(n)", email: "c\(n)@example.com", minutes: yearAgo + 1000 + Double(n), lines: [.init(product: "B", price: 10, category: "pots")]))
