@@ -143,8 +143,8 @@ struct NextSaleBenchmark: ParsableCommand {
 
     /// 4,000 customers over 600 products in 20 categories: popularity is Zipf-like, and some products have a planted
     /// successor (B after A) that a customer who bought A buys in their next order two times in five. Each customer
-    /// starts on a day of one year and orders every 30 days, so that the top sellers' 90 days hold every order index
-    /// (all starting on one day, the window held only later orders, where the planted successors gather).
+    /// starts on a day of one year and orders every 30 days, as a store's customers do (all starting on one day, the
+    /// top sellers' 90 days held only their third to sixth orders).
     static func plantedHistories() -> [String: [PurchasedOrder]] {
         var generator = SplitMix(state: 42)
         let products = (0..<600).map { "p\($0)" }
