@@ -74,8 +74,6 @@ public struct MemoryCandidateSource: CandidateSource {
     /// Indexes `counts` (by store) as the tables are; top sellers are those of the `window` (default: 90 days) before
     /// `asOf`.
     public init(counts: [String: PurchaseCounts], asOf: Date, window: TimeInterval = NextSaleTuning.popularWindow) {
-        let since = PurchaseCounts.day(asOf.addingTimeInterval(-window))
-        let until = PurchaseCounts.day(asOf)
         stores = counts.mapValues { counts in
             var slice = ModelSlice()
             slice.orders = counts.orders
@@ -86,8 +84,7 @@ public struct MemoryCandidateSource: CandidateSource {
             var byCategory: [Pair: Int] = [:]
             for (product, orders) in counts.orders { if let category = counts.categories[product] { byCategory[Pair(category, product)] = orders } }
             slice.byCategory = ModelSlice.strongest(byCategory, limit: NextSaleTuning.productsPerCategory)
-            var recent: [String: Int] = [:]
-            for (pair, orders) in counts.daily where pair.to > since && pair.to <= until { recent[pair.from, default: 0] += orders }
+            let recent = counts.sales(within: window, endingAt: asOf)
             slice.popular = Array(recent.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(NextSaleTuning.popular).map { ($0.key, $0.value) })
             return slice
         }

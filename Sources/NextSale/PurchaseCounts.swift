@@ -90,6 +90,16 @@ public struct PurchaseCounts: Sendable, Equatable {
         }
     }
 
+    /// Orders containing each product placed in the `window` up to `asOf` (by UTC day): the store's recent sales, as
+    /// `receipt_top_sellers` sums them.
+    public func sales(within window: TimeInterval, endingAt asOf: Date) -> [String: Int] {
+        let since = Self.day(asOf.addingTimeInterval(-window))
+        let until = Self.day(asOf)
+        var sales: [String: Int] = [:]
+        for (pair, orders) in daily where pair.to > since && pair.to <= until { sales[pair.from, default: 0] += orders }
+        return sales
+    }
+
     /// `yyyy-MM-dd` of `date` in UTC.
     public static func day(_ date: Date) -> String {
         var calendar = Calendar(identifier: .gregorian)

@@ -162,22 +162,29 @@ public enum Recommender {
         return chosen
     }
 
+    /// A next-sale candidate's score, part by part.
+    struct Parts {
+        var succession = 0.0, popular = 0.0, interests = 0.0
+
+        /// The part that weighs most (successions on a tie).
+        var reason: Recommendation.Reason {
+            succession >= max(popular, interests) ? .boughtNextByOthers : interests >= popular ? .matchesInterests : .popularInStore
+        }
+    }
+
     /// Successions plus the prior, each candidate's reason the part that weighs most.
     static func nextSale(_ candidates: Candidates) -> [(productID: String, score: Double, reason: Recommendation.Reason)] {
-        var parts: [String: (succession: Double, popular: Double, interests: Double)] = [:]
-        for (product, score) in candidates.successors { parts[product, default: (0, 0, 0)].succession += score }
+        var parts: [String: Parts] = [:]
+        for (product, score) in candidates.successors { parts[product, default: Parts()].succession += score }
         let interestsShare = candidates.interests.isEmpty ? 0 : NextSaleTuning.interestsShare
-        func prior(_ list: [(productID: String, score: Double)], mass: Double, _ add: (inout (succession: Double, popular: Double, interests: Double), Double) -> Void) {
+        // `mass` of the prior spread over `list` by each product's share of its orders.
+        func spread(_ list: [(productID: String, score: Double)], mass: Double, into part: WritableKeyPath<Parts, Double>) {
             let total = list.reduce(0) { $0 + max($1.score, 0) }
             guard total > 0, mass > 0 else { return }
-            for (product, count) in list where count > 0 { add(&parts[product, default: (0, 0, 0)], mass * count / total) }
+            for (product, count) in list where count > 0 { parts[product, default: Parts()][keyPath: part] += mass * count / total }
         }
-        prior(candidates.popular, mass: candidates.priorWeight * (1 - interestsShare)) { $0.popular += $1 }
-        prior(candidates.interests, mass: candidates.priorWeight * interestsShare) { $0.interests += $1 }
-        return parts.map { product, part in
-            let reason: Recommendation.Reason =
-                part.succession >= max(part.popular, part.interests) ? .boughtNextByOthers : part.interests >= part.popular ? .matchesInterests : .popularInStore
-            return (product, part.succession + part.popular + part.interests, reason)
-        }
+        spread(candidates.popular, mass: candidates.priorWeight * (1 - interestsShare), into: \.popular)
+        spread(candidates.interests, mass: candidates.priorWeight * interestsShare, into: \.interests)
+        return parts.map { product, part in (product, part.succession + part.popular + part.interests, part.reason) }
     }
 }

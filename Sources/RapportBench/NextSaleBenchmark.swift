@@ -57,6 +57,9 @@ struct NextSaleBenchmark: ParsableCommand {
             hit += found > 0 ? 1 : 0
             recall += found / Double(relevant.count)
         }
+
+        /// The sums as rates over `count` held-out orders.
+        func averaged(over count: Double) -> Score { Score(hit: hit / count, recall: recall / count) }
     }
 
     struct Result {
@@ -91,9 +94,7 @@ struct NextSaleBenchmark: ParsableCommand {
         let source = MemoryCandidateSource(counts: ["s": training], asOf: asOf)
         func ranked(_ counts: [String: Int]) -> [String] { counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key) }
         let popular = ranked(training.orders)
-        let since = PurchaseCounts.day(asOf.addingTimeInterval(-NextSaleTuning.popularWindow))
-        var lately: [String: Int] = [:]
-        for (pair, orders) in training.daily where pair.to > since { lately[pair.from, default: 0] += orders }
+        let lately = training.sales(within: NextSaleTuning.popularWindow, endingAt: asOf)
         let recent = ranked(lately) + popular.filter { lately[$0] == nil }
         var model = Score(), popularity = Score(), recency = Score()
         for (history, next) in tests {
@@ -107,9 +108,9 @@ struct NextSaleBenchmark: ParsableCommand {
             recency.add(recent.lazy.filter { !bought.contains($0) }.prefix(limit), relevant)
         }
         let tested = Double(max(result.tested, 1))
-        result.model = Score(hit: model.hit / tested, recall: model.recall / tested)
-        result.popular = Score(hit: popularity.hit / tested, recall: popularity.recall / tested)
-        result.recent = Score(hit: recency.hit / tested, recall: recency.recall / tested)
+        result.model = model.averaged(over: tested)
+        result.popular = popularity.averaged(over: tested)
+        result.recent = recency.averaged(over: tested)
         return result
     }
 
