@@ -46,6 +46,7 @@ import Testing
         #expect(PostgresArray([1, -2, 30] as [Int64]).postgresText == "{1,-2,30}")
         #expect(PostgresArray(["x", nil] as [(any PostgresBindable)?]).postgresText == #"{"x",NULL}"#)
         #expect(PostgresArray([PostgresBytes([0xAB, 0x01])]).postgresText == #"{"\\xab01"}"#)
+        #expect(PostgresArray([PostgresBytes([0xAB]), PostgresBytes([]), PostgresBytes([0x00, 0xFF])]).postgresText == #"{"\\xab","\\x","\\x00ff"}"#)
         #expect(PostgresArray([Date(timeIntervalSince1970: 0)]).postgresText == "{1970-01-01T00:00:00.000000Z}")
         #expect(PostgresArray([String]()).postgresText == "{}")
     }

@@ -139,11 +139,19 @@ public struct PostgresBytes: PostgresBindable, PostgresDecodable, Equatable {
         text.append(UInt8(ascii: "\""))
     }
 
+    /// Grows `text` by appending (which doubles its capacity as needed) and fills the digits in place. Not
+    /// `reserveCapacity(text.count + …)`: that allocates exactly what is asked, so an array literal of n values was
+    /// copied whole n times — 384 ms instead of 10 for 1,500 values of 2.5 kB (the outbox's commands of one batch).
     private func appendHexDigits(to text: inout [UInt8]) {
-        text.reserveCapacity(text.count + bytes.count * 2 + 1)
-        for byte in bytes {
-            text.append(hexDigit(byte >> 4))
-            text.append(hexDigit(byte & 0x0F))
+        let start = text.count
+        text.append(contentsOf: repeatElement(0, count: bytes.count * 2))
+        text.withUnsafeMutableBufferPointer { digits in
+            var index = start
+            for byte in bytes {
+                digits[index] = hexDigit(byte >> 4)
+                digits[index + 1] = hexDigit(byte & 0x0F)
+                index += 2
+            }
         }
     }
 
