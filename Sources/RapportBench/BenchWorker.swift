@@ -106,11 +106,15 @@ final class BenchHarness {
     let logger: Logger
     private var run = 0
 
-    init(partitions: Int, batchSize: Int, logger: Logger) throws {
+    /// - Parameter producerBatchBytes: The backlog's record batches at most this large (`batch.size`; librdkafka's
+    ///   1 MB when `nil`). The mock broker serves a partition a record batch at a time, so 1 MB batches reach a worker
+    ///   one or two partitions per batch of 2,000 events — and so one or two of its transactions at a time.
+    init(partitions: Int, batchSize: Int, producerBatchBytes: Int? = nil, logger: Logger) throws {
         cluster = try MockKafkaCluster(brokers: 1, logger: logger)
         for topic in ["bench-email", "bench-recs"] { try cluster.createTopic(topic, partitions: partitions) }
         var kafka = KafkaConfiguration()
         kafka.bootstrapServers = [cluster.bootstrapServers]
+        if let producerBatchBytes { kafka.properties["batch.size"] = String(producerBatchBytes) }
         producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
         self.partitions = partitions
         self.batchSize = batchSize

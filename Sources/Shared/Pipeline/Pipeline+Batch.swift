@@ -50,7 +50,7 @@ extension Pipeline {
         logger.debug(
             "batch done",
             metadata: [
-                "batch.size": "\(batch.count)", "batch.decode": "\(decodedAt - started)", "batch.transaction": "\(committedAt - decodedAt)",
+                "batch.size": "\(batch.count)", "batch.partitions": "\(nextOffsets.count)", "batch.decode": "\(decodedAt - started)", "batch.transaction": "\(committedAt - decodedAt)",
                 "batch.publish": "\(publishedAt - committedAt)", "batch.kafka_commit": "\(ContinuousClock.now - publishedAt)",
             ])
         record(committed, size: batch.count, skipped: skipped.count, duration: ContinuousClock.now - started)
