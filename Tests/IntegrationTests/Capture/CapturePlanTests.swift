@@ -12,7 +12,7 @@ import Testing
     /// The tables that grow with shoppers, orders, decisions or events.
     static let growing = [
         "capture_shoppers", "rapport_shoppers", "rapport_identities", "rapport_contacts", "rapport_contact_decisions", "capture_consent_ledger",
-        "capture_interests", "capture_timeline", "rapport_processed_messages", "rapport_scheduled_steps",
+        "capture_interests", "capture_timeline", "rapport_processed_messages", "rapport_scheduled_steps", "receipt_orders",
     ]
 
     /// `scripts/sql/seed-shoppers.sql` for `shoppers` shoppers of `store`, processed by `group`.
@@ -44,13 +44,25 @@ import Testing
         try await TestEnvironment.withPipeline(10, executable: "CaptureWorker", prefix: "it-cap") { fixture in
             let migrate = try ChildProcess("CaptureWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await migrate.waitForExit() == 0)
+            // ReceiptWorker's tables beside CaptureWorker's, as they are by default: an erasure runs every component's part.
+            let migrateReceipt = try ChildProcess("ReceiptWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
+            #expect(try await migrateReceipt.waitForExit() == 0)
             let seeding = ContinuousClock.now
             let client = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 1)
             let sql = try Self.seedSQL(shoppers: 1_000_000, store: fixture.store, group: fixture.group)
             try await client.withConnection { connection in
                 try connection.executeScript(sql)
-                // A journey step already sent for every fifth of them, as ReceiptWorker leaves it: an erasure scrubs a
-                // shopper's steps in every state, and must find them by probes (it read the whole table before).
+                // An order and a journey step already sent for every fifth of them, as ReceiptWorker leaves them: an
+                // erasure scrubs a shopper's orders and steps in every state, and must find them by probes (each read
+                // its whole table before).
+                try connection.execute(
+                    """
+                    INSERT INTO receipt_orders (store_id, order_id, shopper_key, shopper_id, currency, status, placed_at, message_id, email, total)
+                    SELECT store_id, 'seed-order-' || shopper_id, store_id || '/seed-anon-' || substring(email FROM 'seed-([0-9]+)@'),
+                           shopper_id, 'EUR', 'completed', created_at, 'seed-order-' || shopper_id, email, 2500
+                    FROM capture_shoppers WHERE store_id = $1 AND email LIKE 'seed-%' AND shopper_id % 5 = 0
+                    """, [fixture.store])
+                try connection.execute("ANALYZE receipt_orders")
                 try connection.execute(
                     """
                     INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, shopper_id, email, causation_id, due_at, state)
