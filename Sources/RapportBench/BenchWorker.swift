@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Logging
 import Shared
@@ -93,6 +94,29 @@ struct BenchDatabase {
         let name = self.name
         _ = try await admin.withConnection { try $0.execute("DROP DATABASE \(name) WITH (FORCE)") }
         admin.close()
+    }
+}
+
+/// The options every worker benchmark takes for its harness: the topics' partitions, the workers' batch size and the
+/// backlog's record batch size.
+struct HarnessOptions: ParsableArguments {
+    @Option(help: "Partitions of every topic.")
+    var partitions = 8
+
+    @Option(help: "The workers' BATCH_SIZE.")
+    var batchSize = 2000
+
+    @Option(help: "The backlog's record batches at most this many bytes (librdkafka's batch.size; default 1 MB). Storefronts publishing as shoppers act send small batches; 1 MB batches reach the worker one or two partitions per batch.")
+    var producerBatchBytes: Int?
+
+    /// A harness with these options.
+    func harness(logger: Logger) throws -> BenchHarness {
+        try BenchHarness(partitions: partitions, batchSize: batchSize, producerBatchBytes: producerBatchBytes, logger: logger)
+    }
+
+    /// For a benchmark's first line.
+    var summary: String {
+        "BATCH_SIZE \(batchSize), \(partitions) partitions, backlog in record batches of \(producerBatchBytes.map { "\($0) bytes" } ?? "up to 1 MB")"
     }
 }
 

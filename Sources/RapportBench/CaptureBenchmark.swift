@@ -30,14 +30,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
     @Option(help: "Distinct returning shoppers in the storefront mix (they are among the stored ones).")
     var active = 10_000
 
-    @Option(help: "Partitions of every topic.")
-    var partitions = 8
-
-    @Option(help: "The workers' BATCH_SIZE.")
-    var batchSize = 2000
-
-    @Option(help: "The backlog's record batches at most this many bytes (librdkafka's batch.size; default 1 MB). Storefronts publishing as shoppers act send small batches; 1 MB batches reach the worker one or two partitions per batch.")
-    var producerBatchBytes: Int?
+    @OptionGroup var harnessOptions: HarnessOptions
 
     @Option(help: "The seed script.")
     var seedScript = "scripts/sql/seed-shoppers.sql"
@@ -54,8 +47,8 @@ struct CaptureBenchmark: AsyncParsableCommand {
         let sizes = shoppers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--shoppers takes whole numbers, comma-separated") }
         let seed = try String(contentsOfFile: seedScript, encoding: .utf8)
-        let harness = try BenchHarness(partitions: partitions, batchSize: batchSize, producerBatchBytes: producerBatchBytes, logger: logger)
-        print("rapport-bench capture — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(events) events per run, BATCH_SIZE \(batchSize), \(partitions) partitions, backlog in record batches of \(producerBatchBytes.map { "\($0) bytes" } ?? "up to 1 MB")")
+        let harness = try harnessOptions.harness(logger: logger)
+        print("rapport-bench capture — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(events) events per run, \(harnessOptions.summary)")
 
         /// Drains `backlog` with `executable` on a fresh database, seeded with `stored` shoppers first where asked.
         func drain(_ executable: String, stored: Int, backlog: @escaping (String) -> [KafkaOutboundMessage]) async throws -> (rate: Double, peak: Double) {

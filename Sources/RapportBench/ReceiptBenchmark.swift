@@ -23,20 +23,13 @@ struct ReceiptBenchmark: AsyncParsableCommand {
     @Option(help: "Shoppers whose list is timed.")
     var samples = 500
 
-    @Option(help: "Partitions of every topic.")
-    var partitions = 8
-
-    @Option(help: "The workers' BATCH_SIZE.")
-    var batchSize = 2000
-
-    @Option(help: "The backlog's record batches at most this many bytes (librdkafka's batch.size; default 1 MB). Storefronts publishing as shoppers act send small batches; 1 MB batches reach the worker one or two partitions per batch.")
-    var producerBatchBytes: Int?
+    @OptionGroup var harnessOptions: HarnessOptions
 
     mutating func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
-        let harness = try BenchHarness(partitions: partitions, batchSize: batchSize, producerBatchBytes: producerBatchBytes, logger: logger)
-        print("rapport-bench receipt — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(orders) orders, BATCH_SIZE \(batchSize), \(partitions) partitions, backlog in record batches of \(producerBatchBytes.map { "\($0) bytes" } ?? "up to 1 MB")")
+        let harness = try harnessOptions.harness(logger: logger)
+        print("rapport-bench receipt — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(orders) orders, \(harnessOptions.summary)")
         let echo = try await harness.pipelineRate(events: orders)
         print(String(format: "  pipeline (EchoWorker: 2 rows + 1 command)   %8.0f events/s   peak RSS %5.1f MB", echo.rate, echo.peak))
         let count = orders

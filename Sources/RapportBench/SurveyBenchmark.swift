@@ -16,20 +16,13 @@ struct SurveyBenchmark: AsyncParsableCommand {
     @Option(help: "Customers re-scored (orders: 1 to 4 each; 0: skip).")
     var customers = 1_000_000
 
-    @Option(help: "Partitions of every topic.")
-    var partitions = 8
-
-    @Option(help: "The workers' BATCH_SIZE.")
-    var batchSize = 2000
-
-    @Option(help: "The backlog's record batches at most this many bytes (librdkafka's batch.size; default 1 MB). Storefronts publishing as shoppers act send small batches; 1 MB batches reach the worker one or two partitions per batch.")
-    var producerBatchBytes: Int?
+    @OptionGroup var harnessOptions: HarnessOptions
 
     mutating func run() async throws {
         var logger = Logger(label: "bench")
         logger.logLevel = .critical
-        let harness = try BenchHarness(partitions: partitions, batchSize: batchSize, producerBatchBytes: producerBatchBytes, logger: logger)
-        print("rapport-bench survey — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(surveys) surveys, BATCH_SIZE \(batchSize), \(partitions) partitions, backlog in record batches of \(producerBatchBytes.map { "\($0) bytes" } ?? "up to 1 MB")")
+        let harness = try harnessOptions.harness(logger: logger)
+        print("rapport-bench survey — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(surveys) surveys, \(harnessOptions.summary)")
         let echo = try await harness.pipelineRate(events: surveys)
         print(String(format: "  pipeline (EchoWorker: 2 rows + 1 command)   %8.0f events/s   peak RSS %5.1f MB", echo.rate, echo.peak))
         fflush(nil)
