@@ -46,7 +46,8 @@ import Testing
     }
 
     /// A second and third worker join and leave during a stream: each member is assigned partitions and does work,
-    /// effects stay exactly once, and each shopper's events are applied in sequence order.
+    /// effects stay exactly once, each shopper's events are applied in sequence order, and no command is published
+    /// twice.
     @Test func membersJoiningAndLeavingKeepEachShoppersOrder() async throws {
         try await TestEnvironment.withPipeline(6) { fixture in
             fixture.extraEnvironment = ["BATCH_SIZE": "100"]
@@ -99,7 +100,11 @@ import Testing
             #expect(rows.count == total)
             #expect(outOfOrder == 0, "each shopper's events applied in sequence order")
             #expect(try await fixture.readToEnd(fixture.deadLetterTopic).isEmpty)
-            #expect(Set(try await fixture.readToEnd(fixture.commandsTopic).map(commandID)).count == total)
+            let commands = try await fixture.readToEnd(fixture.commandsTopic)
+            #expect(Set(commands.map(commandID)).count == total)
+            // Partitions move only once the rows on their way are sent (`Publication`): no orderly rebalance or
+            // shutdown leaves the next owner rows to publish again.
+            #expect(commands.count == total, "\(commands.count - total) commands reached the wire twice")
         }
     }
 

@@ -3,13 +3,18 @@ import Logging
 import Synchronization
 
 /// Where partitions resume: the offsets each batch's transaction records in PostgreSQL. As the consumer's rebalance
-/// listener it answers every assignment with those offsets, and remembers which partitions arrived, so that the
-/// pipeline first publishes what a previous owner left in their outbox.
+/// listener it answers every assignment with those offsets, remembers which partitions arrived, so that the
+/// pipeline first publishes what a previous owner left in their outbox, and holds a revoked partition until the
+/// rows the pipeline has on their way for it are sent.
 public final class OffsetStore: KafkaRebalanceListener {
     private let postgres: PostgresClient
     private let groupID: String
     private let logger: Logger
     private let arrived = Mutex<Set<TopicPartition>>([])
+    /// The pipeline's batch publication in flight (``Publication``).
+    let publications = PublicationsInFlight()
+    /// How long a revocation waits for the rows on their way: the next owner relays what is left.
+    static let revocationWait: Duration = .seconds(10)
 
     /// A store for `groupID`'s offsets in `postgres`.
     public init(postgres: PostgresClient, groupID: String, logger: Logger) {
@@ -50,8 +55,13 @@ public final class OffsetStore: KafkaRebalanceListener {
         }
     }
 
+    /// Runs on the consumer's poll thread. Waits for the first send of the rows in flight from these partitions (and
+    /// the delete of what it delivered), so that their next owner does not relay rows already on their way.
     public func partitionsRevoked(_ partitions: [TopicPartition]) {
         arrived.withLock { $0.subtract(partitions) }
+        if !publications.waitForFirstAttempts(touching: partitions, timeout: Self.revocationWait) {
+            logger.warning("revoked partitions' outbox rows still on their way; their next owner may publish them again (same command ids)")
+        }
     }
 
     public func partitionsLost(_ partitions: [TopicPartition]) {
@@ -64,6 +74,11 @@ public final class OffsetStore: KafkaRebalanceListener {
             defer { arrivals.removeAll() }
             return arrivals
         }
+    }
+
+    /// Whether partitions arrived since the last ``takeArrivals()``.
+    var hasArrivals: Bool {
+        arrived.withLock { !$0.isEmpty }
     }
 
     /// Puts partitions back for the next ``takeArrivals()`` (their relay failed).

@@ -1,10 +1,11 @@
 import Logging
 
-/// One attempt at a batch: decode, commit, publish, commit offsets.
+/// One attempt at a batch: decode, commit, finish the previous batch's publication, start this one's.
 extension Pipeline {
 
-    /// Decodes, applies and commits one batch, then publishes its outbox rows and commits its offsets.
-    func process(_ batch: [KafkaMessage], handler: ErasedHandler, attempts: [MessagePosition: Int]) async throws {
+    /// Decodes, applies and commits one batch; then finishes the publication in flight (the previous batch's rows
+    /// delivered, its offsets committed to Kafka) and starts this batch's, which `inFlight` holds on return.
+    func process(_ batch: [KafkaMessage], handler: ErasedHandler, attempts: [MessagePosition: Int], inFlight: inout Publication?) async throws {
         let started = ContinuousClock.now
         var events: [InboundEvent<any Sendable>] = []
         var deadLetters: [DeadLetter] = []
@@ -38,22 +39,48 @@ extension Pipeline {
             throw partial
         }
         let committedAt = ContinuousClock.now
-        let published = try await publish(committed.outbox)
-        let publishedAt = ContinuousClock.now
-        do {
-            // Kafka's offsets never pass a message whose outbox rows are still waiting (shutdown mid-publish).
-            if published { try await consumer.commit(nextOffsets) }
-        } catch let error as KafkaError where error.isRetriable {
-            // PostgreSQL holds the offsets that count; Kafka's catch up with the next commit.
-            logger.debug("offset commit refused", metadata: [LogKey.error: "\(error)"])
-        }
+        // The previous batch's rows go out before this one's: each partition's commands stay in order.
+        let previousDelivered = try await finish(&inFlight)
+        if previousDelivered {
+            inFlight = startPublication(committed.outbox, nextOffsets: nextOffsets)
+        }  // else shutting down: this batch's rows stay in the outbox for the partitions' next owner.
         logger.debug(
             "batch done",
             metadata: [
                 "batch.size": "\(batch.count)", "batch.partitions": "\(nextOffsets.count)", "batch.decode": "\(decodedAt - started)", "batch.transaction": "\(committedAt - decodedAt)",
-                "batch.publish": "\(publishedAt - committedAt)", "batch.kafka_commit": "\(ContinuousClock.now - publishedAt)",
+                "batch.previous_publication": "\(ContinuousClock.now - committedAt)",
             ])
         record(committed, size: batch.count, skipped: skipped.count, duration: ContinuousClock.now - started)
+    }
+
+    /// Starts publishing a committed batch's outbox rows in the background (``Publication``).
+    func startPublication(_ rows: [Outbox.Row], nextOffsets: [TopicPartition: Int64]) -> Publication {
+        let publication = Publication(rows: rows, nextOffsets: nextOffsets, producer: producer, postgres: postgres)
+        offsets.publications.add(publication)
+        return publication
+    }
+
+    /// Finishes the publication in flight, if any: waits for its first attempt, classifies and retries what failed
+    /// (``publish(_:after:)``), then commits its offsets to Kafka for the partitions still assigned.
+    /// - Returns: `false` when shutdown began before every row was delivered (the rest stays in the outbox for the
+    ///   partitions' next owner, and no offset is committed to Kafka past it).
+    /// - Throws: ``KafkaError`` when the producer is unusable (fatal).
+    @discardableResult
+    func finish(_ inFlight: inout Publication?) async throws -> Bool {
+        guard let publication = inFlight else { return true }
+        inFlight = nil
+        defer { offsets.publications.remove(publication) }
+        let first = try await health.waiting(upTo: configuration.publishBound) { try await publication.firstAttempt() }
+        guard try await publish(publication.rows, after: first) else { return false }
+        let assigned = consumer.assignment
+        do {
+            // Kafka's offsets never pass a message whose outbox rows are still waiting (shutdown mid-publish).
+            try await consumer.commit(publication.nextOffsets.filter { assigned.contains($0.key) })
+        } catch let error as KafkaError where error.isRetriable {
+            // PostgreSQL holds the offsets that count; Kafka's catch up with the next commit.
+            logger.debug("offset commit refused", metadata: [LogKey.error: "\(error)"])
+        }
+        return true
     }
 
     /// Metrics and logs for what a batch (or part of one) committed.

@@ -14,19 +14,29 @@ extension Pipeline {
     ///   false with the reason, one log line a minute naming the topic and the setting; nothing skipped;
     /// - fatal: thrown (the producer must be recreated: the worker exits, the outbox keeps the rows).
     ///
+    /// `first`, where given, is an attempt already made (``Publication``): its results are classified as a send's
+    /// would be, and what it delivered is deleted only if it did not delete it.
+    ///
     /// - Returns: `false` when shutdown began before everything was delivered: what is left stays in the outbox for
     ///   the partition's next owner, and the caller must not commit offsets to Kafka past it.
     @discardableResult
-    func publish(_ rows: [Outbox.Row]) async throws -> Bool {
+    func publish(_ rows: [Outbox.Row], after first: Publication.FirstAttempt? = nil) async throws -> Bool {
         var pending = rows
+        var first = first
         var attempt = 0
         var paused = false
         var rewind: [TopicPartition: Int64] = [:]
         var blockedLoggedAt: ContinuousClock.Instant?
         defer { if attempt > 0 { Gauge(label: "rapport_publish_blocked").record(0) } }
         while !pending.isEmpty {
-            let messages = pending.map(\.message)
-            let results = try await health.waiting(upTo: configuration.publishBound) { try await producer.send(messages) }
+            let results: [Result<KafkaDeliveryReport, KafkaError>]
+            var deleted = false
+            if let made = first {
+                (results, deleted, first) = (made.results, made.deleted, nil)
+            } else {
+                let messages = pending.map(\.message)
+                results = try await health.waiting(upTo: configuration.publishBound) { try await producer.send(messages) }
+            }
             var delivered: [Int64] = []
             var again: [Outbox.Row] = []
             var wait = false
@@ -59,7 +69,7 @@ extension Pipeline {
                     }
                 }
             }
-            try await deleteDelivered(delivered, paused: &paused, rewind: &rewind)
+            if !deleted { try await deleteDelivered(delivered, paused: &paused, rewind: &rewind) }
             pending = again
             guard wait else { continue }
 

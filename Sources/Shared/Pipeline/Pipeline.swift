@@ -8,7 +8,8 @@ import ServiceLifecycle
 /// poll a batch → decode and validate each message (bad ones become dead letters) → one PostgreSQL transaction:
 /// de-duplicate on (store, messageId), apply the handler, write its commands and the dead letters to the outbox,
 /// record the next offsets → commit → publish the outbox rows and wait for delivery → delete them → commit offsets to
-/// Kafka.
+/// Kafka. Publishing one batch overlaps the next batch's poll, decoding and transaction (``Publication``), and ends
+/// before the next batch's rows go out.
 ///
 /// A transient failure pauses the partitions and retries the same batch with backoff, polling meanwhile so that the
 /// member stays in its group; nothing is ever skipped. On shutdown it stops between batches and leaves the group.
@@ -45,8 +46,11 @@ public final class Pipeline: Service, Sendable {
         logger.info("consumer subscribed", metadata: [LogKey.kafkaTopic: "\(configuration.inputTopic)"])
         var relayFailures = 0
         var relayRewind: [TopicPartition: Int64] = [:]
+        var inFlight: Publication?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
+                // A previous owner's leftovers and our own rows in flight never go out side by side.
+                if offsets.hasArrivals || relayFailures > 0 { try await finish(&inFlight) }
                 try await relayArrivals()
                 if relayFailures > 0 {
                     relayFailures = 0
@@ -65,15 +69,21 @@ public final class Pipeline: Service, Sendable {
             }
             let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxWait: configuration.batchWait)
             turned()
-            guard !batch.isEmpty else { continue }
+            guard !batch.isEmpty else {
+                // Quiet: the last batch's publication ends now rather than with the next batch.
+                try await finish(&inFlight)
+                continue
+            }
             guard let handler else {
                 // No behaviour yet: hold the partitions without processing them. Nothing is committed, so whatever
                 // this poll read is read again by the member that first has a handler.
                 try consumer.pause(Array(consumer.assignment))
                 continue
             }
-            try await processWithRetry(batch, handler: handler)
+            try await processWithRetry(batch, handler: handler, inFlight: &inFlight)
         }
+        // What is still undelivered on shutdown stays in the outbox for the partitions' next owner.
+        try await finish(&inFlight)
         health.shuttingDown()
         logger.info("leaving the consumer group")
         try await consumer.close()
