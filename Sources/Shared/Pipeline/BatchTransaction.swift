@@ -11,6 +11,10 @@ struct BatchTransaction: Sendable {
     var events: [InboundEvent<any Sendable>]
     /// The messages that failed to decode.
     var deadLetters: [DeadLetter]
+    /// Messages still to decode, in partition order: each transaction decodes its own partitions' just before it
+    /// begins, so that the first transaction starts after a third of the batch is decoded, not all of it, and the
+    /// groups decode side by side.
+    var undecoded: [KafkaMessage] = []
     /// The offsets to record per partition (after the batch).
     var nextOffsets: [TopicPartition: Int64]
     let handler: ErasedHandler
@@ -25,6 +29,8 @@ struct BatchTransaction: Sendable {
         var duplicates = 0
         var deadLetters: [DeadLetter] = []
         var commands: [OutboundCommand] = []
+        /// Messages that were no event for this worker (skipped and counted).
+        var skipped = 0
 
         mutating func add(_ other: Committed) {
             outbox += other.outbox
@@ -32,6 +38,7 @@ struct BatchTransaction: Sendable {
             duplicates += other.duplicates
             deadLetters += other.deadLetters
             commands += other.commands
+            skipped += other.skipped
         }
     }
 
@@ -58,7 +65,7 @@ struct BatchTransaction: Sendable {
     ///   rows first and finds their events applied (de-duplication), so nothing is applied or emitted twice.
     func commit(on postgres: PostgresClient) async throws -> Committed {
         let groups = Self.partitionGroups(
-            nextOffsets.keys, weights: events.map(\.source.topicPartition), count: configuration.transactionsPerBatch)
+            nextOffsets.keys, weights: events.map(\.source.topicPartition) + undecoded.map(\.topicPartition), count: configuration.transactionsPerBatch)
         guard groups.count > 1 else { return try await run(on: postgres) }
         let outcomes = await withTaskGroup(of: TransactionOutcome.self) { group in
             for partitions in groups {
@@ -99,17 +106,48 @@ struct BatchTransaction: Sendable {
         var part = self
         part.events = events.filter { partitions.contains($0.source.topicPartition) }
         part.deadLetters = deadLetters.filter { partitions.contains($0.source.topicPartition) }
+        part.undecoded = undecoded.filter { partitions.contains($0.topicPartition) }
         part.nextOffsets = nextOffsets.filter { partitions.contains($0.key) }
         return part
     }
 
     /// One transaction: the whole batch first, then — if the handler failed on it — each event isolated.
     private func run(on postgres: PostgresClient) async throws -> Committed {
+        var part = self
+        let skipped = part.decodeUndecoded()
+        let decoded = part
+        var committed: Committed
         do {
-            return try await postgres.withTransaction { try apply(isolating: false, connection: $0) }
+            committed = try await postgres.withTransaction { try decoded.apply(isolating: false, connection: $0) }
         } catch is IsolationNeeded {
-            return try await postgres.withTransaction { try apply(isolating: true, connection: $0) }
+            committed = try await postgres.withTransaction { try decoded.apply(isolating: true, connection: $0) }
         }
+        committed.skipped = skipped
+        return committed
+    }
+
+    /// Decodes ``undecoded`` into ``events`` and ``deadLetters`` (a message that is not JSON, too large, or refused
+    /// by the handler's `decode`), keeping partition order.
+    /// - Returns: How many messages were no event for this worker (skipped).
+    private mutating func decodeUndecoded() -> Int {
+        var skipped = 0
+        for message in undecoded {
+            do {
+                switch try SegmentMessage.decode(message.value, sizeLimit: configuration.maxMessageBytes) {
+                case .event(let event):
+                    do {
+                        events.append(InboundEvent(message: event, event: try handler.decode(event), source: message))
+                    } catch {
+                        deadLetters.append(DeadLetter(source: message, failure: error, messageID: event.messageID))
+                    }
+                case .skipped: skipped += 1
+                }
+            } catch {
+                deadLetters.append(DeadLetter(source: message, failure: error))
+            }
+        }
+        undecoded = []
+        return skipped
     }
 
     /// How one of a batch's transactions ended. A class, so that the task group hands back one reference per child:

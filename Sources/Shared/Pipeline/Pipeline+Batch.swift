@@ -1,41 +1,23 @@
 import Logging
 
-/// One attempt at a batch: decode, commit, finish the previous batch's publication, start this one's.
+/// One attempt at a batch: decode and commit, finish the previous batch's publication, start this one's.
 extension Pipeline {
 
     /// Decodes, applies and commits one batch; then finishes the publication in flight (the previous batch's rows
     /// delivered, its offsets committed to Kafka) and starts this batch's, which `inFlight` holds on return.
     func process(_ batch: [KafkaMessage], handler: ErasedHandler, attempts: [MessagePosition: Int], inFlight: inout Publication?) async throws {
         let started = ContinuousClock.now
-        var events: [InboundEvent<any Sendable>] = []
-        var deadLetters: [DeadLetter] = []
-        var skipped: [TopicPartition] = []
-        for message in batch {
-            do {
-                switch try SegmentMessage.decode(message.value, sizeLimit: configuration.maxMessageBytes) {
-                case .event(let event):
-                    do {
-                        events.append(InboundEvent(message: event, event: try handler.decode(event), source: message))
-                    } catch {
-                        deadLetters.append(DeadLetter(source: message, failure: error, messageID: event.messageID))
-                    }
-                case .skipped: skipped.append(message.topicPartition)
-                }
-            } catch {
-                deadLetters.append(DeadLetter(source: message, failure: error))
-            }
-        }
-        let decodedAt = ContinuousClock.now
         let nextOffsets = batch.nextOffsets
+        // Each of the batch's transactions decodes its own partitions' messages just before it begins.
         let transaction = BatchTransaction(
-            events: events, deadLetters: deadLetters, nextOffsets: nextOffsets, handler: handler, attempts: attempts, configuration: configuration)
+            events: [], deadLetters: [], undecoded: batch, nextOffsets: nextOffsets, handler: handler, attempts: attempts, configuration: configuration)
         let committed: BatchTransaction.Committed
         do {
             committed = try await transaction.commit(on: postgres)
         } catch let partial as BatchTransaction.PartialCommit {
             // What did commit is counted now; its commands go out with the relay before the retry.
             let size = batch.count { partial.partitions.contains($0.topicPartition) }
-            record(partial.committed, size: size, skipped: skipped.count { partial.partitions.contains($0) }, duration: ContinuousClock.now - started)
+            record(partial.committed, size: size, duration: ContinuousClock.now - started)
             throw partial
         }
         let committedAt = ContinuousClock.now
@@ -47,10 +29,10 @@ extension Pipeline {
         logger.debug(
             "batch done",
             metadata: [
-                "batch.size": "\(batch.count)", "batch.partitions": "\(nextOffsets.count)", "batch.decode": "\(decodedAt - started)", "batch.transaction": "\(committedAt - decodedAt)",
+                "batch.size": "\(batch.count)", "batch.partitions": "\(nextOffsets.count)", "batch.transactions": "\(committedAt - started)",
                 "batch.previous_publication": "\(ContinuousClock.now - committedAt)",
             ])
-        record(committed, size: batch.count, skipped: skipped.count, duration: ContinuousClock.now - started)
+        record(committed, size: batch.count, duration: ContinuousClock.now - started)
     }
 
     /// Starts publishing a committed batch's outbox rows in the background (``Publication``).
@@ -84,10 +66,10 @@ extension Pipeline {
     }
 
     /// Metrics and logs for what a batch (or part of one) committed.
-    private func record(_ committed: BatchTransaction.Committed, size: Int, skipped: Int, duration: Duration) {
+    private func record(_ committed: BatchTransaction.Committed, size: Int, duration: Duration) {
         metrics.batch(
             size: size, duration: duration, handled: committed.handled, duplicates: committed.duplicates,
-            skipped: skipped, deadLetters: committed.deadLetters, commands: committed.commands)
+            skipped: committed.skipped, deadLetters: committed.deadLetters, commands: committed.commands)
         for deadLetter in committed.deadLetters {
             var metadata: Logger.Metadata = [
                 LogKey.kafkaTopic: "\(deadLetter.source.topicPartition.topic)", LogKey.kafkaPartition: "\(deadLetter.source.topicPartition.partition)",

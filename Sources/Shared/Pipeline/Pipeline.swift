@@ -5,7 +5,8 @@ import ServiceLifecycle
 
 /// The processing pipeline every worker runs, as a `Service`:
 ///
-/// poll a batch → decode and validate each message (bad ones become dead letters) → one PostgreSQL transaction:
+/// poll a batch → decode and validate each message (bad ones become dead letters; each of the batch's transactions
+/// decodes its own partitions' messages) → one PostgreSQL transaction per group of partitions:
 /// de-duplicate on (store, messageId), apply the handler, write its commands and the dead letters to the outbox,
 /// record the next offsets → commit → publish the outbox rows and wait for delivery → delete them → commit offsets to
 /// Kafka. Publishing one batch overlaps the next batch's poll, decoding and transaction (``Publication``), and ends
