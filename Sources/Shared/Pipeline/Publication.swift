@@ -7,7 +7,8 @@ import Synchronization
 /// worker waited for delivery reports and the outbox delete while PostgreSQL idled. Now the first attempt — one send
 /// of every row, then one delete of the rows it delivered — runs in the background, and the pipeline finishes it
 /// (``Pipeline/finish(_:)``: what failed is classified and retried as before, then the Kafka offsets are committed)
-/// only once the next batch has committed, before that batch's rows go out. So a partition's commands still reach
+/// only once the next batch has committed, before that batch's rows go out (or when a poll finds nothing new, or on
+/// shutdown). So a partition's commands still reach
 /// Kafka in the order their events were applied, and at most one batch is ever in flight.
 ///
 /// A partition revoked while its rows are in flight waits for the first attempt before it moves
