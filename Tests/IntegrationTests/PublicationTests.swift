@@ -31,7 +31,7 @@ import Testing
             let offsets = OffsetStore(postgres: postgres, groupID: group, logger: TestEnvironment.logger)
 
             let publication = Publication(rows: rows, nextOffsets: [input: 2_000], producer: producer, postgres: postgres)
-            offsets.publications.add(publication)
+            offsets.publication.set(publication)
             // On a thread of its own, as librdkafka's poll thread calls it.
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 Thread { offsets.partitionsRevoked([input]); done.resume() }.start()

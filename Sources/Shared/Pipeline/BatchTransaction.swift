@@ -113,9 +113,7 @@ struct BatchTransaction: Sendable {
 
     /// One transaction: the whole batch first, then — if the handler failed on it — each event isolated.
     private func run(on postgres: PostgresClient) async throws -> Committed {
-        var part = self
-        let skipped = part.decodeUndecoded()
-        let decoded = part
+        let (decoded, skipped) = self.decoded()
         var committed: Committed
         do {
             committed = try await postgres.withTransaction { try decoded.apply(isolating: false, connection: $0) }
@@ -126,28 +124,29 @@ struct BatchTransaction: Sendable {
         return committed
     }
 
-    /// Decodes ``undecoded`` into ``events`` and ``deadLetters`` (a message that is not JSON, too large, or refused
-    /// by the handler's `decode`), keeping partition order.
-    /// - Returns: How many messages were no event for this worker (skipped).
-    private mutating func decodeUndecoded() -> Int {
+    /// This part with ``undecoded`` decoded into ``events`` and ``deadLetters`` (a message that is not JSON, too
+    /// large, or refused by the handler's `decode`), in partition order, and how many messages were no event for this
+    /// worker (skipped).
+    private func decoded() -> (BatchTransaction, skipped: Int) {
+        var part = self
+        part.undecoded = []
         var skipped = 0
         for message in undecoded {
             do {
                 switch try SegmentMessage.decode(message.value, sizeLimit: configuration.maxMessageBytes) {
                 case .event(let event):
                     do {
-                        events.append(InboundEvent(message: event, event: try handler.decode(event), source: message))
+                        part.events.append(InboundEvent(message: event, event: try handler.decode(event), source: message))
                     } catch {
-                        deadLetters.append(DeadLetter(source: message, failure: error, messageID: event.messageID))
+                        part.deadLetters.append(DeadLetter(source: message, failure: error, messageID: event.messageID))
                     }
                 case .skipped: skipped += 1
                 }
             } catch {
-                deadLetters.append(DeadLetter(source: message, failure: error))
+                part.deadLetters.append(DeadLetter(source: message, failure: error))
             }
         }
-        undecoded = []
-        return skipped
+        return (part, skipped)
     }
 
     /// How one of a batch's transactions ended. A class, so that the task group hands back one reference per child:

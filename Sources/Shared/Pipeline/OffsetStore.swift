@@ -12,7 +12,7 @@ public final class OffsetStore: KafkaRebalanceListener {
     private let logger: Logger
     private let arrived = Mutex<Set<TopicPartition>>([])
     /// The pipeline's batch publication in flight (``Publication``).
-    let publications = PublicationsInFlight()
+    let publication = PublicationInFlight()
     /// How long a revocation waits for the rows on their way: the next owner relays what is left.
     static let revocationWait: Duration = .seconds(10)
 
@@ -59,7 +59,7 @@ public final class OffsetStore: KafkaRebalanceListener {
     /// the delete of what it delivered), so that their next owner does not relay rows already on their way.
     public func partitionsRevoked(_ partitions: [TopicPartition]) {
         arrived.withLock { $0.subtract(partitions) }
-        if !publications.waitForFirstAttempts(touching: partitions, timeout: Self.revocationWait) {
+        if !publication.waitForFirstAttempt(touching: partitions, timeout: Self.revocationWait) {
             logger.warning("revoked partitions' outbox rows still on their way; their next owner may publish them again (same command ids)")
         }
     }

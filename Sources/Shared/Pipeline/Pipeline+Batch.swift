@@ -38,7 +38,7 @@ extension Pipeline {
     /// Starts publishing a committed batch's outbox rows in the background (``Publication``).
     func startPublication(_ rows: [Outbox.Row], nextOffsets: [TopicPartition: Int64]) -> Publication {
         let publication = Publication(rows: rows, nextOffsets: nextOffsets, producer: producer, postgres: postgres)
-        offsets.publications.add(publication)
+        offsets.publication.set(publication)
         return publication
     }
 
@@ -51,7 +51,7 @@ extension Pipeline {
     func finish(_ inFlight: inout Publication?) async throws -> Bool {
         guard let publication = inFlight else { return true }
         inFlight = nil
-        defer { offsets.publications.remove(publication) }
+        defer { offsets.publication.clear(publication) }
         let first = try await health.waiting(upTo: configuration.publishBound) { try await publication.firstAttempt() }
         guard try await publish(publication.rows, after: first) else { return false }
         let assigned = consumer.assignment

@@ -68,23 +68,23 @@ final class Publication: Sendable {
     }
 }
 
-/// The publications in flight, which a revocation of their partitions waits for.
-final class PublicationsInFlight: Sendable {
-    private let current = Mutex<[ObjectIdentifier: Publication]>([:])
+/// The pipeline's publication in flight (at most one), which a revocation of its partitions waits for.
+final class PublicationInFlight: Sendable {
+    private let current = Mutex<Publication?>(nil)
 
-    func add(_ publication: Publication) {
-        current.withLock { $0[ObjectIdentifier(publication)] = publication }
+    func set(_ publication: Publication) {
+        current.withLock { $0 = publication }
     }
 
-    func remove(_ publication: Publication) {
-        current.withLock { $0[ObjectIdentifier(publication)] = nil }
+    /// Forgets `publication` (finished), unless another has taken its place.
+    func clear(_ publication: Publication) {
+        current.withLock { if $0 === publication { $0 = nil } }
     }
 
-    /// Waits for the first attempt of every publication touching `partitions`, each up to `timeout`.
-    /// - Returns: Whether all ended in time.
-    func waitForFirstAttempts(touching partitions: [TopicPartition], timeout: Duration) -> Bool {
-        let wanted = Set(partitions)
-        let touching = current.withLock { $0.values.filter { !$0.partitions.isDisjoint(with: wanted) } }
-        return touching.allSatisfy { $0.waitForFirstAttempt(timeout: timeout) }
+    /// Waits up to `timeout` for the first attempt of the publication in flight, if it touches `partitions`.
+    /// - Returns: Whether it ended in time (or there was none to wait for).
+    func waitForFirstAttempt(touching partitions: [TopicPartition], timeout: Duration) -> Bool {
+        guard let publication = current.withLock({ $0 }), !publication.partitions.isDisjoint(with: partitions) else { return true }
+        return publication.waitForFirstAttempt(timeout: timeout)
     }
 }
