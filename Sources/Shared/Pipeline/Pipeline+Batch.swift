@@ -4,8 +4,8 @@ import Logging
 extension Pipeline {
 
     /// Decodes, applies and commits one batch; then finishes the publication in flight (the previous batch's rows
-    /// delivered, its offsets committed to Kafka) and starts this batch's, which `inFlight` holds on return.
-    func process(_ batch: [KafkaMessage], handler: ErasedHandler, attempts: [MessagePosition: Int], inFlight: inout Publication?) async throws {
+    /// delivered, its offsets committed to Kafka) and starts this batch's.
+    func process(_ batch: [KafkaMessage], handler: ErasedHandler, attempts: [MessagePosition: Int]) async throws {
         let started = ContinuousClock.now
         let nextOffsets = batch.nextOffsets
         // Each of the batch's transactions decodes its own partitions' messages just before it begins.
@@ -22,9 +22,8 @@ extension Pipeline {
         }
         let committedAt = ContinuousClock.now
         // The previous batch's rows go out before this one's: each partition's commands stay in order.
-        let previousDelivered = try await finish(&inFlight)
-        if previousDelivered {
-            inFlight = startPublication(committed.outbox, nextOffsets: nextOffsets)
+        if try await finish() {
+            startPublication(committed.outbox, nextOffsets: nextOffsets)
         }  // else shutting down: this batch's rows stay in the outbox for the partitions' next owner.
         logger.debug(
             "batch done",
@@ -35,11 +34,10 @@ extension Pipeline {
         record(committed, size: batch.count, duration: ContinuousClock.now - started)
     }
 
-    /// Starts publishing a committed batch's outbox rows in the background (``Publication``).
-    func startPublication(_ rows: [Outbox.Row], nextOffsets: [TopicPartition: Int64]) -> Publication {
-        let publication = Publication(rows: rows, nextOffsets: nextOffsets, producer: producer, postgres: postgres)
-        offsets.publication.set(publication)
-        return publication
+    /// Starts publishing a committed batch's outbox rows in the background (``Publication``); the one in flight must
+    /// have been finished.
+    func startPublication(_ rows: [Outbox.Row], nextOffsets: [TopicPartition: Int64]) {
+        offsets.publication.set(Publication(rows: rows, nextOffsets: nextOffsets, producer: producer, postgres: postgres))
     }
 
     /// Finishes the publication in flight, if any: waits for its first attempt, classifies and retries what failed
@@ -48,10 +46,9 @@ extension Pipeline {
     ///   partitions' next owner, and no offset is committed to Kafka past it).
     /// - Throws: ``KafkaError`` when the producer is unusable (fatal).
     @discardableResult
-    func finish(_ inFlight: inout Publication?) async throws -> Bool {
-        guard let publication = inFlight else { return true }
-        inFlight = nil
-        defer { offsets.publication.clear(publication) }
+    func finish() async throws -> Bool {
+        guard let publication = offsets.publication.current else { return true }
+        defer { offsets.publication.clear() }
         let first = try await health.waiting(upTo: configuration.publishBound) { try await publication.firstAttempt() }
         guard try await publish(publication.rows, after: first) else { return false }
         let assigned = consumer.assignment

@@ -11,9 +11,9 @@ extension Pipeline {
 
     /// Processes `batch` until it commits: a transient failure (PostgreSQL, Kafka) or events failing in the handler
     /// with attempts left pause the partitions and try again after a backoff, polling meanwhile; partitions revoked
-    /// meanwhile are dropped from the batch. `inFlight` is the previous batch's publication (``Publication``): it is
-    /// finished before anything is relayed or retried, and this batch's takes its place.
-    func processWithRetry(_ batch: [KafkaMessage], handler: ErasedHandler, inFlight: inout Publication?) async throws {
+    /// meanwhile are dropped from the batch. The previous batch's publication (``Publication``) is finished before
+    /// anything is relayed or retried.
+    func processWithRetry(_ batch: [KafkaMessage], handler: ErasedHandler) async throws {
         var batch = batch
         var attempts: [MessagePosition: Int] = [:]
         var retry = 0
@@ -29,7 +29,7 @@ extension Pipeline {
                     try await relay(owed.sorted())
                     owed = []
                 }
-                try await process(batch, handler: handler, attempts: attempts, inFlight: &inFlight)
+                try await process(batch, handler: handler, attempts: attempts)
                 if retry > 0 {
                     // Read on exactly after this batch, and again from anything a poll returned while paused.
                     try await resume(rewinding: batch.nextOffsets.merging(rewind) { afterBatch, _ in afterBatch })
@@ -39,7 +39,7 @@ extension Pipeline {
             } catch {
                 var error = error
                 // The previous batch's rows go out first: the relay below and the retry come after them.
-                try await finish(&inFlight)
+                try await finish()
                 if let partial = error as? BatchTransaction.PartialCommit {
                     // Those partitions are done; only the others are tried again.
                     owed.formUnion(partial.partitions.map(\.partition))

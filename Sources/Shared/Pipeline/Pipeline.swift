@@ -47,11 +47,10 @@ public final class Pipeline: Service, Sendable {
         logger.info("consumer subscribed", metadata: [LogKey.kafkaTopic: "\(configuration.inputTopic)"])
         var relayFailures = 0
         var relayRewind: [TopicPartition: Int64] = [:]
-        var inFlight: Publication?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 // A previous owner's leftovers and our own rows in flight never go out side by side.
-                if offsets.hasArrivals || relayFailures > 0 { try await finish(&inFlight) }
+                if offsets.hasArrivals { try await finish() }
                 try await relayArrivals()
                 if relayFailures > 0 {
                     relayFailures = 0
@@ -72,7 +71,7 @@ public final class Pipeline: Service, Sendable {
             turned()
             guard !batch.isEmpty else {
                 // Quiet: the last batch's publication ends now rather than with the next batch.
-                try await finish(&inFlight)
+                try await finish()
                 continue
             }
             guard let handler else {
@@ -81,10 +80,10 @@ public final class Pipeline: Service, Sendable {
                 try consumer.pause(Array(consumer.assignment))
                 continue
             }
-            try await processWithRetry(batch, handler: handler, inFlight: &inFlight)
+            try await processWithRetry(batch, handler: handler)
         }
         // What is still undelivered on shutdown stays in the outbox for the partitions' next owner.
-        try await finish(&inFlight)
+        try await finish()
         health.shuttingDown()
         logger.info("leaving the consumer group")
         try await consumer.close()

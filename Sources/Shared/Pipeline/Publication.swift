@@ -68,23 +68,29 @@ final class Publication: Sendable {
     }
 }
 
-/// The pipeline's publication in flight (at most one), which a revocation of its partitions waits for.
+/// The pipeline's publication in flight, at most one: the pipeline starts and finishes it
+/// (``Pipeline/startPublication(_:nextOffsets:)``, ``Pipeline/finish()``), a revocation of its partitions waits for
+/// its first attempt.
 final class PublicationInFlight: Sendable {
-    private let current = Mutex<Publication?>(nil)
+    private let slot = Mutex<Publication?>(nil)
 
-    func set(_ publication: Publication) {
-        current.withLock { $0 = publication }
+    /// The publication in flight, if any.
+    var current: Publication? {
+        slot.withLock { $0 }
     }
 
-    /// Forgets `publication` (finished), unless another has taken its place.
-    func clear(_ publication: Publication) {
-        current.withLock { if $0 === publication { $0 = nil } }
+    func set(_ publication: Publication) {
+        slot.withLock { $0 = publication }
+    }
+
+    func clear() {
+        slot.withLock { $0 = nil }
     }
 
     /// Waits up to `timeout` for the first attempt of the publication in flight, if it touches `partitions`.
     /// - Returns: Whether it ended in time (or there was none to wait for).
     func waitForFirstAttempt(touching partitions: [TopicPartition], timeout: Duration) -> Bool {
-        guard let publication = current.withLock({ $0 }), !publication.partitions.isDisjoint(with: partitions) else { return true }
+        guard let publication = current, !publication.partitions.isDisjoint(with: partitions) else { return true }
         return publication.waitForFirstAttempt(timeout: timeout)
     }
 }
