@@ -15,7 +15,8 @@ struct CaptureEvent: Sendable, Equatable {
     enum Action: Sendable, Equatable {
         case identify(firstName: String?, lastName: String?, phone: String?, traits: [String: JSONValue])
         case emailCaptured(source: String, offerCode: String?, consent: Consent?)
-        case emailConfirmed
+        /// Double opt-in completed, with the `confirmation_token` of the `confirm_subscription` email (`properties.token`).
+        case emailConfirmed(token: String?)
         case productInterest(productID: String, category: String?, added: Bool)
         case checkoutStarted(products: [String])
         case unsubscribed
@@ -34,6 +35,8 @@ struct CaptureEvent: Sendable, Equatable {
     /// The contract's capture sources.
     static let sources: Set<String> = ["popup", "checkout", "footer", "account", "other"]
     static let optInLevels: Set<String> = ["single", "confirmed", "unknown"]
+    /// The most products a `Checkout Started` may list (as an order: ReceiptWorker's limit).
+    static let maximumProducts = 500
 
     /// Reads `message`.
     /// - Throws: ``DecodeFailure`` (`schema_violation`) naming the field that is missing, mistyped or invalid.
@@ -41,30 +44,23 @@ struct CaptureEvent: Sendable, Equatable {
         self.message = message
         let properties = message.properties
         func string(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> String? {
-            guard let value = object[key], value != .null else { return nil }
-            guard let text = value.stringValue else { throw DecodeFailure(.schemaViolation, "\(path) must be a string, not a \(value.typeName)") }
-            return text
+            try EventFields.string(key, in: object, path: path)
         }
         func address(_ text: String?, path: String, required: Bool) throws(DecodeFailure) -> EmailAddress? {
-            guard let text else {
-                if required { throw DecodeFailure(.schemaViolation, "\(path) is required") }
-                return nil
-            }
-            guard let email = EmailAddress(text) else { throw DecodeFailure(.schemaViolation, "\(path) is not a valid email address") }
-            return email
+            try EventFields.address(text, path: path, required: required)
         }
         let contextEmail = try string("email", in: message.context["traits"]?.objectValue ?? [:], path: "context.traits.email")
         switch (message.kind, message.event) {
         case (.identify, _):
             let traits = message.traits
             email = try address(try string("email", in: traits, path: "traits.email"), path: "traits.email", required: false)
-            let firstName = try string("firstName", in: traits, path: "traits.firstName")
-            let firstNameSnake = try string("first_name", in: traits, path: "traits.first_name")
-            let lastName = try string("lastName", in: traits, path: "traits.lastName")
-            let lastNameSnake = try string("last_name", in: traits, path: "traits.last_name")
+            let firstName = try EventFields.name("firstName", in: traits, path: "traits.firstName")
+            let firstNameSnake = try EventFields.name("first_name", in: traits, path: "traits.first_name")
+            let lastName = try EventFields.name("lastName", in: traits, path: "traits.lastName")
+            let lastNameSnake = try EventFields.name("last_name", in: traits, path: "traits.last_name")
             action = .identify(
                 firstName: firstName ?? firstNameSnake, lastName: lastName ?? lastNameSnake,
-                phone: try string("phone", in: traits, path: "traits.phone"),
+                phone: try EventFields.identifier("phone", in: traits, path: "traits.phone"),
                 traits: traits.filter { !["email", "firstName", "lastName", "first_name", "last_name", "phone"].contains($0.key) })
         case (.track, "Email Captured"):
             email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
@@ -72,7 +68,7 @@ struct CaptureEvent: Sendable, Equatable {
             guard Self.sources.contains(source) else {
                 throw DecodeFailure(.schemaViolation, "properties.source must be one of popup, checkout, footer, account, other")
             }
-            let offerCode = try string("offer_code", in: properties, path: "properties.offer_code")
+            let offerCode = try EventFields.identifier("offer_code", in: properties, path: "properties.offer_code")
             var consent: Consent?
             if let value = properties["consent"], value != .null {
                 guard let object = value.objectValue else { throw DecodeFailure(.schemaViolation, "properties.consent must be an object, not a \(value.typeName)") }
@@ -90,29 +86,26 @@ struct CaptureEvent: Sendable, Equatable {
             action = .emailCaptured(source: source, offerCode: offerCode, consent: consent)
         case (.track, "Email Confirmed"):
             email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
-            action = .emailConfirmed
+            action = .emailConfirmed(token: try EventFields.identifier("token", in: properties, path: "properties.token"))
         case (.track, "Product Viewed"), (.track, "Product Added"):
-            let productText = try string("product_id", in: properties, path: "properties.product_id")
-            guard let productID = productText ?? Self.number(properties["product_id"]) else {
+            guard let productID = try EventFields.identifier("product_id", in: properties, path: "properties.product_id"), !productID.isEmpty else {
                 throw DecodeFailure(.schemaViolation, "properties.product_id is required")
             }
             email = nil
             action = .productInterest(
-                productID: productID, category: try string("category", in: properties, path: "properties.category"),
+                productID: productID, category: try EventFields.identifier("category", in: properties, path: "properties.category"),
                 added: message.event == "Product Added")
         case (.track, "Checkout Started"):
             let propertyEmail = try string("email", in: properties, path: "properties.email")
             email = try address(propertyEmail ?? contextEmail, path: "properties.email", required: false)
             var products: [String] = []
-            if let value = properties["products"], value != .null {
-                guard let items = value.arrayValue else { throw DecodeFailure(.schemaViolation, "properties.products must be an array") }
+            if let items = try EventFields.array("products", in: properties, path: "properties.products", limit: Self.maximumProducts) {
                 for (index, item) in items.enumerated() {
                     guard let object = item.objectValue else { throw DecodeFailure(.schemaViolation, "properties.products[\(index)] must be an object") }
-                    let id = try string("product_id", in: object, path: "properties.products[\(index)].product_id")
-                    if let id = id ?? Self.number(object["product_id"]) { products.append(id) }
+                    if let id = try EventFields.identifier("product_id", in: object, path: "properties.products[\(index)].product_id"), !id.isEmpty { products.append(id) }
                 }
             }
-            action = .checkoutStarted(products: products)
+            action = .checkoutStarted(products: products.uniqued())
         case (.track, "Unsubscribed"), (.track, "Email Marked as Spam"), (.track, "Email Bounced"):
             email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
             switch message.event {
@@ -133,9 +126,4 @@ struct CaptureEvent: Sendable, Equatable {
         }
     }
 
-    /// A numeric id as text (`"product_id": 42`).
-    private static func number(_ value: JSONValue?) -> String? {
-        guard let number = value?.numberValue, number == number.rounded(), abs(number) < 1e15 else { return nil }
-        return String(Int64(number))
-    }
 }

@@ -196,8 +196,17 @@ struct CaptureModel {
             }
             contact = current
 
-        case .emailConfirmed:
+        case .emailConfirmed(let token):
             guard var current = contact else { break }
+            // Only the token the worker sent to this address confirms it: anyone can publish an address.
+            guard let expected = shopper.confirmToken, let token, Self.constantTimeEqual(token, expected) else {
+                decisions.append(
+                    ContactDecisionLog.Entry(
+                        storeID: message.storeID, contactID: current.contactID, subject: Self.subject(shopper), worker: Self.worker,
+                        template: .confirmSubscription, decision: .dropped(reason: "confirmation_token_mismatch"), commandID: nil,
+                        causationID: message.messageID, decidedAt: message.timestamp))
+                break
+            }
             ledgerEntry("confirmation", marketing: true, source: "confirmation")
             // A confirmation completes a consent given and awaiting it; it never turns a refusal or a withdrawal into
             // consent. Either way the address is shown to work.
@@ -318,6 +327,13 @@ struct CaptureModel {
         if send(.welcomeOffer, direct: true, to: &contact, shopper: shopper, message: message, causationID: causationID, data: data) {
             shopper.welcome = .sent
         }
+    }
+
+    /// Whether two tokens are equal, in time that depends on their lengths only.
+    static func constantTimeEqual(_ lhs: String, _ rhs: String) -> Bool {
+        let (a, b) = (Array(lhs.utf8), Array(rhs.utf8))
+        guard a.count == b.count else { return false }
+        return zip(a, b).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 
     private mutating func withdrawHeldWelcome(shopper: inout ShopperState, contact: ContactState?, message: SegmentMessage, reason: String) {

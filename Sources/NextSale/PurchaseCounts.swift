@@ -78,16 +78,31 @@ public struct PurchaseCounts: Sendable, Equatable {
                 if let category = product.category { categories[product.id] = category }
                 daily[Pair(product.id, day), default: 0] += 1
                 if next != nil { followed[product.id, default: 0] += 1 }
-                for other in order.products where other.id != product.id { together[Pair(product.id, other.id), default: 0] += 1 }
+            }
+            let paired = Self.paired(order)
+            for product in paired {
+                for other in paired where other.id != product.id { together[Pair(product.id, other.id), default: 0] += 1 }
             }
             guard let next else { continue }
-            for product in order.products {
-                for successor in next.products { transitions[Pair(product.id, successor.id), default: 0] += 1 }
+            let successors = Self.paired(next)
+            for product in paired {
+                for successor in successors { transitions[Pair(product.id, successor.id), default: 0] += 1 }
             }
             let from = Set(order.products.compactMap(\.category))
             let to = Set(next.products.compactMap(\.category))
             for category in from { for successor in to { categoryTransitions[Pair(category, successor), default: 0] += 1 } }
         }
+    }
+
+    /// The most products of one order that pairs are counted among (`together`, `transitions`): pairs grow with the
+    /// square of an order's size, and one order of 5,000 products would otherwise count 25 million of them.
+    public static let pairedProducts = 50
+
+    /// The products of `order` that pairs are counted among: all of them, or for a larger order the
+    /// ``pairedProducts`` smallest ids — chosen by id, not by position, so that every reader of the order agrees.
+    static func paired(_ order: PurchasedOrder) -> ArraySlice<PurchasedOrder.Product> {
+        guard order.products.count > pairedProducts else { return order.products[...] }
+        return order.products.sorted { $0.id < $1.id }.prefix(pairedProducts)
     }
 
     /// Orders containing each product placed in the `window` up to `asOf` (by UTC day): the store's recent sales, as

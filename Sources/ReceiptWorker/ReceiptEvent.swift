@@ -16,7 +16,8 @@ struct ReceiptEvent: Sendable, Equatable {
         var url: String?
         var imageURL: String?
 
-        var lineTotal: Money? { unitPrice.map { $0 * quantity } }
+        /// `unitPrice × quantity`, checked at decode.
+        var lineTotal: Money?
     }
 
     struct Order: Sendable, Equatable {
@@ -45,6 +46,10 @@ struct ReceiptEvent: Sendable, Equatable {
 
     var message: SegmentMessage
     var action: Action
+
+    /// The most products one order may list: an order of more is refused (`schema_violation`), so that one message
+    /// cannot make the purchase model count a quadratic number of pairs. Shopify allows 500 line items.
+    static let maximumProducts = 500
 
     /// The identities that resolve the buyer to the shared shopper (``ShopperResolver``): the userId, the anonymousId
     /// and the order's address — an address is steadier than a device's anonymous id, and a guest's next order carries
@@ -83,19 +88,33 @@ struct ReceiptEvent: Sendable, Equatable {
             throw DecodeFailure(.schemaViolation, "properties.currency is required")
         }
         let currency = currencyText.uppercased()
-        guard Money.isCurrencyCode(currency) else { throw DecodeFailure(.schemaViolation, "properties.currency must be an ISO 4217 code (EUR, JPY, …)") }
+        guard Money.isCurrencyCode(currency), LocaleCatalog.isKnown(currency: currency) else {
+            throw DecodeFailure(.schemaViolation, "properties.currency must be an ISO 4217 code Foundation knows (EUR, JPY, …)")
+        }
         func money(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> Money? {
             guard let value = object[key], value != .null else { return nil }
-            let amount: Decimal? =
-                if let number = value.numberValue { Decimal(number) } else if let text = value.stringValue { Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) } else { nil }
-            guard let amount, let money = Money(amount, currency: currency) else {
+            let money: Money? =
+                if let number = value.numberValue { Money(number, currency: currency) } else if let text = value.stringValue { Money(decimalText: text, currency: currency) } else { nil }
+            guard let money else {
+                if value.numberValue != nil || value.stringValue != nil {
+                    throw DecodeFailure(.schemaViolation, "\(path) must be a decimal amount within ±\(Money(minorUnits: Money.maximumMinorUnits, currency: currency).text)")
+                }
                 throw DecodeFailure(.schemaViolation, "\(path) must be a number, not a \(value.typeName)")
             }
             return money
         }
+        func sum(_ amounts: [Money?], path: String) throws(DecodeFailure) -> Money {
+            var total = Money(minorUnits: 0, currency: currency)
+            for amount in amounts {
+                guard let amount else { continue }
+                guard let next = total.adding(amount) else { throw DecodeFailure(.schemaViolation, "\(path) is out of range: the amounts add up to more than the largest amount kept") }
+                total = next
+            }
+            return total
+        }
         var items: [Item] = []
-        if let value = properties["products"], value != .null {
-            guard let array = value.arrayValue else { throw DecodeFailure(.schemaViolation, "properties.products must be an array, not a \(value.typeName)") }
+        if let array = try EventFields.array("products", in: properties, path: "properties.products", limit: maximumProducts) {
+            items.reserveCapacity(array.count)
             for (index, element) in array.enumerated() {
                 let path = "properties.products[\(index)]"
                 guard let product = element.objectValue else { throw DecodeFailure(.schemaViolation, "\(path) must be an object") }
@@ -105,43 +124,53 @@ struct ReceiptEvent: Sendable, Equatable {
                 var quantity = 1
                 if let value = product["quantity"], value != .null {
                     guard let number = value.numberValue, number == number.rounded(), number >= 1, number <= 1_000_000 else {
-                        throw DecodeFailure(.schemaViolation, "\(path).quantity must be a whole number from 1")
+                        throw DecodeFailure(.schemaViolation, "\(path).quantity must be a whole number from 1 to 1,000,000")
                     }
                     quantity = Int(number)
                 }
+                let unitPrice = try money("price", in: product, path: "\(path).price")
+                var lineTotal: Money?
+                if let unitPrice {
+                    guard let total = unitPrice.multiplied(by: quantity) else {
+                        throw DecodeFailure(.schemaViolation, "\(path): price × quantity is out of range")
+                    }
+                    lineTotal = total
+                }
                 items.append(
                     Item(
-                        productID: productID, sku: try EventFields.string("sku", in: product, path: "\(path).sku"),
-                        name: try EventFields.string("name", in: product, path: "\(path).name"),
-                        category: try EventFields.string("category", in: product, path: "\(path).category"),
-                        brand: try EventFields.string("brand", in: product, path: "\(path).brand"),
-                        variant: try EventFields.string("variant", in: product, path: "\(path).variant"),
-                        unitPrice: try money("price", in: product, path: "\(path).price"), quantity: quantity,
-                        url: try EventFields.string("url", in: product, path: "\(path).url"),
-                        imageURL: try EventFields.string("image_url", in: product, path: "\(path).image_url")))
+                        productID: productID, sku: try EventFields.identifier("sku", in: product, path: "\(path).sku"),
+                        name: try EventFields.string("name", in: product, path: "\(path).name", maximumBytes: 1000),
+                        category: try EventFields.identifier("category", in: product, path: "\(path).category"),
+                        brand: try EventFields.identifier("brand", in: product, path: "\(path).brand"),
+                        variant: try EventFields.identifier("variant", in: product, path: "\(path).variant"),
+                        unitPrice: unitPrice, quantity: quantity,
+                        url: try EventFields.string("url", in: product, path: "\(path).url", maximumBytes: 2048),
+                        imageURL: try EventFields.string("image_url", in: product, path: "\(path).image_url", maximumBytes: 2048), lineTotal: lineTotal))
             }
         }
-        let zero = Money(minorUnits: 0, currency: currency)
-        let subtotal = try money("subtotal", in: properties, path: "properties.subtotal") ?? items.compactMap(\.lineTotal).reduce(zero, +)
+        let givenSubtotal = try money("subtotal", in: properties, path: "properties.subtotal")
+        let subtotal: Money
+        if let givenSubtotal { subtotal = givenSubtotal } else { subtotal = try sum(items.map(\.lineTotal), path: "properties.products") }
         let tax = try money("tax", in: properties, path: "properties.tax")
         let shipping = try money("shipping", in: properties, path: "properties.shipping")
         let discount = try money("discount", in: properties, path: "properties.discount")
         let revenue = try money("revenue", in: properties, path: "properties.revenue")
         // A discount is taken off whichever sign it is sent with (Segment sends it positive).
-        let computed = Money(
-            minorUnits: subtotal.minorUnits + (tax?.minorUnits ?? 0) + (shipping?.minorUnits ?? 0) - abs(discount?.minorUnits ?? 0),
-            currency: currency)
+        let beforeDiscount = try sum([subtotal, tax, shipping], path: "properties.subtotal + tax + shipping")
+        guard let computed = beforeDiscount.subtracting(Money(minorUnits: abs(discount?.minorUnits ?? 0), currency: currency)) else {
+            throw DecodeFailure(.schemaViolation, "properties.discount is out of range")
+        }
         let traits = message.context["traits"]?.objectValue ?? [:]
         let propertyEmail = try EventFields.string("email", in: properties, path: "properties.email")
         let contextEmail = try EventFields.string("email", in: traits, path: "context.traits.email")
-        let firstName = try EventFields.string("firstName", in: traits, path: "context.traits.firstName")
-        let firstNameSnake = try EventFields.string("first_name", in: traits, path: "context.traits.first_name")
-        let lastName = try EventFields.string("lastName", in: traits, path: "context.traits.lastName")
-        let lastNameSnake = try EventFields.string("last_name", in: traits, path: "context.traits.last_name")
+        let firstName = try EventFields.name("firstName", in: traits, path: "context.traits.firstName")
+        let firstNameSnake = try EventFields.name("first_name", in: traits, path: "context.traits.first_name")
+        let lastName = try EventFields.name("lastName", in: traits, path: "context.traits.lastName")
+        let lastNameSnake = try EventFields.name("last_name", in: traits, path: "context.traits.last_name")
         return Order(
             orderID: orderID, currency: currency, items: items, subtotal: subtotal, tax: tax, shipping: shipping, discount: discount,
             total: try money("total", in: properties, path: "properties.total") ?? revenue ?? computed,
-            coupon: try EventFields.string("coupon", in: properties, path: "properties.coupon"),
+            coupon: try EventFields.identifier("coupon", in: properties, path: "properties.coupon"),
             email: try EventFields.address(propertyEmail ?? contextEmail, path: propertyEmail != nil ? "properties.email" : "context.traits.email", required: false),
             firstName: firstName ?? firstNameSnake, lastName: lastName ?? lastNameSnake)
     }

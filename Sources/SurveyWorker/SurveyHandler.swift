@@ -71,15 +71,22 @@ struct SurveyHandler: PipelineHandler {
         return try converse(respondents, profiles: profiles, connection: connection)
     }
 
+    /// A shopper of a store, as a set's element.
+    private struct ShopperKey: Hashable {
+        var store: String
+        var shopperID: Int64
+    }
+
     /// A shopper who chose channels, none of which the store's walk-with-me could invite to, will not get it: their
     /// pending step is dropped now, with its reason. (Otherwise the step invites to the chosen channels when it is
     /// sent: ReceiptWorker reads ``ShopperPreferences``.) Old surveys count too: this is state, not a conversation.
     private func adaptWalkWithMe(_ respondents: [Respondent], profiles: [Int64: Profile], connection: PostgresConnection) throws {
         var nothing: [(store: String, shopperID: Int64)] = []
+        var seen = Set<ShopperKey>()
         for respondent in respondents where respondent.submission.answers["channels"] != nil {
             let store = respondent.message.storeID
             guard let chosen = profiles[respondent.shopperID]?.channels, stores.settings(for: store).walkWithMeChannels(chosen: chosen).isEmpty,
-                !nothing.contains(where: { $0 == (store, respondent.shopperID) })
+                seen.insert(ShopperKey(store: store, shopperID: respondent.shopperID)).inserted
             else { continue }
             nothing.append((store, respondent.shopperID))
         }

@@ -7,9 +7,9 @@ public struct EmailAddress: Hashable, Sendable, CustomStringConvertible {
 
     /// Normalises `text`; `nil` when it is not an address the contract accepts.
     public init?(_ text: String) {
-        let trimmed = text.trimmingWhitespace().lowercased()
+        let trimmed = text.trimmingWhitespace().lowercased().nfc
         let utf8 = Array(trimmed.utf8)
-        guard utf8.count <= 254, utf8.filter({ $0 == UInt8(ascii: "@") }).count == 1,
+        guard utf8.count <= 254, !trimmed.unicodeScalars.contains(where: \.isControlOrBidi), utf8.filter({ $0 == UInt8(ascii: "@") }).count == 1,
             let at = utf8.firstIndex(of: UInt8(ascii: "@"))
         else { return nil }
         let local = utf8[..<at]

@@ -1,18 +1,54 @@
 import Foundation
 
 extension JSONValue {
-    /// A JSON syntax error at a byte offset.
-    public struct SyntaxError: Error, Sendable, Equatable {
+    /// Why a document was refused, at a byte offset.
+    public struct SyntaxError: Error, Sendable, Equatable, CustomStringConvertible {
+        /// What was wrong.
+        public enum Kind: String, Sendable {
+            /// Not JSON (RFC 8259), or nested deeper than ``Parser/maximumDepth``.
+            case syntax = "not valid JSON"
+            /// A number too large for a `Double` (`1e400`): it would become infinity.
+            case nonFiniteNumber = "a number out of range"
+            /// An object with the same key twice (I-JSON, RFC 7493, refuses it: which one counts is ambiguous).
+            case duplicateKey = "an object with a duplicate key"
+            /// A string holding U+0000, which PostgreSQL's `text` and `jsonb` cannot store.
+            case nulCharacter = "a string with a NUL character"
+            /// More values than the budget (``Limits/maximumValues``).
+            case tooManyValues = "more values than the budget allows"
+        }
+
         /// Where parsing stopped.
         public var offset: Int
+        /// What was wrong. Default: ``Kind/syntax``.
+        public var kind: Kind = .syntax
+
+        public var description: String { "\(kind.rawValue) (stopped at byte \(offset))" }
+    }
+
+    /// What one document may cost. A message is data from outside: without a budget, 1 MiB of `[0],[0],…` becomes
+    /// tens of MiB of values.
+    public struct Limits: Sendable, Equatable {
+        /// The most values (objects, arrays, strings, numbers, literals, keys not counted) in one document.
+        /// Default: 20,000 — a 500-product order of a dozen fields each is 6,500.
+        public var maximumValues: Int
+
+        public init(maximumValues: Int = 20_000) {
+            self.maximumValues = maximumValues
+        }
+
+        /// The defaults, for events.
+        public static let events = Limits()
+        /// No budget, for documents Rapport wrote itself (stored JSON, settings files).
+        public static let trusted = Limits(maximumValues: .max)
     }
 
     /// Parses one JSON document (RFC 8259) from UTF-8 bytes: the whole input must be one value, surrounded by
-    /// nothing but white space. Numbers become `Double`s.
+    /// nothing but white space. Numbers become `Double`s and must be finite; keys are unique; no string holds U+0000;
+    /// at most `limits.maximumValues` values.
     /// - Throws: ``SyntaxError``.
-    public static func parse(_ bytes: ArraySlice<UInt8>) throws(SyntaxError) -> JSONValue {
+    public static func parse(_ bytes: ArraySlice<UInt8>, limits: Limits = .trusted) throws(SyntaxError) -> JSONValue {
         try bytes.withUnsafeBufferPointer { buffer throws(SyntaxError) -> JSONValue in
-            var parser = Parser(bytes: buffer)
+            var parser = Parser(bytes: buffer, valuesLeft: limits.maximumValues)
             parser.skipWhitespace()
             let value = try parser.value(depth: 0)
             parser.skipWhitespace()
@@ -87,6 +123,8 @@ extension JSONValue {
 private struct Parser {
     let bytes: UnsafeBufferPointer<UInt8>
     var index = 0
+    /// How many more values the budget allows.
+    var valuesLeft: Int
 
     /// Nesting deeper than this is refused: a message is data, not a stack-overflow attempt.
     static let maximumDepth = 64
@@ -95,10 +133,12 @@ private struct Parser {
         while index < bytes.count, [0x20, 0x0A, 0x0D, 0x09].contains(bytes[index]) { index += 1 }
     }
 
-    func fail() -> JSONValue.SyntaxError { JSONValue.SyntaxError(offset: index) }
+    func fail(_ kind: JSONValue.SyntaxError.Kind = .syntax) -> JSONValue.SyntaxError { JSONValue.SyntaxError(offset: index, kind: kind) }
 
     mutating func value(depth: Int) throws(JSONValue.SyntaxError) -> JSONValue {
         guard index < bytes.count, depth < Self.maximumDepth else { throw fail() }
+        guard valuesLeft > 0 else { throw fail(.tooManyValues) }
+        valuesLeft -= 1
         switch bytes[index] {
         case UInt8(ascii: "{"): return try object(depth: depth)
         case UInt8(ascii: "["): return try array(depth: depth)
@@ -133,7 +173,11 @@ private struct Parser {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw fail() }
             index += 1
             skipWhitespace()
-            members[key] = try value(depth: depth + 1)
+            let keyEnd = index
+            guard members.updateValue(try value(depth: depth + 1), forKey: key) == nil else {
+                index = keyEnd
+                throw fail(.duplicateKey)
+            }
             skipWhitespace()
             guard index < bytes.count else { throw fail() }
             if bytes[index] == UInt8(ascii: ",") {
@@ -210,6 +254,7 @@ private struct Parser {
                         guard (0xDC00..<0xE000).contains(low) else { throw fail() }
                         scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     }
+                    guard scalar != 0 else { throw fail(.nulCharacter) }
                     guard let unicode = Unicode.Scalar(scalar) else { throw fail() }
                     output += Array(String(Character(unicode)).utf8)
                 default:
@@ -264,6 +309,7 @@ private struct Parser {
             guard index > exponentStart else { throw fail() }
         }
         guard let number = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)) else { throw fail() }
+        guard number.isFinite else { throw fail(.nonFiniteNumber) }
         return number
     }
 }

@@ -24,15 +24,34 @@ public struct Money: Sendable, Equatable {
         code.utf8.count == 3 && code.utf8.allSatisfy { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) }
     }
 
+    /// The largest amount Rapport keeps, in minor units either side of zero: 10^15 − 1 (ten trillion dollars), exact
+    /// in a `Double`, and far enough from `Int64`'s limits that no sum or product of checked amounts overflows before
+    /// the check.
+    public static let maximumMinorUnits: Int64 = 999_999_999_999_999
+
     /// `amount` (a JSON number or a decimal string, in major units) rounded half away from zero to the currency's
-    /// minor units; `nil` when it is neither or too large.
+    /// minor units; `nil` when it is not finite or beyond ``maximumMinorUnits``.
     public init?(_ amount: Decimal, currency: String) {
+        guard amount.isFinite, abs(amount) < 1e16 else { return nil }
         var scaled = amount * Decimal(sign: .plus, exponent: Self.exponent(of: currency), significand: 1)
         var rounded = Decimal()
         NSDecimalRound(&rounded, &scaled, 0, .plain)
-        guard rounded.isFinite, abs(rounded) < Decimal(Int64.max / 1000) else { return nil }
+        guard rounded.isFinite, abs(rounded) <= Decimal(Self.maximumMinorUnits) else { return nil }
         self.currency = currency
         self.minorUnits = NSDecimalNumber(decimal: rounded).int64Value
+    }
+
+    /// `amount`, a JSON number in major units: `nil` unless finite and within range (``maximumMinorUnits``) — checked
+    /// before `Decimal(Double)`, which traps on infinity.
+    public init?(_ amount: Double, currency: String) {
+        guard amount.isFinite, abs(amount) < 1e16 else { return nil }
+        self.init(Decimal(amount), currency: currency)
+    }
+
+    /// `text`, a decimal string in major units (`"59.90"`): `nil` unless a plain decimal number within range.
+    public init?(decimalText text: String, currency: String) {
+        guard (1...40).contains(text.utf8.count), let amount = Decimal(string: text, locale: Locale(identifier: "en_US_POSIX")) else { return nil }
+        self.init(amount, currency: currency)
     }
 
     /// An amount already in minor units.
@@ -62,6 +81,24 @@ public struct Money: Sendable, Equatable {
         return decimal.formatted(.currency(code: currency).locale(Locale(identifier: locale)).precision(.fractionLength(digits)))
     }
 
-    public static func + (lhs: Money, rhs: Money) -> Money { Money(minorUnits: lhs.minorUnits + rhs.minorUnits, currency: lhs.currency) }
-    public static func * (lhs: Money, rhs: Int) -> Money { Money(minorUnits: lhs.minorUnits * Int64(rhs), currency: lhs.currency) }
+    /// `minorUnits` if it is within ±``maximumMinorUnits``.
+    private static func checked(_ minorUnits: (partialValue: Int64, overflow: Bool), currency: String) -> Money? {
+        guard !minorUnits.overflow, abs(minorUnits.partialValue) <= maximumMinorUnits else { return nil }
+        return Money(minorUnits: minorUnits.partialValue, currency: currency)
+    }
+
+    /// The sum, or `nil` beyond ±``maximumMinorUnits``.
+    public func adding(_ other: Money) -> Money? {
+        Self.checked(minorUnits.addingReportingOverflow(other.minorUnits), currency: currency)
+    }
+
+    /// The difference, or `nil` beyond ±``maximumMinorUnits``.
+    public func subtracting(_ other: Money) -> Money? {
+        Self.checked(minorUnits.subtractingReportingOverflow(other.minorUnits), currency: currency)
+    }
+
+    /// The amount `count` times, or `nil` beyond ±``maximumMinorUnits``.
+    public func multiplied(by count: Int) -> Money? {
+        Self.checked(minorUnits.multipliedReportingOverflow(by: Int64(clamping: count)), currency: currency)
+    }
 }

@@ -98,8 +98,9 @@ extension SegmentMessage {
     /// - Parameters:
     ///   - bytes: The Kafka message value.
     ///   - sizeLimit: Larger messages are refused unread. Default: 1 MiB.
+    ///   - now: The worker's clock: a `timestamp` more than ``futureAllowance`` ahead of it is refused.
     /// - Throws: ``DecodeFailure`` with the contract's reason.
-    public static func decode(_ bytes: ArraySlice<UInt8>, sizeLimit: Int = 1 << 20) throws(DecodeFailure) -> DecodedMessage {
+    public static func decode(_ bytes: ArraySlice<UInt8>, sizeLimit: Int = 1 << 20, now: Date = Date()) throws(DecodeFailure) -> DecodedMessage {
         guard bytes.count <= sizeLimit else {
             throw DecodeFailure(.tooLarge, "message of \(bytes.count) bytes exceeds the \(sizeLimit)-byte limit")
         }
@@ -108,46 +109,69 @@ extension SegmentMessage {
         }
         let value: JSONValue
         do {
-            value = try JSONValue.parse(bytes)
+            value = try JSONValue.parse(bytes, limits: .events)
         } catch {
-            throw DecodeFailure(.malformedJSON, "message is not valid JSON (stopped at byte \(error.offset))")
+            switch error.kind {
+            case .syntax, .duplicateKey: throw DecodeFailure(.malformedJSON, "message is \(error.kind == .syntax ? "" : "invalid JSON: ")\(error)")
+            case .nonFiniteNumber, .nulCharacter: throw DecodeFailure(.schemaViolation, "message holds \(error)")
+            case .tooManyValues:
+                throw DecodeFailure(.tooLarge, "message holds more than \(JSONValue.Limits.events.maximumValues) JSON values (stopped at byte \(error.offset))")
+            }
         }
         guard case .object(let root) = value else {
             throw DecodeFailure(.schemaViolation, "message is a JSON \(value.typeName), expected an object")
         }
-        return try validate(root)
+        return try validate(root, now: now)
     }
 
-    private static func validate(_ root: [String: JSONValue]) throws(DecodeFailure) -> DecodedMessage {
+    /// How far ahead of the worker's clock a `timestamp` may be: clocks drift, a day does not. A timestamp within it
+    /// is taken as the worker's clock; one further ahead is refused.
+    public static let futureAllowance: TimeInterval = 86_400
+
+    private static func validate(_ root: [String: JSONValue], now: Date) throws(DecodeFailure) -> DecodedMessage {
         let type = try requiredString(root, "type")
         if ignoredTypes.contains(type) { return .skipped(type: type) }
         guard let kind = Kind(rawValue: type) else {
             throw DecodeFailure(.schemaViolation, "type must be identify or track")
         }
-        let messageID = try requiredString(root, "messageId")
+        let messageID = try EventFields.identifier(requiredString(root, "messageId"), path: "messageId")
         guard (1...200).contains(messageID.count) else {
             throw DecodeFailure(.schemaViolation, "messageId must be 1 to 200 characters")
         }
         let timestampText = try requiredString(root, "timestamp")
-        guard let timestamp = Date(rfc3339: timestampText) else {
+        guard timestampText.utf8.count <= 64, let claimed = Date(rfc3339: timestampText) else {
             throw DecodeFailure(.schemaViolation, "timestamp is not an RFC 3339 date-time")
         }
-        let userID = try optionalString(root, "userId")
-        let anonymousID = try optionalString(root, "anonymousId")
-        let context = try optionalObject(root, "context")
+        guard claimed.timeIntervalSince1970 >= 0 else {
+            throw DecodeFailure(.schemaViolation, "timestamp must not be before 1970-01-01T00:00:00Z")
+        }
+        guard claimed.timeIntervalSince(now) <= futureAllowance else {
+            throw DecodeFailure(.schemaViolation, "timestamp must not be more than a day ahead of the worker's clock (\(now.rfc3339))")
+        }
+        // Nothing happened after it was read: a timestamp ahead of the worker's clock (a storefront's clock skew) is
+        // taken as that clock, so that caps, quiet hours and staleness are never judged at a moment yet to come.
+        let timestamp = min(claimed, now)
+        let userID = try optionalString(root, "userId").map { (id) throws(DecodeFailure) in try EventFields.identifier(id, path: "userId") }
+        let anonymousID = try optionalString(root, "anonymousId").map { (id) throws(DecodeFailure) in try EventFields.identifier(id, path: "anonymousId") }
+        var context = try optionalObject(root, "context")
         let contextTraits = try optionalObject(context, "traits", path: "context.traits")
-        let storeID = try optionalString(context, "storeId", path: "context.storeId") ?? "default"
+        let storeID = try EventFields.identifier(optionalString(context, "storeId", path: "context.storeId") ?? "default", path: "context.storeId")
         guard !storeID.isEmpty else { throw DecodeFailure(.schemaViolation, "context.storeId must not be empty") }
         for key in ["locale", "timezone", "ip", "userAgent"] {
             _ = try optionalString(context, key, path: "context.\(key)")
         }
+        // A locale or time zone Foundation does not know is dropped: the store's own is used instead.
+        if let locale = context["locale"]?.stringValue, !LocaleCatalog.isKnown(locale: locale) { context["locale"] = nil }
+        if let zone = context["timezone"]?.stringValue, !LocaleCatalog.isKnown(timeZone: zone) { context["timezone"] = nil }
         _ = try optionalString(contextTraits, "email", path: "context.traits.email")
         var message = SegmentMessage(
             kind: kind, messageID: messageID, timestamp: timestamp, userID: userID, anonymousID: anonymousID,
             storeID: storeID, event: nil, properties: [:], traits: [:], context: context)
         switch kind {
         case .track:
-            message.event = try requiredString(root, "event")
+            let event = try requiredString(root, "event")
+            guard event.utf8.count <= 200 else { throw DecodeFailure(.schemaViolation, "event must be at most 200 bytes") }
+            message.event = event
             message.properties = try optionalObject(root, "properties")
         case .identify:
             message.traits = try optionalObject(root, "traits")

@@ -20,11 +20,29 @@ extension KafkaConfiguration {
         let brokers = try environment.string("KAFKA_BROKERS", default: "localhost:9092")
         bootstrapServers = try Self.parseBrokers(brokers)
         for name in environment.names(withPrefix: "KAFKA_") where !Self.reservedVariables.contains(name) {
+            if Self.isServiceLink(name) {
+                ignoredVariables.append(name)
+                continue
+            }
             guard let value = try environment.string(name) else { continue }
             let property = Self.property(forVariable: name)
             try Self.validate(property: property, value: value, variable: name)
             properties[property] = value
         }
+    }
+
+    /// Whether `name` has the shape of a variable Kubernetes injects for a Service (`enableServiceLinks`): a Service
+    /// `kafka-ui` gives `KAFKA_UI_SERVICE_HOST`, `KAFKA_UI_SERVICE_PORT[_NAME]`, `KAFKA_UI_PORT`,
+    /// `KAFKA_UI_PORT_8080_TCP[_PROTO|_PORT|_ADDR]`. None is a librdkafka property; passed through they would stop
+    /// the worker at start, so they are ignored (and named in a warning).
+    public static func isServiceLink(_ name: String) -> Bool {
+        if name.hasSuffix("_SERVICE_HOST") || name.hasSuffix("_PORT") || name.contains("_SERVICE_PORT") { return true }
+        let parts = name.split(separator: "_")
+        guard let port = parts.lastIndex(of: "PORT"), port + 2 < parts.count, parts[port + 1].allSatisfy(\.isNumber),
+            ["TCP", "UDP", "SCTP"].contains(parts[port + 2])
+        else { return false }
+        let rest = parts[(port + 3)...]
+        return rest.isEmpty || (rest.count == 1 && ["PROTO", "PORT", "ADDR"].contains(rest.first ?? ""))
     }
 
     /// The librdkafka property a `KAFKA_*` variable names: the prefix dropped, lowercased, `_` → `.`.

@@ -11,6 +11,9 @@ public struct KafkaConfiguration: Sendable, Equatable {
     /// `sasl.mechanisms`, `ssl.ca.location`, … Each is validated by librdkafka when a client is created.
     /// Default: none.
     public var properties: [String: String] = [:]
+    /// `KAFKA_*` variables read from the environment but ignored: those Kubernetes injects for Services
+    /// (``isServiceLink(_:)``). The worker names them in a warning at start.
+    public var ignoredVariables: [String] = []
 
     /// A configuration with every default.
     public init() {}

@@ -63,17 +63,18 @@ public final class KafkaConsumer: Sendable {
         context.assignment.withLock { $0 = Set(partitions.keys) }
     }
 
-    /// Reads up to `maxMessages`: waits up to `maxWait` for the first, then takes what has already been fetched
+    /// Reads up to `maxMessages`, and no more once their keys and values weigh `maxBytes` (at least one message is
+    /// returned whatever it weighs): waits up to `maxWait` for the first, then takes what has already been fetched
     /// without waiting again. Rebalance callbacks run inside this call, on the consumer's thread.
     ///
     /// - Returns: Messages in partition order; none of a partition revoked during this poll.
     /// - Throws: ``KafkaError`` when the consumer has a fatal error or is closed.
-    public func poll(maxMessages: Int, maxWait: Duration) async throws -> [KafkaMessage] {
+    public func poll(maxMessages: Int, maxBytes: Int = .max, maxWait: Duration) async throws -> [KafkaMessage] {
         let handle = self.handle
         let context = self.context
         let logger = self.logger
         return try await queue.run {
-            try Self.pollBatch(handle.pointer, context: context, maxMessages: maxMessages, maxWait: maxWait, logger: logger)
+            try Self.pollBatch(handle.pointer, context: context, maxMessages: maxMessages, maxBytes: maxBytes, maxWait: maxWait, logger: logger)
         }
     }
 
@@ -81,6 +82,7 @@ public final class KafkaConsumer: Sendable {
         _ client: OpaquePointer,
         context: Context,
         maxMessages: Int,
+        maxBytes: Int,
         maxWait: Duration,
         logger: Logger
     ) throws -> [KafkaMessage] {
@@ -95,7 +97,9 @@ public final class KafkaConsumer: Sendable {
         context.revokedDuringPoll.removeAll()
         // Messages come in runs of one partition: remember the last topic instead of asking the cache each time.
         var lastTopic: (handle: OpaquePointer, name: String)?
-        while polled.count < maxMessages {
+        // Keys and values so far: the batch stops at `maxBytes` (after at least one message), however many there are.
+        var bytes = 0
+        while polled.count < maxMessages, bytes < maxBytes {
             let timeout = polled.isEmpty ? max(0, Int32(clamping: (deadline - clock.now).milliseconds)) : 0
             let next = rd_kafka_consumer_poll(client, timeout)
             if !context.revokedDuringPoll.isEmpty {
@@ -129,6 +133,7 @@ public final class KafkaConsumer: Sendable {
                 lastTopic = message.rkt.map { ($0, topic) }
             }
             polled.append((next, TopicPartition(topic: topic, partition: message.partition)))
+            bytes += message.len + message.key_len
         }
         return KafkaMessage.copying(polled)
     }

@@ -36,6 +36,13 @@ public struct KafkaMessage: Sendable, Equatable {
     /// The first header named `key`, as UTF-8 text.
     public func header(_ key: String) -> String? { headers.text(of: key) }
 
+    /// The last header named `key`, as UTF-8 text: on a dead letter, the one the worker wrote, which it appends after
+    /// the original's headers (a message dead-lettered before the worker renamed the original's `dlq.*` headers may
+    /// carry a forged one first).
+    public func workerHeader(_ key: String) -> String? {
+        headers.last { $0.key == key }?.value.map { String(decoding: $0, as: UTF8.self) }
+    }
+
     /// Where it was read.
     public var position: MessagePosition { MessagePosition(topicPartition: topicPartition, offset: offset) }
 }

@@ -181,17 +181,21 @@ struct BatchTransaction: Sendable {
 
     /// The transaction's work: de-duplicate, apply, write the outbox, record offsets.
     ///
-    /// The handler first gets the whole batch with no savepoint (two round trips fewer per batch); when it fails,
-    /// ``IsolationNeeded`` rolls everything back and the batch runs again `isolating` each event.
+    /// The handler first gets the whole batch with no savepoint (two round trips fewer per batch); when it fails —
+    /// or the de-duplication itself refuses a value (a data error: SQLSTATE class 22, 23 or 54) — ``IsolationNeeded``
+    /// rolls everything back and the batch runs again `isolating` each event: its de-duplication and its handling in a
+    /// savepoint of its own, so that what one message carries fails that message alone.
     private func apply(isolating: Bool, connection: PostgresConnection) throws -> Committed {
-        let fresh = try Self.deduplicate(events, groupID: configuration.groupID, connection: connection)
         var deadLetters = deadLetters
         var commands: [OutboundCommand] = []
-        var handled = fresh
+        var handled: [InboundEvent<any Sendable>] = []
+        var duplicates = 0
         let limit = configuration.producerMessageLimit
         if !isolating {
             do {
-                commands = try handler.handle(fresh, connection)
+                handled = try Self.deduplicate(events, groupID: configuration.groupID, connection: connection)
+                duplicates = events.count - handled.count
+                commands = try handler.handle(handled, connection)
             } catch let error as PostgresError where error.isRetriable {
                 throw error
             } catch {
@@ -200,11 +204,17 @@ struct BatchTransaction: Sendable {
             // A command the producer would refuse: find its event, which is dead-lettered (below).
             if commands.contains(where: { $0.outbound.wireSize > limit }) { throw IsolationNeeded() }
         } else {
-            handled = []
             var retry: [MessagePosition] = []
-            for event in fresh {
+            for event in events {
                 try connection.execute("SAVEPOINT rapport_event")
                 do {
+                    // Inside the savepoint: rolled back with the event's effects when it fails, so that a replay of
+                    // its dead letter (`dlq replay`) finds it new.
+                    guard try !Self.deduplicate([event], groupID: configuration.groupID, connection: connection).isEmpty else {
+                        try connection.execute("RELEASE SAVEPOINT rapport_event")
+                        duplicates += 1
+                        continue
+                    }
                     let caused = try handler.handle([event], connection)
                     if let heavy = caused.first(where: { $0.outbound.wireSize > limit }) {
                         // Permanent for this event: the same input always makes the same command. Not retried.
@@ -220,7 +230,9 @@ struct BatchTransaction: Sendable {
                     throw error
                 } catch {
                     try connection.execute("ROLLBACK TO SAVEPOINT rapport_event")
-                    if attempts[event.source.position, default: 0] + 1 >= configuration.maxAttempts {
+                    // A value PostgreSQL refuses is refused the same way every time: dead-lettered at once.
+                    let permanent = (error as? PostgresError)?.isDataError ?? false
+                    if permanent || attempts[event.source.position, default: 0] + 1 >= configuration.maxAttempts {
                         deadLetters.append(
                             DeadLetter(source: event.source, failure: DecodeFailure(.handlerFailure, Self.describe(error)), messageID: event.message.messageID))
                     } else {
@@ -229,7 +241,6 @@ struct BatchTransaction: Sendable {
                 }
             }
             if !retry.isEmpty { throw Pipeline.RetryBatch(failed: retry) }
-            try Self.forget(deadLetters.filter { $0.failure.reason == .handlerFailure }, of: fresh, groupID: configuration.groupID, connection: connection)
         }
         let failedAt = Date()
         var entries = deadLetters.map { deadLetter in
@@ -250,7 +261,7 @@ struct BatchTransaction: Sendable {
         try OffsetStore.record(nextOffsets, groupID: configuration.groupID, connection: connection)
         return Committed(
             outbox: zip(ids, entries).map { Outbox.Row(id: $0, entry: $1) }, handled: handled,
-            duplicates: events.count - fresh.count, deadLetters: deadLetters, commands: commands)
+            duplicates: duplicates, deadLetters: deadLetters, commands: commands)
     }
 
     /// An event's identity within the group: the contract's de-duplication key.
@@ -272,22 +283,6 @@ struct BatchTransaction: Sendable {
             [groupID, PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID))])
         var new = Set(try inserted.map { DeduplicationKey(store: try $0.decode(String.self, at: 0) ?? "", message: try $0.decode(String.self, at: 1) ?? "") })
         return events.filter { new.remove(DeduplicationKey(store: $0.message.storeID, message: $0.message.messageID)) != nil }
-    }
-
-    /// Takes back the de-duplication of events the handler failed on (dead-lettered, not applied): replayed from the
-    /// dead-letter topic once the handler is fixed (`dlq replay`), such an event is new, and applied.
-    private static func forget(
-        _ deadLetters: [DeadLetter], of events: [InboundEvent<any Sendable>], groupID: String, connection: PostgresConnection
-    ) throws {
-        let failed = Set(deadLetters.map(\.source.position))
-        let forgotten = events.filter { failed.contains($0.source.position) }
-        guard !forgotten.isEmpty else { return }
-        try connection.execute(
-            """
-            DELETE FROM rapport_processed_messages p USING unnest($2::text[], $3::text[]) AS u(store_id, message_id)
-            WHERE p.group_id = $1 AND p.store_id = u.store_id AND p.message_id = u.message_id
-            """,
-            [groupID, PostgresArray(forgotten.map(\.message.storeID)), PostgresArray(forgotten.map(\.message.messageID))])
     }
 
     /// A handler error as the dead letter's `dlq.message`: the SQLSTATE and primary message of a PostgreSQL error.

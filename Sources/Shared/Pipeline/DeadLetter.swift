@@ -27,13 +27,27 @@ public struct DeadLetter: Sendable, Equatable {
     /// ``KafkaOutboundMessage/truncatedDeadLetter(toFit:)``).
     public func outbound(topic: String, worker: String, failedAt: Date, limit: Int = .max) -> KafkaOutboundMessage {
         let headers =
-            source.headers
+            Self.untrusted(source.headers)
             + Self.headers(
                 reason: failure.reason, message: failure.message, source: source.topicPartition, offset: source.offset, worker: worker,
                 failedAt: failedAt)
         let message = KafkaOutboundMessage(topic: topic, key: source.key.map(Array.init), value: Array(source.value), headers: headers)
         return message.wireSize <= limit ? message : message.truncatedDeadLetter(toFit: limit) ?? message
     }
+
+    /// The original message's headers with those under `dlq.` renamed `original.dlq.…`: whoever published the event
+    /// could have set them, and only the worker's own `dlq.*` headers may say why and where from.
+    static func untrusted(_ headers: [KafkaHeader]) -> [KafkaHeader] {
+        headers.map { header in
+            guard header.key.hasPrefix(prefix) else { return header }
+            return KafkaHeader(key: renamedPrefix + header.key, value: header.value)
+        }
+    }
+
+    /// The prefix of the worker's own headers.
+    static let prefix = "dlq."
+    /// What an original `dlq.*` header is renamed with: `dlq.reason` becomes `original.dlq.reason`.
+    static let renamedPrefix = "original."
 
     /// The contract's `dlq.*` headers.
     static func headers(

@@ -31,7 +31,7 @@ public struct DeadLetterReplay: Sendable {
             if let fromOffset, message.offset < fromOffset { return false }
             if let partition, message.topicPartition.partition != partition { return false }
             if !messageIDs.isEmpty, !(messageID.map(messageIDs.contains) ?? false) { return false }
-            if let reason, message.header("dlq.reason") != reason.rawValue { return false }
+            if let reason, message.workerHeader("dlq.reason") != reason.rawValue { return false }
             return true
         }
     }
@@ -73,11 +73,15 @@ public struct DeadLetterReplay: Sendable {
 
     let consumer: KafkaConsumer
     let producer: KafkaProducer
+    /// The worker's own input topic: the only topic a replay publishes to, whatever a dead letter's headers say.
+    let inputTopic: String
 
-    /// A replay reading through `consumer` (assigned, never subscribed) and publishing through `producer`.
-    public init(consumer: KafkaConsumer, producer: KafkaProducer) {
+    /// A replay reading through `consumer` (assigned, never subscribed) and publishing through `producer`, to
+    /// `inputTopic` only.
+    public init(consumer: KafkaConsumer, producer: KafkaProducer, inputTopic: String) {
         self.consumer = consumer
         self.producer = producer
+        self.inputTopic = inputTopic
     }
 
     /// Replays the dead letters of `topic` that `selection` chooses, oldest first; with `dryRun`, only says which.
@@ -95,21 +99,26 @@ public struct DeadLetterReplay: Sendable {
         // A message dead-lettered again after an earlier replay is in the topic twice: its latest dead letter goes.
         var latest: [String: MessagePosition] = [:]
         for (message, messageID) in chosen.map({ ($0.message, $0.messageID) }) {
-            guard let messageID, let source = message.header("dlq.source.topic") else { continue }
+            guard let messageID, let source = message.workerHeader("dlq.source.topic") else { continue }
             latest[source + "\u{0}" + messageID] = message.position
         }
         var outcomes: [Outcome] = []
         var outbound: [(index: Int, message: KafkaOutboundMessage)] = []
         var partitionCounts: [String: Int32] = [:]
         for (message, messageID) in chosen.map({ ($0.message, $0.messageID) }) {
-            var outcome = Outcome(deadLetter: message.position, messageID: messageID, reason: message.header("dlq.reason"))
+            var outcome = Outcome(deadLetter: message.position, messageID: messageID, reason: message.workerHeader("dlq.reason"))
             defer { outcomes.append(outcome) }
-            guard message.header("dlq.truncated") != "true" else {
+            guard message.workerHeader("dlq.truncated") != "true" else {
                 outcome.skipped = "truncated: the dead letter holds only the first \(message.value.count) bytes of the original"
                 continue
             }
-            guard let source = message.header("dlq.source.topic"), !source.isEmpty else {
+            guard let source = message.workerHeader("dlq.source.topic"), !source.isEmpty else {
                 outcome.skipped = "no dlq.source.topic header: not a dead letter of a Rapport worker"
+                continue
+            }
+            guard source == inputTopic else {
+                // A replay publishes under the worker's credentials: never to a topic other than its own input.
+                outcome.skipped = "dlq.source.topic is not this worker's input topic (\(inputTopic))"
                 continue
             }
             if let messageID, latest[source + "\u{0}" + messageID] != message.position {
@@ -117,14 +126,14 @@ public struct DeadLetterReplay: Sendable {
                 continue
             }
             if partitionCounts[source] == nil { partitionCounts[source] = Int32(try await consumer.partitions(of: source, timeout: timeout).count) }
-            let original = message.header("dlq.source.partition").flatMap(Int32.init)
+            let original = message.workerHeader("dlq.source.partition").flatMap(Int32.init)
             let partition = original.flatMap { (0..<(partitionCounts[source] ?? 0)).contains($0) ? $0 : nil }
             outbound.append(
                 (
                     outcomes.count,
                     KafkaOutboundMessage(
                         topic: source, key: message.key.map(Array.init), value: Array(message.value),
-                        headers: message.headers.filter { !$0.key.hasPrefix("dlq.") }, partition: partition)
+                        headers: Self.originalHeaders(message.headers), partition: partition)
                 ))
         }
         guard !dryRun, !outbound.isEmpty else { return outcomes }
@@ -153,9 +162,19 @@ public struct DeadLetterReplay: Sendable {
         }
     }
 
+    /// The headers the original message was published with: the worker's `dlq.*` dropped, and the ones the
+    /// original carried under that prefix (renamed `original.dlq.*` when dead-lettered) given back their names.
+    static func originalHeaders(_ headers: [KafkaHeader]) -> [KafkaHeader] {
+        headers.compactMap { header in
+            if header.key.hasPrefix(DeadLetter.prefix) { return nil }
+            guard header.key.hasPrefix(DeadLetter.renamedPrefix + DeadLetter.prefix) else { return header }
+            return KafkaHeader(key: String(header.key.dropFirst(DeadLetter.renamedPrefix.count)), value: header.value)
+        }
+    }
+
     /// The Segment `messageId` of a dead letter's value, when it is a JSON object with one.
     static func messageID(of message: KafkaMessage) -> String? {
-        guard message.header("dlq.truncated") != "true", case .object(let object)? = try? JSONValue.parse(message.value) else { return nil }
+        guard message.workerHeader("dlq.truncated") != "true", case .object(let object)? = try? JSONValue.parse(message.value, limits: .events) else { return nil }
         return object["messageId"]?.stringValue
     }
 }

@@ -67,7 +67,7 @@ public final class Pipeline: Service, Sendable {
                 relayRewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: relayFailures - 1)))
                 continue
             }
-            let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxWait: configuration.batchWait)
+            let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxBytes: configuration.batchMaxBytes, maxWait: configuration.batchWait)
             turned()
             guard !batch.isEmpty else {
                 // Quiet: the last batch's publication ends now rather than with the next batch.

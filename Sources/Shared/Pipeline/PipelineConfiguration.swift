@@ -10,6 +10,9 @@ public struct PipelineConfiguration: Sendable {
     public var deadLetterTopic: String
     /// The most messages per batch (one transaction). Default: 500.
     public var batchSize: Int = 500
+    /// The most bytes (keys and values) one batch reads: with the consumer's prefetch and the parsed events, what
+    /// bounds a worker's memory when messages are large. Default: 8 MiB.
+    public var batchMaxBytes: Int = 8 << 20
     /// How many transactions a batch is split into, by partition, run at once on separate connections. Default: 3.
     public var transactionsPerBatch: Int = 3
     /// How long a poll waits for its first message. Default: 100 ms.

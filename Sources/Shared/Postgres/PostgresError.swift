@@ -53,11 +53,13 @@ public struct PostgresError: Error, Sendable, Equatable, CustomStringConvertible
         }
     }
 
-    /// Whether the server rejected the data (a constraint, a bad value: SQLSTATE classes 22 and 23): repeating the
-    /// same work will fail the same way.
+    /// Whether the data was refused — by the server (a bad value, a constraint, a value too large for an index row:
+    /// SQLSTATE classes 22, 23 and 54) or before it was sent (``Code/invalidParameter``, a NUL character): repeating
+    /// the same work will fail the same way, so the message that carried it is dead-lettered rather than retried.
     public var isDataError: Bool {
+        if code == .invalidParameter { return true }
         guard code == .server, let sqlState else { return false }
-        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23")
+        return sqlState.hasPrefix("22") || sqlState.hasPrefix("23") || sqlState.hasPrefix("54")
     }
 
     static let retriableStates: Set<String> = ["40001", "40P01", "57P01", "57P02", "57P03", "53300", "55P03"]

@@ -61,7 +61,8 @@ public struct ReplayDeadLetters<Worker: WorkerDefinition>: AsyncParsableCommand 
         let configuration = try WorkerConfiguration(descriptor: Worker.descriptor, environment: environment)
         var logger = Logger(label: "\(Worker.descriptor.name) dlq replay")
         logger.logLevel = .critical
-        let topic = self.topic ?? Topics.deadLetter(of: Worker.descriptor.inputTopic(configuration.topics))
+        let inputTopic = Worker.descriptor.inputTopic(configuration.topics)
+        let topic = self.topic ?? Topics.deadLetter(of: inputTopic)
         // Assigned, never subscribed: the group id only names the client; nothing is committed.
         let reading = KafkaConsumerConfiguration(kafka: configuration.consumer.kafka, groupID: configuration.consumer.groupID + "-dlq-replay")
         let consumer = try KafkaConsumer(configuration: reading, logger: logger)
@@ -70,7 +71,7 @@ public struct ReplayDeadLetters<Worker: WorkerDefinition>: AsyncParsableCommand 
             fromOffset: fromOffset, partition: partition, messageIDs: Set(messageIDs), reason: reason.flatMap(DecodeFailure.Reason.init(rawValue:)))
         let outcomes: [DeadLetterReplay.Outcome]
         do {
-            outcomes = try await DeadLetterReplay(consumer: consumer, producer: producer).replay(topic: topic, selection: selection, dryRun: dryRun)
+            outcomes = try await DeadLetterReplay(consumer: consumer, producer: producer, inputTopic: inputTopic).replay(topic: topic, selection: selection, dryRun: dryRun)
         } catch {
             try? await consumer.close()
             try? await producer.close()

@@ -32,8 +32,13 @@ public enum WorkerApp {
         let offsets = OffsetStore(postgres: postgres, groupID: configuration.consumer.groupID, logger: logger)
         let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalanceListener: offsets, logger: logger)
         let producer = try KafkaProducer(configuration: configuration.producer, logger: logger)
+        if !configuration.consumer.kafka.ignoredVariables.isEmpty {
+            logger.warning(
+                "KAFKA_* variables of Kubernetes Services ignored (set enableServiceLinks: false to keep them out)",
+                metadata: ["variables": "\(configuration.consumer.kafka.ignoredVariables.sorted().joined(separator: ","))"])
+        }
         let health = WorkerHealth(livenessWindow: configuration.livenessWindow)
-        let probes = ProbeServer(port: configuration.httpPort, health: health, registry: registry, logger: logger)
+        let probes = ProbeServer(host: configuration.httpHost, port: configuration.httpPort, health: health, registry: registry, logger: logger)
         let healthCheck = PostgresHealthCheck(client: postgres, health: health, logger: logger)
         let retention = DeduplicationRetention(
             postgres: postgres, groupID: configuration.consumer.groupID, window: configuration.deduplicationWindow, logger: logger)
@@ -41,6 +46,7 @@ public enum WorkerApp {
         var pipelineConfiguration = PipelineConfiguration(
             worker: descriptor.name, groupID: configuration.consumer.groupID, inputTopic: descriptor.inputTopic(configuration.topics))
         pipelineConfiguration.batchSize = configuration.batchSize
+        pipelineConfiguration.batchMaxBytes = configuration.batchMaxBytes
         pipelineConfiguration.transactionsPerBatch = configuration.transactionsPerBatch
         pipelineConfiguration.batchWait = configuration.batchWait
         pipelineConfiguration.maxMessageBytes = configuration.maxMessageBytes

@@ -30,6 +30,11 @@ public struct WorkerConfiguration: Sendable {
     public var livenessWindow: Duration = .seconds(30)
     /// The most messages one poll returns. Default: 500.
     public var batchSize: Int = 500
+    /// The most bytes (keys and values) one poll returns. Default: 8 MiB.
+    public var batchMaxBytes: Int = 8 << 20
+    /// The address the probe server binds (`HTTP_HOST`). Default: `0.0.0.0`, every interface, as a Kubernetes probe
+    /// and a Prometheus scrape need; `127.0.0.1` on a host shared with others.
+    public var httpHost: String = "0.0.0.0"
     /// How many transactions a batch is split into, by partition, run at once. Default: 3.
     public var transactionsPerBatch: Int = 3
     /// How long a poll waits for its first message. Default: 100 ms.

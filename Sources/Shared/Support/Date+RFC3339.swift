@@ -11,10 +11,30 @@ extension Date {
 
     /// Appends RFC 3339 in UTC (`2026-11-25T05:54:55.250Z`) with `fractionDigits` (0–9) digits of the second,
     /// rounded to the nearest. Hand-written: it is written per message, and a Foundation format style costs microseconds a call.
+    ///
+    /// Total: RFC 3339 has four-digit years, so a date outside 0000-01-01 … 9999-12-31 (or not finite) is written as
+    /// the nearest end of that range rather than trapping — events outside 1970 … tomorrow are refused at decode, but
+    /// a writer of logs and headers must not be the place a bad date stops a worker.
     func appendRFC3339(to text: inout [UInt8], fractionDigits: Int) {
+        let fractionDigits = Swift.min(Swift.max(fractionDigits, 0), 9)
         let scale = (0..<fractionDigits).reduce(Int64(1)) { value, _ in value * 10 }
-        let units = Int64((timeIntervalSince1970 * Double(scale)).rounded())
-        let (seconds, fraction) = (units.floorDivided(by: scale), units.floorModulo(scale))
+        let clamped = timeIntervalSince1970.isNaN ? 0 : Swift.min(Swift.max(timeIntervalSince1970, Self.rfc3339Earliest), Self.rfc3339Latest + 1)
+        // Whole seconds and the fraction apart, so that no product leaves Int64 (2.5e11 s × 10^9 would).
+        let whole = clamped.rounded(.down)
+        var seconds = Int64(whole)
+        var fraction = Int64(((clamped - whole) * Double(scale)).rounded())
+        if seconds > Int64(Self.rfc3339Latest) {
+            // The last moment of 9999.
+            seconds = Int64(Self.rfc3339Latest)
+            fraction = scale - 1
+        } else if fraction >= scale {
+            if seconds < Int64(Self.rfc3339Latest) {
+                seconds += 1
+                fraction = 0
+            } else {
+                fraction = scale - 1
+            }
+        }
         let (days, secondOfDay) = (seconds.floorDivided(by: 86_400), seconds.floorModulo(86_400))
         // The civil date of a day count from 1970-01-01 (Howard Hinnant's civil_from_days).
         let shifted = days + 719_468
@@ -27,6 +47,7 @@ extension Date {
         let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
         func append(_ value: Int64, width: Int) {
+            // Every value here is in 0..<10^width: the date was clamped above.
             var divisor = (1..<width).reduce(Int64(1)) { value, _ in value * 10 }
             while divisor > 0 {
                 text.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: (value / divisor) % 10))
@@ -50,6 +71,10 @@ extension Date {
         }
         text.append(UInt8(ascii: "Z"))
     }
+
+    /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, in seconds since 1970: the four-digit years RFC 3339 writes.
+    static let rfc3339Earliest: TimeInterval = -62_167_219_200
+    static let rfc3339Latest: TimeInterval = 253_402_300_799
 
     /// Parses an RFC 3339 date-time (`2026-11-25T05:54:55.25+01:00`, `…Z`; `t`/`z` and a space for `T` accepted).
     /// Hand-written: Foundation's parser loads ICU data on first use (seconds) and costs microseconds per call.

@@ -104,7 +104,13 @@ import Testing
         #expect(confirm["unsubscribe_token"] == nil, "transactional mail carries no unsubscribe token")
         #expect(model.contacts.values.first?.permission.marketing == false)
         #expect(model.decisions.last?.decision.name == "deferred")
-        model.apply(Self.track("Email Confirmed", ["email": .string(Self.email)], minutes: 30), shopperID: 1)
+        model.apply(Self.track("Email Confirmed", ["email": .string(Self.email), "token": .string("forged")], minutes: 20), shopperID: 1)
+        #expect(Self.templates(model) == ["confirm_subscription"], "a token the worker did not issue confirms nothing")
+        #expect(model.decisions.last?.decision == .dropped(reason: "confirmation_token_mismatch"))
+        model.apply(Self.track("Email Confirmed", ["email": .string(Self.email)], minutes: 25), shopperID: 1)
+        #expect(Self.templates(model) == ["confirm_subscription"], "nor does a confirmation without a token")
+        #expect(model.contacts.values.first?.permission.marketing == false)
+        model.apply(Self.track("Email Confirmed", ["email": .string(Self.email), "token": .string("token-1")], minutes: 30), shopperID: 1)
         #expect(Self.templates(model) == ["confirm_subscription", "welcome_offer"])
         #expect(model.contacts.values.first?.consentLevel == "confirmed")
     }
@@ -115,7 +121,7 @@ import Testing
         var model = Self.model(settings)
         model.apply(Self.capture(marketing: true), shopperID: 1)
         model.apply(Self.track("Unsubscribed", ["email": .string(Self.email)], minutes: 10), shopperID: 1)
-        model.apply(Self.track("Email Confirmed", ["email": .string(Self.email)], minutes: 20), shopperID: 1)
+        model.apply(Self.track("Email Confirmed", ["email": .string(Self.email), "token": .string("token-1")], minutes: 20), shopperID: 1)
         #expect(Self.templates(model) == ["confirm_subscription"])
         #expect(model.decisions.contains { $0.name == EmailTemplate.welcomeOffer.name && $0.decision == .suppressed(reason: "unsubscribed") })
     }

@@ -52,9 +52,12 @@ import Testing
             return track("Email Captured", id: id, anonymousID: anonymousID, minutes: minutes, properties: properties, context: context)
         }
 
-        func feedback(_ event: String, id: String, anonymousID: String, email: String, minutes: Double, bounce: String? = nil) -> KafkaOutboundMessage {
+        func feedback(
+            _ event: String, id: String, anonymousID: String, email: String, minutes: Double, bounce: String? = nil, token: String? = nil
+        ) -> KafkaOutboundMessage {
             var properties: [String: JSONValue] = ["email": .string(email)]
             if let bounce { properties["bounce_type"] = .string(bounce) }
+            if let token { properties["token"] = .string(token) }
             return track(event, id: id, anonymousID: anonymousID, minutes: minutes, properties: properties)
         }
     }
@@ -202,11 +205,25 @@ import Testing
             try await fixture.publish([
                 events.capture(id: "c-1", anonymousID: "a-1", email: "cy@example.com", marketing: true),
                 events.capture(id: "c-2", anonymousID: "a-2", email: "di@example.com", marketing: true),
-                events.feedback("Email Confirmed", id: "ok-1", anonymousID: "a-1", email: "cy@example.com", minutes: 30),
                 events.feedback("Unsubscribed", id: "un-2", anonymousID: "a-2", email: "di@example.com", minutes: 20),
-                events.feedback("Email Confirmed", id: "ok-2", anonymousID: "a-2", email: "di@example.com", minutes: 40),
             ])
-            try await Self.processed(fixture, 5)
+            try await Self.processed(fixture, 3)
+            // Each address is confirmed with the token its confirm_subscription email carried, as the link in it does.
+            let requests = try await Self.emails(fixture)
+            func token(_ to: String) -> String? {
+                requests.first { $0["to"]?["email"] == .string(to) && $0["template"] == .string("confirm_subscription") }?["data"]?["confirmation_token"]?.stringValue
+            }
+            let cyToken = try #require(token("cy@example.com"))
+            let diToken = try #require(token("di@example.com"))
+            try await fixture.publish([
+                events.feedback("Email Confirmed", id: "forged-1", anonymousID: "a-1", email: "cy@example.com", minutes: 25, token: String(repeating: "0", count: 32)),
+                events.feedback("Email Confirmed", id: "ok-1", anonymousID: "a-1", email: "cy@example.com", minutes: 30, token: cyToken),
+                events.feedback("Email Confirmed", id: "ok-2", anonymousID: "a-2", email: "di@example.com", minutes: 40, token: diToken),
+            ])
+            try await Self.processed(fixture, 6)
+            let forged = try await fixture.query(
+                "SELECT decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND causation_id = 'forged-1'", [fixture.store])
+            #expect(try forged.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" } == ["dropped confirmation_token_mismatch"])
             let emails = try await Self.emails(fixture)
             func sent(_ to: String) -> [String] {
                 emails.filter { $0["to"]?["email"] == .string(to) }.compactMap { $0["template"]?.stringValue }.sorted()

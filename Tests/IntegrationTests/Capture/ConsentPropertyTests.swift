@@ -51,7 +51,7 @@ import Testing
             return switch self {
             case .capture(let marketing, let level, let offer):
                 CaptureModelTests.capture(marketing: marketing, level: level, offer: offer ? "HELLO" : nil, minutes: minutes, id: id)
-            case .confirmed: CaptureModelTests.track("Email Confirmed", ["email": email], minutes: minutes, id: id)
+            case .confirmed: CaptureModelTests.track("Email Confirmed", ["email": email, "token": .string("token-1")], minutes: minutes, id: id)
             case .checkout: CaptureModelTests.track("Checkout Started", ["email": email], minutes: minutes, id: id)
             case .unsubscribe: CaptureModelTests.track("Unsubscribed", ["email": email], minutes: minutes, id: id)
             case .spam: CaptureModelTests.track("Email Marked as Spam", ["email": email], minutes: minutes, id: id)
