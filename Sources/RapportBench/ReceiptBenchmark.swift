@@ -106,7 +106,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
                 """, [steps, group])
         }
         let settings = FileManager.default.temporaryDirectory.appendingPathComponent("rapport-bench-settings-\(UInt32.random(in: 0...UInt32.max)).json")
-        try Data(#"{"defaults": {"pressure": [], "quiet_hours": null}}"#.utf8).write(to: settings)
+        try Data(#"{"unknown_stores": "defaults", "defaults": {"pressure": [], "quiet_hours": null}}"#.utf8).write(to: settings)
         defer { try? FileManager.default.removeItem(at: settings) }
         try harness.cluster.createTopic("bench-scheduler-input", partitions: 1)
         var environment = harness.environment(database: database, inputVariable: "CHECKOUT_EVENTS_TOPIC", topic: "bench-scheduler-input", group: group)

@@ -79,7 +79,7 @@ final class ChurnScorer: Service, Sendable {
             for store in try ChurnStore.stores(connection: connection) {
                 let settings = stores.settings(for: store)
                 let baseline = try ChurnStore.baseline(store: store, asOf: now, connection: connection)
-                let histogram = Recorder(label: "rapport_churn_risk", dimensions: [("store", store)], aggregate: true)
+                let histogram = Recorder(label: "rapport_churn_risk", dimensions: [("store", stores.metricLabel(for: store))], aggregate: true)
                 try ChurnStore.forEachPage(store: store, asOf: now, limit: chunk, connection: connection) { customers in
                     let risks = try connection.transaction {
                         try Self.score(customers, store: store, baseline: baseline, settings: settings, group: groupID, now: now, connection: connection)
@@ -94,7 +94,10 @@ final class ChurnScorer: Service, Sendable {
             return (total, bands)
         }
         guard let (total, bands) = result else { return nil }
-        for (store, counts) in bands {
+        // Stores the settings file does not name are summed under `other`.
+        var labelled: [String: [RiskBand: Int]] = [:]
+        for (store, counts) in bands { labelled[self.stores.metricLabel(for: store), default: [:]].merge(counts, uniquingKeysWith: +) }
+        for (store, counts) in labelled {
             for band in RiskBand.allCases { Gauge(label: "rapport_churn_customers", dimensions: [("store", store), ("band", band.rawValue)]).record(counts[band] ?? 0) }
         }
         let seconds = (ContinuousClock.now - started).seconds

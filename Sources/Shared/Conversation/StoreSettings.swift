@@ -91,14 +91,38 @@ public struct StoreSettings: Sendable, Equatable {
 
 /// Every store's settings: the file's `stores`, each over the file's `defaults`, over the built-in defaults.
 public struct StoreDirectory: Sendable {
+    /// What becomes of an event of a store the settings file does not name (`unknown_stores`).
+    public enum UnknownStores: String, Sendable {
+        /// It gets the defaults, as every store does without a settings file (development, one-store installs).
+        case defaults
+        /// It is dead-lettered (`schema_violation`): nobody can invent a store that mails with the default sender.
+        /// The default of a settings file.
+        case deadLetter = "dead_letter"
+    }
+
     /// What a store the file does not name gets.
     public let defaults: StoreSettings
     private let stores: [String: StoreSettings]
+    /// What becomes of events of stores the file does not name. Default: ``UnknownStores/deadLetter`` with a
+    /// settings file, ``UnknownStores/defaults`` without one.
+    public let unknownStores: UnknownStores
 
     /// The built-in defaults for every store.
     public init() {
         defaults = StoreSettings()
         stores = [:]
+        unknownStores = .defaults
+    }
+
+    /// Whether events of `store` are processed: it is named in the settings file, or unknown stores get the defaults.
+    public func accepts(_ store: String) -> Bool {
+        unknownStores == .defaults || stores[store] != nil
+    }
+
+    /// `store` as a metric label: stores the settings file names, every other as `other`, so that the values a
+    /// label takes stay as few as the stores an operator configured, whatever events name.
+    public func metricLabel(for store: String) -> String {
+        stores[store] != nil ? store : "other"
     }
 
     /// The settings of `store`.
@@ -129,8 +153,16 @@ public struct StoreDirectory: Sendable {
         } catch {
             throw fail("the settings file is not valid JSON")
         }
-        if let unknown = Set(root.keys).subtracting(["defaults", "stores"]).sorted().first {
-            throw fail("unknown key \(unknown) (expected defaults, stores)")
+        if let unknown = Set(root.keys).subtracting(["defaults", "stores", "unknown_stores"]).sorted().first {
+            throw fail("unknown key \(unknown) (expected defaults, stores, unknown_stores)")
+        }
+        if let value = root["unknown_stores"] {
+            guard let text = value.stringValue, let choice = UnknownStores(rawValue: text) else {
+                throw fail("unknown_stores must be \"defaults\" or \"dead_letter\"")
+            }
+            unknownStores = choice
+        } else {
+            unknownStores = .deadLetter
         }
         var defaults = StoreSettings()
         if let value = root["defaults"] {

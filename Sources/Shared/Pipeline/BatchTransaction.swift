@@ -135,6 +135,11 @@ struct BatchTransaction: Sendable {
             do {
                 switch try SegmentMessage.decode(message.value, sizeLimit: configuration.maxMessageBytes) {
                 case .event(let event):
+                    guard configuration.acceptsStore(event.storeID) else {
+                        let failure = DecodeFailure(.schemaViolation, "context.storeId names a store the settings file does not (unknown_stores: dead_letter)")
+                        part.deadLetters.append(DeadLetter(source: message, failure: failure, messageID: event.messageID))
+                        continue
+                    }
                     do {
                         part.events.append(InboundEvent(message: event, event: try handler.decode(event), source: message))
                     } catch {

@@ -19,6 +19,9 @@ public struct PipelineConfiguration: Sendable {
     public var batchWait: Duration = .milliseconds(100)
     /// Larger messages are dead-lettered (`too_large`) unread. Default: 1 MiB.
     public var maxMessageBytes: Int = 1 << 20
+    /// Whether events of a store are processed; the others are dead-lettered (`schema_violation`). Default: every
+    /// store. A worker sets it from its settings file (``StoreDirectory/accepts(_:)``).
+    public var acceptsStore: @Sendable (String) -> Bool = { _ in true }
     /// How many times an event whose handling fails is tried before it is dead-lettered (`handler_failure`).
     /// Default: 3.
     public var maxAttempts: Int = 3

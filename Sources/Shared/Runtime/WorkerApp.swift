@@ -46,6 +46,8 @@ public enum WorkerApp {
         var pipelineConfiguration = PipelineConfiguration(
             worker: descriptor.name, groupID: configuration.consumer.groupID, inputTopic: descriptor.inputTopic(configuration.topics))
         pipelineConfiguration.batchSize = configuration.batchSize
+        let stores = try StoreDirectory(environment: environment)
+        pipelineConfiguration.acceptsStore = { stores.accepts($0) }
         pipelineConfiguration.batchMaxBytes = configuration.batchMaxBytes
         pipelineConfiguration.transactionsPerBatch = configuration.transactionsPerBatch
         pipelineConfiguration.batchWait = configuration.batchWait
