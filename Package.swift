@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "EmbeddedKafka", targets: ["EmbeddedKafka"]),
         .executable(name: "rapport-tool", targets: ["RapportTool"]),
         .executable(name: "rapport-bench", targets: ["RapportBench"]),
+        .executable(name: "rapport-fuzz", targets: ["RapportFuzz"]),
         .library(name: "Shared", targets: ["Shared"]),
     ],
     dependencies: [
@@ -58,9 +59,16 @@ let package = Package(
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
+        // Each input topic's events as its worker reads them, checked against the contract at decode: a library, so that
+        // the fuzz targets (RapportFuzz) exercise the workers' own decoders.
+        .target(
+            name: "InboundEvents",
+            dependencies: ["Shared"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "CaptureWorker",
-            dependencies: ["Shared", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Shared", "InboundEvents", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
@@ -74,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "ReceiptWorker",
             dependencies: [
-                "Shared", "NextSale", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Shared", "InboundEvents", "NextSale", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Migrations")],
@@ -90,7 +98,7 @@ let package = Package(
         .executableTarget(
             name: "SurveyWorker",
             dependencies: [
-                "Shared", "NextSale", "Churn", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Shared", "InboundEvents", "NextSale", "Churn", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             resources: [.copy("Migrations")],
@@ -133,6 +141,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // libFuzzer targets over the decoders (scripts/fuzz builds it with -sanitize=fuzzer and -DFUZZING); built
+        // plainly, it replays files through the same decoders, so that a crash's input can be run under a debugger.
+        .executableTarget(
+            name: "RapportFuzz",
+            dependencies: ["Shared", "InboundEvents"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "SharedTests",
             dependencies: ["Shared"],
@@ -142,7 +157,7 @@ let package = Package(
             name: "IntegrationTests",
             // CaptureWorker's model is tested directly too (its rules, and the property over random sequences, whose
             // oracle the end-to-end property test shares), and so are ReceiptWorker's money and the next-sale model.
-            dependencies: ["Shared", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
+            dependencies: ["Shared", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
             swiftSettings: strict
         ),
     ]

@@ -1,4 +1,5 @@
 import Foundation
+import InboundEvents
 import Shared
 
 /// CaptureWorker's behaviour: for a batch of `shopper-events`, resolve each event's shopper, load their state and

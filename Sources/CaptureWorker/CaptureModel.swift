@@ -1,4 +1,5 @@
 import Foundation
+import InboundEvents
 import Shared
 
 /// A contact (one email address of one store) as the batch sees it: the shared reading of `rapport_contacts` (``Contacts``).

@@ -1,4 +1,5 @@
 import Foundation
+import InboundEvents
 import Shared
 
 /// ReceiptWorker's orders (`receipt_orders`, `receipt_order_items`): what a batch reads and writes about them.

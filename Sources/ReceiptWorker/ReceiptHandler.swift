@@ -1,5 +1,6 @@
 import Foundation
 import NextSale
+import InboundEvents
 import Shared
 
 /// ReceiptWorker's behaviour: for a batch of `checkout-events`, record orders (once per store and order id, whatever

@@ -1,4 +1,5 @@
 import Foundation
+import InboundEvents
 import Shared
 
 /// The survey profiles (`survey_profiles`), derived from the stored responses.

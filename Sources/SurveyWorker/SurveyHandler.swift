@@ -1,6 +1,7 @@
 import Churn
 import Foundation
 import NextSale
+import InboundEvents
 import Shared
 
 /// SurveyWorker's behaviour: for a batch of `survey-events`, store each response as given (append-only), derive each

@@ -65,4 +65,57 @@ import Testing
             #expect(Set(stored.map(\.partition)) == [0, 1, 2, 3])
         }
     }
+
+    /// Divides by zero in PostgreSQL for events named "Divide" (SQLSTATE 22012, a data error); emits one command for
+    /// every other event.
+    struct DividesByZero: PipelineHandler {
+        func handle(_ events: [InboundEvent<SegmentMessage>], connection: PostgresConnection) throws -> [OutboundCommand] {
+            try events.map { event in
+                if event.message.event == "Divide" { _ = try connection.query("SELECT 1 / (random() * 0)::int") }
+                return event.caused(
+                    OutboundCommand(
+                        topic: "out", key: event.message.shopperKey, name: "echo", storeID: event.message.storeID, causationID: event.message.messageID,
+                        value: Array(#"{"command_id":"x"}"#.utf8)))
+            }
+        }
+    }
+
+    @Test func aDataErrorInTheDeduplicationOrAHandlerDeadLettersItsMessageAtOnceAndTheRestCommits() async throws {
+        try await TestEnvironment.withFreshDatabase { url in
+            let postgres = TestEnvironment.postgres(url: url, poolSize: 2)
+            defer { postgres.close() }
+            _ = try await Migrator(client: postgres, logger: TestEnvironment.logger).migrate(try Migration.shared())
+            let topicPartition = TopicPartition(topic: "in", partition: 0)
+            // Built directly, past the decoder's checks: a NUL in messageId fails the pipeline's own de-duplication
+            // insert ("contains a NUL character"), which once stopped the worker.
+            let names = ["Viewed", "Viewed", "Divide", "Viewed", "Viewed"]
+            let ids = ["m-0", "m-1", "m-2", "m-\u{0}3", "m-4"]
+            var events: [InboundEvent<any Sendable>] = []
+            for (offset, (name, id)) in zip(names, ids).enumerated() {
+                let message = SegmentMessage(
+                    kind: .track, messageID: id, timestamp: Date(), userID: nil, anonymousID: "a", storeID: "s", event: name, properties: [:], traits: [:],
+                    context: [:])
+                let source = KafkaMessage(topicPartition: topicPartition, offset: Int64(offset), key: nil, value: ArraySlice("{}".utf8), headers: [])
+                events.append(InboundEvent(message: message, event: message, source: source))
+            }
+            let configuration = PipelineConfiguration(worker: "BatchTest", groupID: "data-errors", inputTopic: "in")
+            let transaction = BatchTransaction(
+                events: events, deadLetters: [], nextOffsets: [topicPartition: 5], handler: ErasedHandler(DividesByZero()), attempts: [:],
+                configuration: configuration)
+            // No RetryBatch: a data error fails the same way every time, so it is not tried again.
+            let committed = try await transaction.commit(on: postgres)
+            #expect(committed.handled.map(\.message.messageID) == ["m-0", "m-1", "m-4"])
+            #expect(committed.commands.count == 3)
+            let letters = committed.deadLetters.sorted { $0.source.offset < $1.source.offset }
+            #expect(letters.map(\.source.offset) == [2, 3])
+            #expect(letters.allSatisfy { $0.failure.reason == .handlerFailure })
+            #expect(letters.first?.failure.message.contains("SQLSTATE 22012") == true, "\(letters.first?.failure.message ?? "")")
+            #expect(letters.last?.failure.message.contains("NUL") == true, "\(letters.last?.failure.message ?? "")")
+            let applied = try await postgres.withConnection { connection in
+                try connection.query("SELECT message_id FROM rapport_processed_messages WHERE group_id = 'data-errors' ORDER BY message_id")
+                    .map { try $0.decode(String.self, at: 0) ?? "" }
+            }
+            #expect(applied == ["m-0", "m-1", "m-4"], "the failed messages' de-duplication rolled back with them: a replay applies them")
+        }
+    }
 }

@@ -30,7 +30,11 @@ import Testing
             // The bug: this build of the worker throws on every "Gift Wrapped" event.
             fixture.extraEnvironment = ["ECHO_FAIL_EVENTS": "Gift Wrapped", "HANDLER_MAX_ATTEMPTS": "2"]
             let (buggy, _) = try await fixture.startWorker()
-            let gift = Self.event(fixture, named: "Gift Wrapped", id: "gift-1", headers: [KafkaHeader(key: "origin", text: "storefront")])
+            // It arrives with a forged dlq.source.topic of its own: the worker's dead letter renames it, and a replay
+            // publishes to the input topic whatever it says (and gives the original its header back).
+            let gift = Self.event(
+                fixture, named: "Gift Wrapped", id: "gift-1",
+                headers: [KafkaHeader(key: "origin", text: "storefront"), KafkaHeader(key: "dlq.source.topic", text: fixture.commandsTopic)])
             let malformed = KafkaOutboundMessage(topic: fixture.inputTopic, key: Array("\(fixture.store)/broken".utf8), value: Array(#"{"type":"#.utf8))
             var messages = (0..<40).map { fixture.event(shopper: $0 % 8, sequence: $0) }
             messages.insert(gift, at: 20)
@@ -41,6 +45,7 @@ import Testing
             let dead = try await fixture.readToEnd(fixture.deadLetterTopic)
             #expect(dead.map { $0.header("dlq.reason") }.sorted { ($0 ?? "") < ($1 ?? "") } == ["handler_failure", "malformed_json"])
             let failure = try #require(dead.first { $0.header("dlq.reason") == "handler_failure" })
+            #expect(failure.header("dlq.source.topic") == fixture.inputTopic && failure.header("original.dlq.source.topic") == fixture.commandsTopic)
             #expect(failure.header("dlq.message")?.contains("cannot handle Gift Wrapped") == true, "\(failure.header("dlq.message") ?? "")")
 
             // The fix deployed: the same worker without the bug.
@@ -89,6 +94,23 @@ import Testing
             }
             #expect(echoes.count == 1, "one command for the replayed event, however often it is replayed")
             #expect(try await fixture.readToEnd(fixture.deadLetterTopic).count == 2, "and no new dead letter")
+
+            // A dead letter naming another topic as its source — written by someone who can write the dead-letter
+            // topic, or by an older worker that kept a forged header first — is never replayed there.
+            let forged = KafkaOutboundMessage(
+                topic: fixture.deadLetterTopic, key: Array("\(fixture.store)/forged".utf8),
+                value: Array(#"{"type":"SendEmail","messageId":"forged-1","template":"welcome_offer"}"#.utf8),
+                headers: [
+                    KafkaHeader(key: "dlq.source.topic", text: fixture.inputTopic), KafkaHeader(key: "dlq.reason", text: "handler_failure"),
+                    KafkaHeader(key: "dlq.source.topic", text: fixture.commandsTopic), KafkaHeader(key: "dlq.source.partition", text: "0"),
+                ])
+            try await fixture.publish([forged])
+            let commandsBefore = try await fixture.highWatermarks(fixture.commandsTopic)
+            let refused = try await Self.replay(fixture, ["--message-id", "forged-1"])
+            #expect(refused.status == 0, "\(refused.stderr)")
+            #expect(refused.lines.first?["skipped"]?.stringValue?.contains("not this worker's input topic") == true, "\(refused.lines)")
+            #expect(refused.lines.first?["offset"] == nil)
+            #expect(try await fixture.highWatermarks(fixture.commandsTopic) == commandsBefore, "nothing published to another topic")
         }
     }
 }

@@ -106,6 +106,7 @@ struct HostileCorpus {
             Case(name: "over 1 MiB", value: text(#"{"pad":""# + String(repeating: "x", count: (1 << 20) + 10) + "\"}"), reason: .tooLarge),
             Case(name: "raw control byte in a string", value: text("{\"type\":\"track\u{01}\"}"), reason: .malformedJSON),
             Case(name: "lone surrogate", value: event(id: "c-19", replacing: ["note": #""\ud800""#]), reason: .malformedJSON),
+            Case(name: "a store the settings file does not name", value: event(id: "c-21", context: #"{"storeId":"invented-\#(store)"}"#), reason: .schemaViolation, mentions: "settings file"),
             Case(name: "type is a number", value: event(id: "c-20", replacing: ["type": "7"]), reason: .schemaViolation, mentions: "type"),
             Case(
                 name: "forged dlq headers", value: text("not json at all"),

@@ -196,4 +196,39 @@ import Testing
             topicPartition: read.topicPartition, offset: 1, key: nil, value: read.value, headers: source.headers + [KafkaHeader(key: "dlq.source.topic", text: "shopper-events")])
         #expect(old.workerHeader("dlq.source.topic") == "shopper-events")
     }
+
+    // MARK: configuration an outsider can reach
+
+    @Test func kubernetesServiceVariablesAreIgnoredNotPassedToLibrdkafka() throws {
+        let configuration = try KafkaConfiguration(
+            environment: Environment([
+                "KAFKA_UI_SERVICE_HOST": "10.0.0.7", "KAFKA_UI_SERVICE_PORT": "8080", "KAFKA_UI_SERVICE_PORT_HTTP": "8080",
+                "KAFKA_UI_PORT": "tcp://10.0.0.7:8080", "KAFKA_UI_PORT_8080_TCP": "tcp://10.0.0.7:8080", "KAFKA_UI_PORT_8080_TCP_PROTO": "tcp",
+                "KAFKA_UI_PORT_8080_TCP_PORT": "8080", "KAFKA_UI_PORT_8080_TCP_ADDR": "10.0.0.7", "KAFKA_SECURITY_PROTOCOL": "plaintext",
+            ]),
+            clientID: "test")
+        #expect(configuration.properties == ["security.protocol": "plaintext"])
+        #expect(configuration.ignoredVariables.count == 8)
+        #expect(!KafkaConfiguration.isServiceLink("KAFKA_SASL_PASSWORD") && !KafkaConfiguration.isServiceLink("KAFKA_SOCKET_TIMEOUT_MS"))
+    }
+
+    @Test func theProbeServersAddressIsConfigurable() throws {
+        let descriptor = WorkerDescriptor(
+            name: "CaptureWorker", component: "capture", defaultGroupID: "rapport-capture", defaultHTTPPort: 8081, inputTopic: { $0.shopperEvents },
+            migrations: { [] })
+        #expect(try WorkerConfiguration(descriptor: descriptor, environment: Environment([:])).httpHost == "0.0.0.0")
+        let local = try WorkerConfiguration(descriptor: descriptor, environment: Environment(["HTTP_HOST": "127.0.0.1", "BATCH_MAX_BYTES": "1048576"]))
+        #expect(local.httpHost == "127.0.0.1" && local.batchMaxBytes == 1 << 20)
+    }
+
+    @Test func storesTheSettingsFileDoesNotNameAreRefusedAndLabelledOther() throws {
+        let named = try StoreDirectory(json: Array(#"{"stores": {"acme": {}}}"#.utf8), setting: "STORE_SETTINGS_FILE")
+        #expect(named.unknownStores == .deadLetter)
+        #expect(named.accepts("acme") && !named.accepts("invented"))
+        #expect(named.metricLabel(for: "acme") == "acme" && named.metricLabel(for: "invented-\(UUID())") == "other")
+        let open = try StoreDirectory(json: Array(#"{"unknown_stores": "defaults", "stores": {}}"#.utf8), setting: "STORE_SETTINGS_FILE")
+        #expect(open.accepts("invented"))
+        #expect(StoreDirectory().accepts("invented"), "without a settings file every store gets the defaults")
+        #expect(throws: ConfigurationError.self) { try StoreDirectory(json: Array(#"{"unknown_stores": "allow"}"#.utf8), setting: "STORE_SETTINGS_FILE") }
+    }
 }

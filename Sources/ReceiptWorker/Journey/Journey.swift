@@ -1,5 +1,6 @@
 import Foundation
 import NextSale
+import InboundEvents
 import Shared
 
 /// The orientation journey a first order begins: the steps, when they fall due, and what each says when it is sent.

@@ -168,14 +168,17 @@ import Testing
             let events = Events(fixture: fixture)
             try await fixture.startWorker()
             // One key for the whole story, so that it stays in order (a storefront's key changes at login; see the model
-            // tests for events that arrive out of order).
+            // tests for events that arrive out of order). The story starts 31 hours ago, so that its last view, two
+            // hours ago, falls after the first view's 24-hour window (an event more than a day ahead of the worker's
+            // clock is refused).
+            let start = -29.0 * 60
             try await fixture.publish([
-                events.identify(id: "id-0", userID: "user-9", anonymousID: "anon-phone", traits: ["email": .string("bo@example.com"), "firstName": .string("Bo")]),
-                events.track("Product Viewed", id: "v-1", anonymousID: "anon-laptop", properties: ["product_id": .string("p-1")], key: "user-9"),
-                events.track("Product Added", id: "v-2", anonymousID: "anon-laptop", minutes: 1, properties: ["product_id": .string("p-1")], key: "user-9"),
-                events.track("Product Viewed", id: "v-3", anonymousID: "anon-laptop", minutes: 2, properties: ["product_id": .string("p-2")], key: "user-9"),
-                events.identify(id: "id-1", userID: "user-9", anonymousID: "anon-laptop", traits: ["lastName": .string("Berg")], minutes: 3),
-                events.track("Product Viewed", id: "v-4", anonymousID: "anon-laptop", minutes: 60 * 30, properties: ["product_id": .string("p-3")], userID: "user-9"),
+                events.identify(id: "id-0", userID: "user-9", anonymousID: "anon-phone", traits: ["email": .string("bo@example.com"), "firstName": .string("Bo")], minutes: start),
+                events.track("Product Viewed", id: "v-1", anonymousID: "anon-laptop", minutes: start, properties: ["product_id": .string("p-1")], key: "user-9"),
+                events.track("Product Added", id: "v-2", anonymousID: "anon-laptop", minutes: start + 1, properties: ["product_id": .string("p-1")], key: "user-9"),
+                events.track("Product Viewed", id: "v-3", anonymousID: "anon-laptop", minutes: start + 2, properties: ["product_id": .string("p-2")], key: "user-9"),
+                events.identify(id: "id-1", userID: "user-9", anonymousID: "anon-laptop", traits: ["lastName": .string("Berg")], minutes: start + 3),
+                events.track("Product Viewed", id: "v-4", anonymousID: "anon-laptop", minutes: 0, properties: ["product_id": .string("p-3")], userID: "user-9"),
             ])
             try await Self.processed(fixture, 6)
             let shoppers = try await fixture.query(
@@ -272,7 +275,7 @@ import Testing
             #expect(dead.allSatisfy { $0.header("dlq.reason") == "schema_violation" && $0.header("dlq.worker") == "CaptureWorker" })
             #expect(Set(dead.compactMap { $0.header("dlq.message") }) == [
                 "properties.email is required", "properties.email is not a valid email address",
-                "properties.bounce_type must be hard or soft", "properties.product_id must be a string, not a boolean",
+                "properties.bounce_type must be hard or soft", "properties.product_id must be a string or an integer, not a boolean",
             ])
             let log = fixture.workers.first?.stdout ?? ""
             #expect(log.contains(#""event.message_id":"bad-2""#), "the dead-letter log line names the message")
@@ -318,6 +321,19 @@ import Testing
                 """
                 INSERT INTO survey_responses (store_id, message_id, survey_id, shopper_key, answers, submitted_at)
                 VALUES ($1, 's-1', 'onboarding', $1 || '/a-zq', '{"about": "I am Zelda Quist"}', now())
+                """, [fixture.store])
+            // A journey step sent long ago, keyed by the address, and a command that could never be published,
+            // parked in the outbox under the shopper's key: both name her.
+            _ = try await fixture.query(
+                """
+                INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, causation_id, due_at, state)
+                VALUES ($1, 'other-group', 'orientation', 'thank_you', $1 || '/zelda.quist@example.com', 'old-order', now() - interval '30 days', 'sent')
+                """, [fixture.store])
+            _ = try await fixture.query(
+                """
+                INSERT INTO rapport_outbox (group_id, source_topic, source_partition, topic, key, value, headers, parked_at, parked_reason)
+                VALUES ('other-group', 'in', 0, 'email-commands', convert_to($1 || '/u-zq', 'UTF8'),
+                        convert_to('{"to": {"email": "zelda.quist@example.com", "name": "Zelda Quist"}}', 'UTF8'), '\\x', now(), 'too large')
                 """, [fixture.store])
             try await fixture.startWorker()
             let email = "zelda.quist@example.com"

@@ -1,4 +1,5 @@
 import Foundation
+import InboundEvents
 import Shared
 import Testing
 

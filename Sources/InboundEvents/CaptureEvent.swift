@@ -2,17 +2,17 @@ import Shared
 
 /// A `shopper-events` message as CaptureWorker understands it: the Segment message checked against the contract's
 /// per-event fields, with its email normalised.
-struct CaptureEvent: Sendable, Equatable {
+package struct CaptureEvent: Sendable, Equatable {
     /// Consent exactly as the capture gave it.
-    struct Consent: Sendable, Equatable {
-        var marketing: Bool
+    package struct Consent: Sendable, Equatable {
+        package var marketing: Bool
         /// `single`, `confirmed` or `unknown`.
-        var level: String
-        var text: String?
-        var textVersion: String?
+        package var level: String
+        package var text: String?
+        package var textVersion: String?
     }
 
-    enum Action: Sendable, Equatable {
+    package enum Action: Sendable, Equatable {
         case identify(firstName: String?, lastName: String?, phone: String?, traits: [String: JSONValue])
         case emailCaptured(source: String, offerCode: String?, consent: Consent?)
         /// Double opt-in completed, with the `confirmation_token` of the `confirm_subscription` email (`properties.token`).
@@ -27,20 +27,20 @@ struct CaptureEvent: Sendable, Equatable {
         case other(String)
     }
 
-    var message: SegmentMessage
-    var action: Action
+    package var message: SegmentMessage
+    package var action: Action
     /// The normalised address the event carries, where it carries one.
-    var email: EmailAddress?
+    package var email: EmailAddress?
 
     /// The contract's capture sources.
-    static let sources: Set<String> = ["popup", "checkout", "footer", "account", "other"]
-    static let optInLevels: Set<String> = ["single", "confirmed", "unknown"]
+    package static let sources: Set<String> = ["popup", "checkout", "footer", "account", "other"]
+    package static let optInLevels: Set<String> = ["single", "confirmed", "unknown"]
     /// The most products a `Checkout Started` may list (as an order: ReceiptWorker's limit).
-    static let maximumProducts = 500
+    package static let maximumProducts = 500
 
     /// Reads `message`.
     /// - Throws: ``DecodeFailure`` (`schema_violation`) naming the field that is missing, mistyped or invalid.
-    init(_ message: SegmentMessage) throws(DecodeFailure) {
+    package init(_ message: SegmentMessage) throws(DecodeFailure) {
         self.message = message
         let properties = message.properties
         func string(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> String? {

@@ -3,40 +3,40 @@ import Shared
 
 /// A `checkout-events` message as ReceiptWorker understands it: the Segment message checked against the contract's
 /// order fields, amounts in the currency's minor units.
-struct ReceiptEvent: Sendable, Equatable {
-    struct Item: Sendable, Equatable {
-        var productID: String
-        var sku: String?
-        var name: String?
-        var category: String?
-        var brand: String?
-        var variant: String?
-        var unitPrice: Money?
-        var quantity: Int
-        var url: String?
-        var imageURL: String?
+package struct ReceiptEvent: Sendable, Equatable {
+    package struct Item: Sendable, Equatable {
+        package var productID: String
+        package var sku: String?
+        package var name: String?
+        package var category: String?
+        package var brand: String?
+        package var variant: String?
+        package var unitPrice: Money?
+        package var quantity: Int
+        package var url: String?
+        package var imageURL: String?
 
         /// `unitPrice × quantity`, checked at decode.
-        var lineTotal: Money?
+        package var lineTotal: Money?
     }
 
-    struct Order: Sendable, Equatable {
-        var orderID: String
-        var currency: String
-        var items: [Item]
-        var subtotal: Money
-        var tax: Money?
-        var shipping: Money?
-        var discount: Money?
-        var total: Money
-        var coupon: String?
+    package struct Order: Sendable, Equatable {
+        package var orderID: String
+        package var currency: String
+        package var items: [Item]
+        package var subtotal: Money
+        package var tax: Money?
+        package var shipping: Money?
+        package var discount: Money?
+        package var total: Money
+        package var coupon: String?
         /// The buyer's address: `properties.email`, else `context.traits.email`.
-        var email: EmailAddress?
-        var firstName: String?
-        var lastName: String?
+        package var email: EmailAddress?
+        package var firstName: String?
+        package var lastName: String?
     }
 
-    enum Action: Sendable, Equatable {
+    package enum Action: Sendable, Equatable {
         case completed(Order)
         case refunded(orderID: String)
         case cancelled(orderID: String)
@@ -44,24 +44,24 @@ struct ReceiptEvent: Sendable, Equatable {
         case other(String)
     }
 
-    var message: SegmentMessage
-    var action: Action
+    package var message: SegmentMessage
+    package var action: Action
 
     /// The most products one order may list: an order of more is refused (`schema_violation`), so that one message
     /// cannot make the purchase model count a quadratic number of pairs. Shopify allows 500 line items.
-    static let maximumProducts = 500
+    package static let maximumProducts = 500
 
     /// The identities that resolve the buyer to the shared shopper (``ShopperResolver``): the userId, the anonymousId
     /// and the order's address — an address is steadier than a device's anonymous id, and a guest's next order carries
     /// the same one.
-    var identities: [ShopperIdentity] {
+    package var identities: [ShopperIdentity] {
         let email: EmailAddress? = if case .completed(let order) = action { order.email } else { nil }
         return ShopperIdentity.carried(by: message, email: email)
     }
 
     /// Reads `message`.
     /// - Throws: ``DecodeFailure`` (`schema_violation`) naming the field that is missing, mistyped or invalid.
-    init(_ message: SegmentMessage) throws(DecodeFailure) {
+    package init(_ message: SegmentMessage) throws(DecodeFailure) {
         self.message = message
         let properties = message.properties
         func orderID() throws(DecodeFailure) -> String {

@@ -3,34 +3,34 @@ import Shared
 
 /// A `survey-events` message as SurveyWorker understands it: a `Survey Submitted` checked against the contract's
 /// answer types, or other traffic.
-struct SurveyEvent: Sendable, Equatable {
-    enum Action: Sendable, Equatable {
+package struct SurveyEvent: Sendable, Equatable {
+    package enum Action: Sendable, Equatable {
         case submitted(Submission)
         /// Any other event on the topic: normal traffic, skipped and counted.
         case other(String)
     }
 
     /// One submission, as given.
-    struct Submission: Sendable, Equatable {
-        var surveyID: String
+    package struct Submission: Sendable, Equatable {
+        package var surveyID: String
         /// Every answer, exactly as submitted (the stored response).
-        var answers: [String: JSONValue]
+        package var answers: [String: JSONValue]
         /// The address the survey was answered from (`properties.email`, else `context.traits.email`), if any.
-        var email: EmailAddress?
+        package var email: EmailAddress?
     }
 
-    var message: SegmentMessage
-    var action: Action
+    package var message: SegmentMessage
+    package var action: Action
 
     /// The identities that resolve the respondent to the shared shopper.
-    var identities: [ShopperIdentity] {
+    package var identities: [ShopperIdentity] {
         let email: EmailAddress? = if case .submitted(let submission) = action { submission.email } else { nil }
         return ShopperIdentity.carried(by: message, email: email)
     }
 
     /// Reads `message`.
     /// - Throws: ``DecodeFailure`` (`schema_violation`) naming the field that is missing or of the wrong type.
-    init(_ message: SegmentMessage) throws(DecodeFailure) {
+    package init(_ message: SegmentMessage) throws(DecodeFailure) {
         self.message = message
         guard message.kind == .track, message.event == "Survey Submitted" else {
             action = .other(message.event ?? message.kind.rawValue)
@@ -57,25 +57,25 @@ struct SurveyEvent: Sendable, Equatable {
 /// What a shopper's responses say about them: interests (categories), habits, income band, preferred channels, and
 /// every other answer. A later response overrides an earlier one key by key (habits key by key too); a key a later
 /// response does not give keeps its earlier answer.
-struct Profile: Sendable, Equatable {
+package struct Profile: Sendable, Equatable {
     /// One response's answers, typed as the contract says.
-    struct Answers: Sendable, Equatable {
-        var interests: [String]?
-        var habits: [String: String]?
-        var incomeBand: String?
-        var channels: [String]?
+    package struct Answers: Sendable, Equatable {
+        package var interests: [String]?
+        package var habits: [String: String]?
+        package var incomeBand: String?
+        package var channels: [String]?
         /// The keys the contract does not name, as given.
-        var other: [String: JSONValue] = [:]
+        package var other: [String: JSONValue] = [:]
 
         /// The keys the contract names.
-        static let named: Set<String> = ["interests", "habits", "income_band", "channels"]
+        package static let named: Set<String> = ["interests", "habits", "income_band", "channels"]
         /// The most keys in `answers`, and the most elements of `interests`, `channels` or `habits`: a survey is a
         /// form a person fills in, and a stored response is read again for every later one.
-        static let maximumEntries = 100
+        package static let maximumEntries = 100
 
         /// Reads `answers`; `null` counts as not answered.
         /// - Throws: ``DecodeFailure`` (`schema_violation`) naming the answer of the wrong type.
-        init(_ answers: [String: JSONValue]) throws(DecodeFailure) {
+        package init(_ answers: [String: JSONValue]) throws(DecodeFailure) {
             guard answers.count <= Self.maximumEntries else {
                 throw DecodeFailure(.schemaViolation, "properties.answers must have at most \(Self.maximumEntries) keys, not \(answers.count)")
             }
@@ -120,19 +120,19 @@ struct Profile: Sendable, Equatable {
         }
     }
 
-    var interests: [String]?
-    var habits: [String: String] = [:]
-    var incomeBand: String?
-    var channels: [String]?
-    var other: [String: JSONValue] = [:]
+    package var interests: [String]?
+    package var habits: [String: String] = [:]
+    package var incomeBand: String?
+    package var channels: [String]?
+    package var other: [String: JSONValue] = [:]
 
     /// The profile of `responses`, oldest first.
-    init(_ responses: [Answers]) {
+    package init(_ responses: [Answers]) {
         for answers in responses { apply(answers) }
     }
 
     /// `answers` over this profile, key by key.
-    mutating func apply(_ answers: Answers) {
+    package mutating func apply(_ answers: Answers) {
         if let interests = answers.interests { self.interests = interests }
         if let habits = answers.habits { self.habits.merge(habits) { _, new in new } }
         if let band = answers.incomeBand { incomeBand = band }
