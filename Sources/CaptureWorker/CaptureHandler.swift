@@ -9,7 +9,8 @@ struct CaptureHandler: PipelineHandler {
     let stores: StoreDirectory
     let topics: Topics
     /// The secret salt of erased addresses' hashes (`ERASURE_HASH_SALT`); required when a store keeps them.
-    let erasureSalt: String?
+    /// Where an erased address's hash is kept, for stores that keep them (the pipeline refuses their events).
+    let erasedAddresses: ErasedAddresses?
     /// The longest contact-pressure window of any store: how far back marketing sends are loaded.
     let longestPressureWindow: TimeInterval
 
@@ -23,10 +24,7 @@ struct CaptureHandler: PipelineHandler {
         stores = try StoreDirectory(environment: environment)
         longestPressureWindow = Self.longestPressureWindow(stores)
         self.topics = topics
-        erasureSalt = try environment.string("ERASURE_HASH_SALT")
-        if stores.allSettings.contains(where: \.keepErasureHash), (erasureSalt ?? "").count < 16 {
-            throw ConfigurationError("ERASURE_HASH_SALT", "must be set (16 characters or more) when a store keeps erased addresses' hashes (keep_erasure_hash)")
-        }
+        erasedAddresses = try ErasedAddresses(stores: stores, environment: environment)
     }
 
     func decode(_ message: SegmentMessage) throws(DecodeFailure) -> CaptureEvent {
@@ -34,7 +32,8 @@ struct CaptureHandler: PipelineHandler {
     }
 
     func handle(_ events: [InboundEvent<CaptureEvent>], connection: PostgresConnection) throws -> [OutboundCommand] {
-        let inbound = try refuseErasedAddresses(events, connection: connection)
+        // Events of an erased address never reach here (PipelineConfiguration.erasedAddresses).
+        let inbound = events
         guard !inbound.isEmpty else { return [] }
         let parsed = inbound.map(\.event)
         let identities = parsed.map { ShopperIdentity.carried(by: $0.message, email: $0.email) }
@@ -75,27 +74,6 @@ struct CaptureHandler: PipelineHandler {
     }
 
     // MARK: - Loading
-
-    /// Drops events whose address was erased in a store that keeps erased addresses' hashes: it is not imported again.
-    private func refuseErasedAddresses(
-        _ events: [InboundEvent<CaptureEvent>], connection: PostgresConnection
-    ) throws -> [InboundEvent<CaptureEvent>] {
-        guard let salt = erasureSalt else { return events }
-        let candidates = events.map(\.event).filter { $0.email != nil && stores.settings(for: $0.message.storeID).keepErasureHash }
-        guard !candidates.isEmpty else { return events }
-        let refused = try connection.query(
-            """
-            SELECT u.store_id, u.email FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
-            JOIN capture_erased_addresses e ON e.store_id = u.store_id AND e.email_hash = encode(sha256(convert_to($3 || u.email, 'UTF8')), 'hex')
-            """,
-            [PostgresArray(candidates.map(\.message.storeID)), PostgresArray(candidates.map { $0.email?.value ?? "" }), salt]
-        ).map { CaptureModel.ContactKey(storeID: try $0.decode(String.self, at: 0) ?? "", email: try $0.decode(String.self, at: 1) ?? "") }
-        let blocked = Set(refused)
-        return events.filter { event in
-            guard let email = event.event.email else { return true }
-            return !blocked.contains(.init(storeID: event.message.storeID, email: email.value))
-        }
-    }
 
     /// The state of `shoppers` (id → store), one probe of `capture_shoppers`' primary key each (`LATERAL … OFFSET 0`):
     /// the index is probed whatever the table's size or statistics. (With `= ANY` on both keys the planner read the
@@ -245,12 +223,8 @@ struct CaptureHandler: PipelineHandler {
         }
         try ContactDecisionLog.record(model.decisions + model.recommendations, connection: connection)
         for erasure in model.erasures {
-            if erasure.keepHash, let salt = erasureSalt, let email = erasure.email {
-                try connection.execute(
-                    """
-                    INSERT INTO capture_erased_addresses (store_id, email_hash)
-                    VALUES ($1, encode(sha256(convert_to($2 || $3, 'UTF8')), 'hex')) ON CONFLICT DO NOTHING
-                    """, [erasure.storeID, salt, email])
+            if erasure.keepHash, let erasedAddresses, let email = erasure.email {
+                try erasedAddresses.record(ErasedAddresses.Key(storeID: erasure.storeID, email: email), connection: connection)
             }
             try connection.execute(
                 """

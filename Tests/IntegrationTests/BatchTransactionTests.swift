@@ -118,4 +118,44 @@ import Testing
             #expect(applied == ["m-0", "m-1", "m-4"], "the failed messages' de-duplication rolled back with them: a replay applies them")
         }
     }
+
+    @Test func noWorkerAppliesAnEventOfAnAddressErasedInAStoreThatKeepsTheHashes() async throws {
+        try await TestEnvironment.withFreshDatabase { url in
+            let postgres = TestEnvironment.postgres(url: url, poolSize: 2)
+            defer { postgres.close() }
+            _ = try await Migrator(client: postgres, logger: TestEnvironment.logger).migrate(try Migration.shared())
+            let stores = try StoreDirectory(
+                json: Array(#"{"stores": {"keeps": {"keep_erasure_hash": true}, "forgets": {}}}"#.utf8), setting: "STORE_SETTINGS_FILE")
+            let erased = try #require(try ErasedAddresses(stores: stores, environment: Environment(["ERASURE_HASH_SALT": "a-salt-of-sixteen-chars"])))
+            try await postgres.withConnection { connection in
+                try erased.record(.init(storeID: "keeps", email: "gone@example.com"), connection: connection)
+                try erased.record(.init(storeID: "forgets", email: "gone@example.com"), connection: connection)
+            }
+            let topicPartition = TopicPartition(topic: "in", partition: 0)
+            // An order replayed from the erased address, the same address in a store that keeps no hashes, another
+            // address in the same store: only the first is refused (any worker: the check is the pipeline's).
+            let cases = [("keeps", "Gone@Example.com"), ("forgets", "gone@example.com"), ("keeps", "here@example.com")]
+            var events: [InboundEvent<any Sendable>] = []
+            for (offset, (store, email)) in cases.enumerated() {
+                let message = SegmentMessage(
+                    kind: .track, messageID: "m-\(offset)", timestamp: Date(), userID: nil, anonymousID: "a", storeID: store, event: "Order Completed",
+                    properties: ["email": .string(email)], traits: [:], context: [:])
+                let source = KafkaMessage(topicPartition: topicPartition, offset: Int64(offset), key: nil, value: ArraySlice("{}".utf8), headers: [])
+                events.append(InboundEvent(message: message, event: message, source: source))
+            }
+            var configuration = PipelineConfiguration(worker: "BatchTest", groupID: "erased", inputTopic: "in")
+            configuration.erasedAddresses = erased
+            func commit() async throws -> BatchTransaction.Committed {
+                try await BatchTransaction(
+                    events: events, deadLetters: [], nextOffsets: [topicPartition: 3], handler: ErasedHandler(DividesByZero()), attempts: [:],
+                    configuration: configuration
+                ).commit(on: postgres)
+            }
+            let first = try await commit()
+            #expect(first.handled.map(\.message.messageID) == ["m-1", "m-2"])
+            #expect(first.skipped == 1 && first.commands.count == 2)
+            let again = try await commit()
+            #expect(again.handled.isEmpty && again.duplicates == 3, "redelivered, every one is a duplicate, the refused one included")
+        }
+    }
 }

@@ -120,7 +120,7 @@ struct BatchTransaction: Sendable {
         } catch is IsolationNeeded {
             committed = try await postgres.withTransaction { try decoded.apply(isolating: true, connection: $0) }
         }
-        committed.skipped = skipped
+        committed.skipped += skipped
         return committed
     }
 
@@ -195,11 +195,15 @@ struct BatchTransaction: Sendable {
         var commands: [OutboundCommand] = []
         var handled: [InboundEvent<any Sendable>] = []
         var duplicates = 0
+        // Events of an erased address: de-duplicated (a replay of one is a duplicate), never handled.
+        var refused = 0
         let limit = configuration.producerMessageLimit
         if !isolating {
             do {
-                handled = try Self.deduplicate(events, groupID: configuration.groupID, connection: connection)
-                duplicates = events.count - handled.count
+                let fresh = try Self.deduplicate(events, groupID: configuration.groupID, connection: connection)
+                duplicates = events.count - fresh.count
+                handled = try withoutErasedAddresses(fresh, connection: connection)
+                refused = fresh.count - handled.count
                 commands = try handler.handle(handled, connection)
             } catch let error as PostgresError where error.isRetriable {
                 throw error
@@ -218,6 +222,11 @@ struct BatchTransaction: Sendable {
                     guard try !Self.deduplicate([event], groupID: configuration.groupID, connection: connection).isEmpty else {
                         try connection.execute("RELEASE SAVEPOINT rapport_event")
                         duplicates += 1
+                        continue
+                    }
+                    guard try !withoutErasedAddresses([event], connection: connection).isEmpty else {
+                        try connection.execute("RELEASE SAVEPOINT rapport_event")
+                        refused += 1
                         continue
                     }
                     let caused = try handler.handle([event], connection)
@@ -266,7 +275,19 @@ struct BatchTransaction: Sendable {
         try OffsetStore.record(nextOffsets, groupID: configuration.groupID, connection: connection)
         return Committed(
             outbox: zip(ids, entries).map { Outbox.Row(id: $0, entry: $1) }, handled: handled,
-            duplicates: duplicates, deadLetters: deadLetters, commands: commands)
+            duplicates: duplicates, deadLetters: deadLetters, commands: commands, skipped: refused)
+    }
+
+    /// `events` less those whose address was erased in a store that keeps erased addresses' hashes
+    /// (``PipelineConfiguration/erasedAddresses``): no worker applies them.
+    private func withoutErasedAddresses(_ events: [InboundEvent<any Sendable>], connection: PostgresConnection) throws -> [InboundEvent<any Sendable>] {
+        guard let erasedAddresses = configuration.erasedAddresses, !events.isEmpty else { return events }
+        func key(_ event: InboundEvent<any Sendable>) -> ErasedAddresses.Key? {
+            event.message.email.flatMap(EmailAddress.init).map { ErasedAddresses.Key(storeID: event.message.storeID, email: $0.value) }
+        }
+        let erased = try erasedAddresses.erased(Set(events.compactMap(key)), connection: connection)
+        guard !erased.isEmpty else { return events }
+        return events.filter { event in key(event).map { !erased.contains($0) } ?? true }
     }
 
     /// An event's identity within the group: the contract's de-duplication key.

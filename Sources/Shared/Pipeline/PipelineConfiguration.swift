@@ -22,6 +22,9 @@ public struct PipelineConfiguration: Sendable {
     /// Whether events of a store are processed; the others are dead-lettered (`schema_violation`). Default: every
     /// store. A worker sets it from its settings file (``StoreDirectory/accepts(_:)``).
     public var acceptsStore: @Sendable (String) -> Bool = { _ in true }
+    /// The erased addresses of stores that keep their hashes: an event carrying one is applied by no worker (counted
+    /// as skipped). Default: none. A worker sets it from its settings file and `ERASURE_HASH_SALT`.
+    public var erasedAddresses: ErasedAddresses?
     /// How many times an event whose handling fails is tried before it is dead-lettered (`handler_failure`).
     /// Default: 3.
     public var maxAttempts: Int = 3

@@ -48,6 +48,7 @@ public enum WorkerApp {
         pipelineConfiguration.batchSize = configuration.batchSize
         let stores = try StoreDirectory(environment: environment)
         pipelineConfiguration.acceptsStore = { stores.accepts($0) }
+        pipelineConfiguration.erasedAddresses = try ErasedAddresses(stores: stores, environment: environment)
         pipelineConfiguration.batchMaxBytes = configuration.batchMaxBytes
         pipelineConfiguration.transactionsPerBatch = configuration.transactionsPerBatch
         pipelineConfiguration.batchWait = configuration.batchWait

@@ -375,7 +375,7 @@ import Testing
             // Other workers' data too: the order stays for the store's books and the next-sale model, without its buyer.
             let orders = try await fixture.query("SELECT shopper_key, user_id FROM receipt_orders WHERE store_id = $1", [fixture.store])
             #expect(try orders.map { try $0.decode(String.self, at: 0) ?? "" } == ["\(fixture.store)/erased:o-1"], "other workers' data erased too")
-            #expect(try await fixture.query("SELECT 1 FROM capture_erased_addresses WHERE store_id = $1", [fixture.store]).count == 1)
+            #expect(try await fixture.query("SELECT 1 FROM rapport_erased_addresses WHERE store_id = $1", [fixture.store]).count == 1)
             // Re-import is refused: a new capture of the erased address creates nothing.
             try await fixture.publish([events.capture(id: "c-again", anonymousID: "a-new", email: email, marketing: true, minutes: 10)])
             try await Self.processed(fixture, 5)

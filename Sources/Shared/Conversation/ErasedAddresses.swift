@@ -1,0 +1,57 @@
+/// The addresses erased in stores that keep a salted hash of them (`keep_erasure_hash`), so that an erased address
+/// is refused when it comes back — in a history import, a replay, a storefront's later event — by every worker: the
+/// pipeline applies none of its events (``PipelineConfiguration/erasedAddresses``). The hash is
+/// SHA-256(`ERASURE_HASH_SALT` + address) in hex, computed by PostgreSQL; the address itself is kept nowhere.
+public struct ErasedAddresses: Sendable {
+    /// The secret prefix of every hash.
+    let salt: String
+    let stores: StoreDirectory
+
+    /// Reads `ERASURE_HASH_SALT`; `nil` when no store keeps erased addresses' hashes.
+    /// - Throws: ``ConfigurationError`` naming `ERASURE_HASH_SALT` when a store keeps them and it is unset or shorter
+    ///   than 16 characters.
+    public init?(stores: StoreDirectory, environment: Environment) throws {
+        guard stores.allSettings.contains(where: \.keepErasureHash) else { return nil }
+        guard let salt = try environment.string("ERASURE_HASH_SALT"), salt.count >= 16 else {
+            throw ConfigurationError("ERASURE_HASH_SALT", "must be set (16 characters or more) when a store keeps erased addresses' hashes (keep_erasure_hash)")
+        }
+        self.salt = salt
+        self.stores = stores
+    }
+
+    /// A store and an address.
+    public struct Key: Hashable, Sendable {
+        public var storeID: String
+        public var email: String
+
+        public init(storeID: String, email: String) {
+            self.storeID = storeID
+            self.email = email
+        }
+    }
+
+    /// Of `candidates`, those erased in a store that keeps the hashes: one statement, a primary-key probe each.
+    /// - Throws: ``PostgresError``.
+    public func erased(_ candidates: Set<Key>, connection: PostgresConnection) throws -> Set<Key> {
+        let kept = candidates.filter { stores.settings(for: $0.storeID).keepErasureHash }.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
+        guard !kept.isEmpty else { return [] }
+        let rows = try connection.query(
+            """
+            SELECT u.store_id, u.email FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
+            JOIN rapport_erased_addresses e ON e.store_id = u.store_id AND e.email_hash = encode(sha256(convert_to($3 || u.email, 'UTF8')), 'hex')
+            """,
+            [PostgresArray(kept.map(\.storeID)), PostgresArray(kept.map(\.email)), salt])
+        return Set(try rows.map { Key(storeID: try $0.decode(String.self, at: 0) ?? "", email: try $0.decode(String.self, at: 1) ?? "") })
+    }
+
+    /// Records `key` as erased, if its store keeps the hashes.
+    /// - Throws: ``PostgresError``.
+    public func record(_ key: Key, connection: PostgresConnection) throws {
+        guard stores.settings(for: key.storeID).keepErasureHash else { return }
+        try connection.execute(
+            """
+            INSERT INTO rapport_erased_addresses (store_id, email_hash)
+            VALUES ($1, encode(sha256(convert_to($2 || $3, 'UTF8')), 'hex')) ON CONFLICT DO NOTHING
+            """, [key.storeID, salt, key.email])
+    }
+}
