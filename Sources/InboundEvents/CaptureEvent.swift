@@ -43,17 +43,11 @@ package struct CaptureEvent: Sendable, Equatable {
     package init(_ message: SegmentMessage) throws(DecodeFailure) {
         self.message = message
         let properties = message.properties
-        func string(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> String? {
-            try EventFields.string(key, in: object, path: path)
-        }
-        func address(_ text: String?, path: String, required: Bool) throws(DecodeFailure) -> EmailAddress? {
-            try EventFields.address(text, path: path, required: required)
-        }
-        let contextEmail = try string("email", in: message.context["traits"]?.objectValue ?? [:], path: "context.traits.email")
+        let contextEmail = try EventFields.string("email", in: message.context["traits"]?.objectValue ?? [:], path: "context.traits.email")
         switch (message.kind, message.event) {
         case (.identify, _):
             let traits = message.traits
-            email = try address(try string("email", in: traits, path: "traits.email"), path: "traits.email", required: false)
+            email = try EventFields.address(try EventFields.string("email", in: traits, path: "traits.email"), path: "traits.email", required: false)
             let firstName = try EventFields.name("firstName", in: traits, path: "traits.firstName")
             let firstNameSnake = try EventFields.name("first_name", in: traits, path: "traits.first_name")
             let lastName = try EventFields.name("lastName", in: traits, path: "traits.lastName")
@@ -63,8 +57,8 @@ package struct CaptureEvent: Sendable, Equatable {
                 phone: try EventFields.identifier("phone", in: traits, path: "traits.phone"),
                 traits: traits.filter { !["email", "firstName", "lastName", "first_name", "last_name", "phone"].contains($0.key) })
         case (.track, "Email Captured"):
-            email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
-            let source = try string("source", in: properties, path: "properties.source") ?? "other"
+            email = try EventFields.address(try EventFields.string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
+            let source = try EventFields.string("source", in: properties, path: "properties.source") ?? "other"
             guard Self.sources.contains(source) else {
                 throw DecodeFailure(.schemaViolation, "properties.source must be one of popup, checkout, footer, account, other")
             }
@@ -75,17 +69,17 @@ package struct CaptureEvent: Sendable, Equatable {
                 guard let marketingValue = object["marketing"], let marketing = marketingValue.boolValue else {
                     throw DecodeFailure(.schemaViolation, "properties.consent.marketing is required and must be true or false")
                 }
-                let level = try string("opt_in_level", in: object, path: "properties.consent.opt_in_level") ?? "unknown"
+                let level = try EventFields.string("opt_in_level", in: object, path: "properties.consent.opt_in_level") ?? "unknown"
                 guard Self.optInLevels.contains(level) else {
                     throw DecodeFailure(.schemaViolation, "properties.consent.opt_in_level must be single, confirmed or unknown")
                 }
                 consent = Consent(
-                    marketing: marketing, level: level, text: try string("text", in: object, path: "properties.consent.text"),
-                    textVersion: try string("text_version", in: object, path: "properties.consent.text_version"))
+                    marketing: marketing, level: level, text: try EventFields.string("text", in: object, path: "properties.consent.text"),
+                    textVersion: try EventFields.string("text_version", in: object, path: "properties.consent.text_version"))
             }
             action = .emailCaptured(source: source, offerCode: offerCode, consent: consent)
         case (.track, "Email Confirmed"):
-            email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
+            email = try EventFields.address(try EventFields.string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
             action = .emailConfirmed(token: try EventFields.identifier("token", in: properties, path: "properties.token"))
         case (.track, "Product Viewed"), (.track, "Product Added"):
             guard let productID = try EventFields.identifier("product_id", in: properties, path: "properties.product_id"), !productID.isEmpty else {
@@ -96,8 +90,8 @@ package struct CaptureEvent: Sendable, Equatable {
                 productID: productID, category: try EventFields.identifier("category", in: properties, path: "properties.category"),
                 added: message.event == "Product Added")
         case (.track, "Checkout Started"):
-            let propertyEmail = try string("email", in: properties, path: "properties.email")
-            email = try address(propertyEmail ?? contextEmail, path: "properties.email", required: false)
+            let propertyEmail = try EventFields.string("email", in: properties, path: "properties.email")
+            email = try EventFields.address(propertyEmail ?? contextEmail, path: "properties.email", required: false)
             var products: [String] = []
             if let items = try EventFields.array("products", in: properties, path: "properties.products", limit: Self.maximumProducts) {
                 for (index, item) in items.enumerated() {
@@ -107,21 +101,21 @@ package struct CaptureEvent: Sendable, Equatable {
             }
             action = .checkoutStarted(products: products.uniqued())
         case (.track, "Unsubscribed"), (.track, "Email Marked as Spam"), (.track, "Email Bounced"):
-            email = try address(try string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
+            email = try EventFields.address(try EventFields.string("email", in: properties, path: "properties.email"), path: "properties.email", required: true)
             switch message.event {
             case "Unsubscribed": action = .unsubscribed
             case "Email Marked as Spam": action = .markedAsSpam
             default:
-                let type = try string("bounce_type", in: properties, path: "properties.bounce_type") ?? "hard"
+                let type = try EventFields.string("bounce_type", in: properties, path: "properties.bounce_type") ?? "hard"
                 guard type == "hard" || type == "soft" else { throw DecodeFailure(.schemaViolation, "properties.bounce_type must be hard or soft") }
                 action = .bounced(hard: type == "hard")
             }
         case (.track, "Erasure Requested"):
-            let propertyEmail = try string("email", in: properties, path: "properties.email")
-            email = try address(propertyEmail ?? contextEmail, path: "properties.email", required: false)
+            let propertyEmail = try EventFields.string("email", in: properties, path: "properties.email")
+            email = try EventFields.address(propertyEmail ?? contextEmail, path: "properties.email", required: false)
             action = .erasureRequested
         case (.track, let name):
-            email = try address(contextEmail, path: "context.traits.email", required: false)
+            email = try EventFields.address(contextEmail, path: "context.traits.email", required: false)
             action = .other(name ?? "")
         }
     }

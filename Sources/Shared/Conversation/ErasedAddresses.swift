@@ -19,16 +19,8 @@ public struct ErasedAddresses: Sendable {
         self.stores = stores
     }
 
-    /// A store and an address.
-    public struct Key: Hashable, Sendable {
-        public var storeID: String
-        public var email: String
-
-        public init(storeID: String, email: String) {
-            self.storeID = storeID
-            self.email = email
-        }
-    }
+    /// A store and an address: a contact's key.
+    public typealias Key = Contacts.Key
 
     /// Of `candidates`, those erased in a store that keeps the hashes: one statement, a primary-key probe each.
     /// - Throws: ``PostgresError``.

@@ -158,7 +158,7 @@ extension SegmentMessage {
         let storeID = try EventFields.identifier(optionalString(context, "storeId", path: "context.storeId") ?? "default", path: "context.storeId")
         guard !storeID.isEmpty else { throw DecodeFailure(.schemaViolation, "context.storeId must not be empty") }
         for key in ["locale", "timezone", "ip", "userAgent"] {
-            _ = try optionalString(context, key, path: "context.\(key)")
+            _ = try EventFields.string(key, in: context, path: "context.\(key)")
         }
         // A locale or time zone Foundation does not know is dropped: the store's own is used instead.
         if let locale = context["locale"]?.stringValue, !LocaleCatalog.isKnown(locale: locale) { context["locale"] = nil }
