@@ -192,8 +192,18 @@ struct CaptureModel {
                     withdrawHeldWelcome(shopper: &shopper, contact: current, message: message, reason: "consent_withdrawn")
                 }
             }
-            if source == "popup", let offerCode, consent?.marketing == true {
-                offerWelcome(code: offerCode, causationID: message.messageID, shopper: &shopper, contact: &current, message: message)
+            // The form promised an offer for the address, whichever form it was (CONTRACT.md): with marketing consent
+            // the capture earns the welcome, once per shopper; without it, the decision not to send is recorded.
+            if let offerCode {
+                if consent?.marketing == true {
+                    offerWelcome(code: offerCode, causationID: message.messageID, shopper: &shopper, contact: &current, message: message)
+                } else {
+                    decisions.append(
+                        ContactDecisionLog.Entry(
+                            storeID: message.storeID, contactID: current.contactID, subject: Self.subject(shopper), worker: Self.worker,
+                            template: .welcomeOffer, decision: .suppressed(reason: "no_marketing_consent"), commandID: nil,
+                            causationID: message.messageID, decidedAt: message.timestamp))
+                }
             }
             contact = current
 

@@ -43,6 +43,9 @@ struct ReceiptHandler: PipelineHandler {
         var shopperID: Int64 = 0
         var status = "completed"
         var endedAt: Date?
+        /// The buyer's orders that stood when this one arrived, in the order they were placed (this one among them):
+        /// what the journey is decided from, as if the batch were applied one event at a time.
+        var history: [PurchasedOrder] = []
     }
 
     func handle(_ events: [InboundEvent<ReceiptEvent>], connection: PostgresConnection) throws -> [OutboundCommand] {
@@ -64,6 +67,10 @@ struct ReceiptHandler: PipelineHandler {
         var arrival: [OrderStore.Key] = []
         var ended: [(key: OrderStore.Key, status: String, at: Date)] = []
         var customers: [Int64: String] = [:]  // shopper → store
+        // The batch's arrivals and endings in partition order: the journey of an order is decided as it stood when it
+        // arrived, whatever later events of the same batch do to it (a refund seconds later ends its journey; it does
+        // not take back its receipt).
+        var timeline: [(key: OrderStore.Key, ends: Bool)] = []
         for inbound in events {
             let event = inbound.event
             let store = event.message.storeID
@@ -73,6 +80,7 @@ struct ReceiptHandler: PipelineHandler {
                 guard recorded[key] == nil, newOrders[key] == nil else { continue }
                 newOrders[key] = NewOrder(event: event, order: order, source: inbound.source.position)
                 arrival.append(key)
+                timeline.append((key, false))
             case .refunded(let id), .cancelled(let id):
                 let key = OrderStore.Key(storeID: store, orderID: id)
                 let status = if case .refunded = event.action { "refunded" } else { "cancelled" }
@@ -80,9 +88,11 @@ struct ReceiptHandler: PipelineHandler {
                     new.status = status
                     new.endedAt = event.message.timestamp
                     newOrders[key] = new
+                    timeline.append((key, true))
                 } else if let old = recorded[key], old.status == "completed", !ended.contains(where: { $0.key == key }) {
                     ended.append((key, status, event.message.timestamp))
                     if let shopper = old.shopperID { customers[shopper] = store }
+                    timeline.append((key, true))
                 }
             case .other:
                 break
@@ -99,14 +109,16 @@ struct ReceiptHandler: PipelineHandler {
 
         // The model follows each customer's sequence of completed orders: before the batch, and after it.
         let before = try PurchaseHistory.load(customers.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, connection: connection)
+        // Walked event by event: each new order's history as it arrived, and at the end every order that stands.
         var after = before
-        for key in arrival {
-            guard let new = newOrders[key], new.status == "completed" else { continue }
-            after[new.shopperID, default: []].append(Self.purchased(new))
-        }
-        for (key, _, _) in ended {
-            guard let customer = recorded[key]?.shopperID else { continue }
-            after[customer]?.removeAll { $0.orderID == key.orderID }
+        for (key, ends) in timeline {
+            if ends {
+                guard let customer = newOrders[key]?.shopperID ?? recorded[key]?.shopperID else { continue }
+                after[customer]?.removeAll { $0.orderID == key.orderID }
+            } else if let new = newOrders[key] {
+                after[new.shopperID, default: []].append(Self.purchased(new))
+                newOrders[key]?.history = PurchasedOrder.sequence(after[new.shopperID] ?? [])
+            }
         }
         var changes: [String: PurchaseCounts] = [:]
         for (customer, store) in customers {
@@ -116,7 +128,7 @@ struct ReceiptHandler: PipelineHandler {
         try OrderStore.insert(arrival.compactMap { newOrders[$0] }.map { ($0.event, $0.order, $0.shopperID, $0.status, $0.endedAt) }, connection: connection)
         try OrderStore.end(ended, connection: connection)
         try PurchaseModelStore.record(changes, connection: connection)
-        try schedule(arrival.compactMap { newOrders[$0] }, histories: after, ended: ended, now: now, connection: connection)
+        try schedule(arrival.compactMap { newOrders[$0] }, ended: ended, now: now, connection: connection)
 
         return try converse(arrival.compactMap { newOrders[$0] }, histories: after, now: now, connection: connection)
     }
@@ -150,10 +162,6 @@ struct ReceiptHandler: PipelineHandler {
                     ContactDecisionLog.Entry(
                         storeID: message.storeID, contactID: contact?.contactID, subject: subject, worker: Self.worker, recommendation: "post_purchase",
                         commandID: nil, causationID: message.messageID, decidedAt: message.timestamp, decision: stale))
-                continue
-            }
-            guard new.status == "completed" else {
-                decided(.receipt, .dropped(reason: "order_\(new.status)"))
                 continue
             }
             if let contact {
@@ -206,47 +214,66 @@ struct ReceiptHandler: PipelineHandler {
         return commands
     }
 
-    /// The orientation journey: a customer's first order schedules its five steps; a repeat order that is the
-    /// customer's latest schedules a thank-you when the previous order is over 30 days old, ends the pending thank-you
-    /// of earlier orders (`superseded_by_newer_order`) and moves the pending next sale to follow it. A refund or a
-    /// cancellation ends the steps of its order. Old orders (history) schedule nothing.
+    /// The orientation journey, each order as it stood when it arrived: a customer's first order schedules its five
+    /// steps. A repeat order that is the customer's latest replaces the thank-you still waiting for an earlier order
+    /// with one of its own that names what they bought in both (the earlier one ends, `superseded_by_newer_order`);
+    /// with none waiting, it earns a thank-you when the previous order is over 30 days old (a thank-you already sent
+    /// is not sent again for an order days later). It moves the pending next sale to follow it. A refund or a
+    /// cancellation ends the steps of its order — also of an order that arrived earlier in the same batch, whose steps
+    /// are scheduled first, as they would have been one event at a time. Old orders (history) schedule nothing.
     private func schedule(
-        _ orders: [NewOrder], histories: [Int64: [PurchasedOrder]], ended: [(key: OrderStore.Key, status: String, at: Date)], now: Date,
-        connection: PostgresConnection
+        _ orders: [NewOrder], ended: [(key: OrderStore.Key, status: String, at: Date)], now: Date, connection: PostgresConnection
     ) throws {
+        /// The order's place in the history it arrived to, when it starts or continues a conversation.
+        func position(_ new: NewOrder) -> Int? {
+            let settings = stores.settings(for: new.event.message.storeID)
+            guard new.order.email != nil, ConversationPolicy(settings: settings).staleness(of: new.event.message.timestamp, processedAt: now) == nil
+            else { return nil }
+            return new.history.firstIndex { $0.orderID == new.order.orderID }
+        }
+        let repeatBuyers = orders.filter { new in position(new).map { $0 > 0 && $0 == new.history.count - 1 } ?? false }
+        var waiting = try Self.waitingThankYous(repeatBuyers.map { ($0.event.message.storeID, $0.shopperID) }, connection: connection)
         var steps: [ScheduledStep] = []
-        var repeatCustomers: [(store: String, shopper: Int64, latest: String, nextSaleAt: Date)] = []
-        for new in orders where new.status == "completed" {
+        var latest: [Int64: (store: String, causation: String, nextSaleAt: Date)] = [:]
+        for new in orders {
+            guard let position = position(new), let email = new.order.email else { continue }
             let message = new.event.message
             let settings = stores.settings(for: message.storeID)
-            guard let email = new.order.email, ConversationPolicy(settings: settings).staleness(of: message.timestamp, processedAt: now) == nil else { continue }
-            let sequence = histories[new.shopperID] ?? []
-            guard let position = sequence.firstIndex(where: { $0.orderID == new.order.orderID }) else { continue }
-            func step(_ template: EmailTemplate, after delay: Duration) -> ScheduledStep {
+            func step(_ template: EmailTemplate, after delay: Duration, data: [String: JSONValue] = Journey.stepData(new.order)) -> ScheduledStep {
                 ScheduledStep(
                     storeID: message.storeID, journey: Journey.name, template: template.name, shopperKey: message.shopperKey, shopperID: new.shopperID,
-                    email: email.value,
-                    causationID: message.messageID, orderID: new.order.orderID, data: Journey.stepData(new.order),
+                    email: email.value, causationID: message.messageID, orderID: new.order.orderID, data: data,
                     dueAt: message.timestamp.addingTimeInterval(delay.seconds))
             }
             if position == 0 {
-                steps += Journey.firstOrderSteps(settings: settings).map { step($0.0, after: $0.1) }
-            } else if position == sequence.count - 1 {
-                if message.timestamp.timeIntervalSince(sequence[position - 1].placedAt) > Journey.repeatThankYouGap {
-                    steps.append(step(.thankYou, after: settings.journey.thankYou))
+                let first = Journey.firstOrderSteps(settings: settings).map { step($0.0, after: $0.1) }
+                steps += first
+                waiting[new.shopperID, default: []] += first.filter { $0.template == EmailTemplate.thankYou.name }
+            } else if position == new.history.count - 1 {
+                // Thank-yous still waiting for orders that stand: this order's thank-you takes their place.
+                let standing = Set(new.history.map(\.orderID))
+                let earlier = (waiting[new.shopperID] ?? []).filter { $0.orderID.map(standing.contains) ?? false }
+                if !earlier.isEmpty {
+                    let thankYou = step(.thankYou, after: settings.journey.thankYou, data: Journey.thankYouData(new.order, replacing: earlier))
+                    steps.append(thankYou)
+                    waiting[new.shopperID] = [thankYou]
+                } else if message.timestamp.timeIntervalSince(new.history[position - 1].placedAt) > Journey.repeatThankYouGap {
+                    let thankYou = step(.thankYou, after: settings.journey.thankYou)
+                    steps.append(thankYou)
+                    waiting[new.shopperID] = [thankYou]
                 }
-                repeatCustomers.append(
-                    (message.storeID, new.shopperID, message.messageID, message.timestamp.addingTimeInterval(settings.journey.nextSale.seconds)))
+                latest[new.shopperID] = (message.storeID, message.messageID, message.timestamp.addingTimeInterval(settings.journey.nextSale.seconds))
             }
         }
         try StepStore.schedule(steps, group: groupID, connection: connection)
-        if !repeatCustomers.isEmpty {
+        if !latest.isEmpty {
+            let customers = latest.sorted { $0.key < $1.key }
             try StepStore.cancel(
                 where: "(store_id, shopper_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) AND causation_id <> ALL($3::text[])",
-                [PostgresArray(repeatCustomers.map(\.store)), PostgresArray(repeatCustomers.map(\.shopper)), PostgresArray(repeatCustomers.map(\.latest))],
+                [PostgresArray(customers.map(\.value.store)), PostgresArray(customers.map(\.key)), PostgresArray(customers.map(\.value.causation))],
                 templates: [EmailTemplate.thankYou.name], reason: "superseded_by_newer_order", connection: connection)
             try StepStore.retime(
-                template: EmailTemplate.nextSale.name, shoppers: repeatCustomers.map { ($0.store, $0.shopper, $0.nextSaleAt) }, connection: connection)
+                template: EmailTemplate.nextSale.name, shoppers: customers.map { ($0.value.store, $0.key, $0.value.nextSaleAt) }, connection: connection)
         }
         for status in ["refunded", "cancelled"] {
             let keys = ended.filter { $0.status == status }.map(\.key) + orders.filter { $0.status == status }.map { OrderStore.Key(storeID: $0.event.message.storeID, orderID: $0.order.orderID) }
@@ -255,6 +282,31 @@ struct ReceiptHandler: PipelineHandler {
                 where: "(store_id, order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
                 [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.orderID))], reason: "order_\(status)", connection: connection)
         }
+    }
+
+    /// The thank-you steps still pending for `shoppers`, by shopper: a probe of the steps' shopper index each.
+    static func waitingThankYous(_ shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Int64: [ScheduledStep]] {
+        guard !shoppers.isEmpty else { return [:] }
+        var waiting: [Int64: [ScheduledStep]] = [:]
+        for row in try connection.query(
+            """
+            SELECT s.store_id, s.shopper_id, s.causation_id, s.order_id, s.data::text, s.due_at
+            FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
+            JOIN rapport_scheduled_steps s ON s.store_id = u.store_id AND s.shopper_id = u.shopper_id
+            WHERE s.template = $3 AND s.state = 'pending'
+            ORDER BY s.step_id
+            """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID)), EmailTemplate.thankYou.name])
+        {
+            guard let store = try row.decode(String.self, at: 0), let shopper = try row.decode(Int64.self, at: 1),
+                let causation = try row.decode(String.self, at: 2), let due = try row.decode(Date.self, at: 5)
+            else { continue }
+            let data = try row.decode(String.self, at: 4).flatMap { try? JSONValue.parse(Array($0.utf8)[...]).objectValue } ?? [:]
+            waiting[shopper, default: []].append(
+                ScheduledStep(
+                    storeID: store, journey: Journey.name, template: EmailTemplate.thankYou.name, shopperKey: "", shopperID: shopper, email: nil,
+                    causationID: causation, orderID: try row.decode(String.self, at: 3), data: data, dueAt: due))
+        }
+        return waiting
     }
 
     /// A new order as the model sees it.

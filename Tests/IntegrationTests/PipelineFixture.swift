@@ -75,6 +75,15 @@ final class PipelineFixture: @unchecked Sendable {
         return try await producer.send(messages).map { try $0.get() }
     }
 
+    /// Waits until no other session is connected to the fixture's database: a backend reports its statistics
+    /// (`pg_stat_user_tables`) as it exits, so a plan test reads them only once every worker's backend has gone.
+    func waitForOtherSessionsToEnd(timeout: Duration = .seconds(30)) async throws {
+        try await eventually("every other session of the database ended", timeout: timeout) {
+            try await query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                .first?.decode(Int.self, at: 0) == 0
+        }
+    }
+
     /// The personal data this test published (emails, names, phone numbers, IP addresses, user agents) that any
     /// worker's log holds: must be none.
     func personalDataInLogs() -> [String] {

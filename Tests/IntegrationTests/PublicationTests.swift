@@ -9,7 +9,7 @@ import Testing
     /// row is on the topic and gone from the outbox, so the partition's next owner relays none of them again. Without
     /// the wait the revocation returns at once, with the rows still in the outbox.
     @Test func aRevocationWaitsForTheRowsOnTheirWay() async throws {
-        try await TestEnvironment.withPipeline(1) { fixture in
+        try await TestEnvironment.withPipeline(8) { fixture in
             let postgres = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 2)
             defer { postgres.close() }
             _ = try await Migrator(client: postgres, logger: TestEnvironment.logger).migrate(try Migration.shared())

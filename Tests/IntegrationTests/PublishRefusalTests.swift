@@ -65,9 +65,17 @@ import Testing
                 read += try await reader.poll(maxMessages: 100, maxWait: .milliseconds(200))
                 return read.count { $0.topicPartition.topic == "in-dlq" } >= 2
             }
+            // Then until the pipeline has nothing left (the outbox empty), stopped, and everything read to the high
+            // watermarks: a third dead letter or a command published late would be seen.
+            try await eventually("the outbox empty", timeout: .seconds(60)) {
+                try await postgres.withConnection { try $0.query("SELECT count(*) FROM rapport_outbox").first?.decode(Int.self, at: 0) } == 0
+            }
             running.cancel()
             _ = try? await running.value
             try await reader.close()
+            let all = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "reader-all"), logger: logger)
+            read = try await all.readToEnd([TopicPartition(topic: "in-dlq", partition: 0), TopicPartition(topic: "out", partition: 0)], from: nil, timeout: .seconds(30))
+            try await all.close()
 
             let dead = read.filter { $0.topicPartition.topic == "in-dlq" }
             #expect(dead.count == 2)

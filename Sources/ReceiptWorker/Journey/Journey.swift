@@ -28,4 +28,23 @@ enum Journey {
             "products": .array(order.items.map { .object(["product_id": .string($0.productID), "name": $0.name.map(JSONValue.string) ?? .null, "quantity": .number(Double($0.quantity))]) }),
         ]
     }
+
+    /// The data of a thank-you for `order` that takes the place of `earlier` thank-yous still waiting: one message
+    /// naming what the customer bought in all those orders (each product once, the latest order's line first), and the
+    /// orders it thanks for.
+    static func thankYouData(_ order: ReceiptEvent.Order, replacing earlier: [ScheduledStep]) -> [String: JSONValue] {
+        var data = stepData(order)
+        var seen = Set<String>()
+        var products: [JSONValue] = []
+        var orders: [JSONValue] = []
+        for data in [data] + earlier.reversed().map(\.data) {
+            for product in data["products"]?.arrayValue ?? [] where seen.insert(product["product_id"]?.stringValue ?? "").inserted {
+                products.append(product)
+            }
+            for id in data["order_ids"]?.arrayValue ?? [data["order_id"] ?? .null] where id != .null && !orders.contains(id) { orders.append(id) }
+        }
+        data["products"] = .array(products)
+        data["order_ids"] = .array(orders)
+        return data
+    }
 }

@@ -91,6 +91,18 @@ import Testing
         #expect(Self.templates(model).isEmpty)
         #expect(model.contacts.values.first?.permission.transactional == true)
         #expect(model.contacts.values.first?.permission.marketing == false)
+        #expect(
+            model.decisions.map(\.decision) == [.suppressed(reason: "no_marketing_consent"), .suppressed(reason: "no_marketing_consent")],
+            "a capture with an offer code that earns no welcome records why")
+    }
+
+    @Test(arguments: ["popup", "footer", "checkout", "account", "other"])
+    func anOfferCodeFromAnyFormEarnsTheWelcomeOncePerShopper(source: String) {
+        var model = Self.model()
+        model.apply(Self.capture(marketing: true, source: source, id: "a"), shopperID: 1)
+        model.apply(Self.capture(marketing: true, source: "footer", minutes: 5, id: "b"), shopperID: 1)
+        #expect(Self.templates(model) == ["welcome_offer"], "the form promised an offer for the address, whichever form it was")
+        #expect(model.decisions.last?.decision == .dropped(reason: "welcome_already_offered"))
     }
 
     @Test func doubleOptInSendsAConfirmationAndHoldsTheWelcomeUntilConfirmed() throws {

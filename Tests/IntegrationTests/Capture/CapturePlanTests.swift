@@ -114,6 +114,7 @@ import Testing
 
             // A backend reports its counters as it exits: wait until the new shoppers show.
             var after = before
+            try await fixture.waitForOtherSessionsToEnd()
             try await eventually("the worker's statistics reported", timeout: .seconds(30)) {
                 after = try await Self.counters(fixture)
                 return (after["capture_shoppers"]?.inserted ?? 0) >= (before["capture_shoppers"]?.inserted ?? 0) + 150

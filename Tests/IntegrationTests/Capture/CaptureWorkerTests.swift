@@ -415,9 +415,17 @@ import Testing
         try await TestEnvironment.withPipeline(8, executable: "CaptureWorker", prefix: "it-cap") { fixture in
             let events = Events(fixture: fixture)
             try await fixture.startWorker()
-            // 06:00 UTC is 22:00 the evening before in Los Angeles: inside the default quiet hours there.
+            // The last 23:00 in Los Angeles at least an hour ago — inside the default quiet hours there (21:00–08:00),
+            // whatever the hour of the run, and recent enough to converse.
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = try #require(TimeZone(identifier: "America/Los_Angeles"))
+            var moment = Date().addingTimeInterval(-3600)
+            while calendar.component(.hour, from: moment) != 23 { moment.addTimeInterval(-3600) }
+            #expect((21...23).contains(calendar.component(.hour, from: moment)), "inside the quiet hours")
             try await fixture.publish([
-                events.capture(id: "c-1", anonymousID: "a-1", email: "kim@example.com", marketing: true, context: ["timezone": .string("America/Los_Angeles")]),
+                events.capture(
+                    id: "c-1", anonymousID: "a-1", email: "kim@example.com", marketing: true, minutes: moment.timeIntervalSince(Events.base) / 60,
+                    context: ["timezone": .string("America/Los_Angeles")]),
             ])
             try await Self.processed(fixture, 1)
             let emails = try await Self.emails(fixture)

@@ -161,9 +161,14 @@ final class ManualClock: Sendable {
             ).map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" }
             #expect(identities == ["anonymous_id anon-guest", "anonymous_id anon-u-bo", "email bo@example.com", "user_id u-bo"])
             #expect(try await Self.steps(fixture) == [
-                "thank_you cancelled superseded_by_newer_order", "survey_invite pending ", "why_we_exist pending ", "next_sale pending ",
-                "walk_with_me pending ",
-            ], "one journey: the logged-in order is the guest's repeat order (no thank-you of its own: the first is an hour old)")
+                "thank_you cancelled superseded_by_newer_order", "thank_you pending ", "survey_invite pending ", "why_we_exist pending ",
+                "next_sale pending ", "walk_with_me pending ",
+            ], "one journey: the logged-in order is the guest's repeat order, whose thank-you takes the place of the first's, still waiting")
+            let thanks = try await fixture.query(
+                "SELECT data::text FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'thank_you' AND state = 'pending'", [fixture.store])
+            let data = try #require(try thanks.first?.decode(String.self, at: 0))
+            #expect(data.contains(#""product_id": "A""#) && data.contains(#""product_id": "B""#), "one thank-you naming what was bought in both: \(data)")
+            #expect(data.contains(#""order_ids": ["g-2", "g-1"]"#), "\(data)")
             let nextSale = try await fixture.query(
                 "SELECT due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'next_sale'", [fixture.store]).first
             let placed = ReceiptWorkerTests.Events.base.addingTimeInterval(3600)
@@ -330,8 +335,29 @@ final class ManualClock: Sendable {
                     "due again when the earlier send leaves the window")
             #expect(outcome["fay@example.com why_we_exist"]?.0 == "pending quiet_hours")
             #expect(abs((outcome["fay@example.com why_we_exist"]?.1 ?? .distantPast).timeIntervalSince(quietEnd)) < 61, "deferred to the end of quiet hours")
+            // What was sent is on the wire once the scheduler's outbox rows are published and deleted.
+            try await fixture.waitUntilConsumed()
             let emails = try await Self.emails(fixture)
             #expect(emails.map { "\($0["to"]?["email"]?.stringValue ?? "") \($0["template"]?.stringValue ?? "")" } == ["dee@example.com thank_you"])
+
+            // The deferred steps are sent later, once the budget and the quiet hours allow: here the caps and the quiet
+            // hours lifted from the settings and the steps' new due times brought to now (instead of waiting a day).
+            fixture.workers.first?.send(SIGTERM)
+            #expect(try await fixture.workers.first?.waitForExit() == 0)
+            try Data(#"{"unknown_stores": "defaults", "defaults": {"pressure": [], "quiet_hours": null, "survey_url": "https://t.test/s"}}"#.utf8).write(to: file)
+            let deferred = try await fixture.query(
+                "UPDATE rapport_scheduled_steps SET due_at = now() - interval '1 minute' WHERE state = 'pending' AND attempts > 0 RETURNING step_id")
+            #expect(deferred.count == 3)
+            try await fixture.startWorker()
+            let later = ContinuousClock.now + .seconds(30)
+            while try await fixture.query("SELECT 1 FROM rapport_scheduled_steps WHERE state = 'pending'").count > 0 {
+                guard ContinuousClock.now < later else { throw TestFailure("the deferred steps were not sent") }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await fixture.waitUntilConsumed()
+            let all = try await Self.emails(fixture).map { "\($0["to"]?["email"]?.stringValue ?? "") \($0["template"]?.stringValue ?? "")" }.sorted()
+            #expect(all == ["dee@example.com survey_invite", "dee@example.com thank_you", "eve@example.com why_we_exist", "fay@example.com why_we_exist"],
+                    "every deferred step sent once, nothing lost")
         }
     }
 

@@ -146,6 +146,7 @@ import Testing
             await fixture.stopWorkers()
 
             var after = before
+            try await fixture.waitForOtherSessionsToEnd()
             try await eventually("the worker's statistics reported", timeout: .seconds(30)) {
                 after = try await Self.counters(fixture)
                 return (after["receipt_orders"]?.inserted ?? 0) >= (before["receipt_orders"]?.inserted ?? 0) + 900

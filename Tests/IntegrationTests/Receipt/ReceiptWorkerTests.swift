@@ -254,7 +254,7 @@ import Testing
     /// During a rollout, pods of the previous release append the model's changes a row per entry to
     /// `receipt_model_changes`: the new fold moves them into sets and folds them with the new pods' sets.
     @Test func changesAppendedByThePreviousReleaseAreFoldedWithTheNewSets() async throws {
-        try await TestEnvironment.withPipeline(1, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
+        try await TestEnvironment.withPipeline(15, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
             let migrate = try ChildProcess("ReceiptWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await migrate.waitForExit() == 0)
             _ = try await fixture.query(

@@ -91,6 +91,7 @@ import Testing
             await fixture.stopWorkers()
 
             var after = before
+            try await fixture.waitForOtherSessionsToEnd()
             try await eventually("the worker's statistics reported", timeout: .seconds(30)) {
                 after = try await ReceiptPlanTests.counters(fixture, tables: Self.growing)
                 return (after["survey_responses"]?.inserted ?? 0) >= (before["survey_responses"]?.inserted ?? 0) + 900
