@@ -322,12 +322,13 @@ import Testing
                 INSERT INTO survey_responses (store_id, message_id, survey_id, shopper_key, answers, submitted_at)
                 VALUES ($1, 's-1', 'onboarding', $1 || '/a-zq', '{"about": "I am Zelda Quist"}', now())
                 """, [fixture.store])
-            // A journey step sent long ago, keyed by the address, and a command that could never be published,
-            // parked in the outbox under the shopper's key: both name her.
+            // A journey step sent long ago, keyed by the address, one still to come, and a command that could never be
+            // published, parked in the outbox under the shopper's key: all name her.
             _ = try await fixture.query(
                 """
-                INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, causation_id, due_at, state)
-                VALUES ($1, 'other-group', 'orientation', 'thank_you', $1 || '/zelda.quist@example.com', 'old-order', now() - interval '30 days', 'sent')
+                INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, email, causation_id, due_at, state)
+                VALUES ($1, 'other-group', 'orientation', 'thank_you', $1 || '/zelda.quist@example.com', NULL, 'old-order', now() - interval '30 days', 'sent'),
+                       ($1, 'other-group', 'orientation', 'next_sale', $1 || '/u-zq', 'zelda.quist@example.com', 'old-order', now() + interval '9 days', 'pending')
                 """, [fixture.store])
             _ = try await fixture.query(
                 """
@@ -372,6 +373,10 @@ import Testing
                 if try hits.first?.decode(Int.self, at: 0) ?? 0 > 0 { leaks.append("\(table).\(name)") }
             }
             #expect(leaks.isEmpty, "personal data left in \(leaks)")
+            let steps = try await fixture.query(
+                "SELECT template, state, coalesce(reason, ''), shopper_key FROM rapport_scheduled_steps WHERE store_id = $1 ORDER BY template", [fixture.store]
+            ).map { row in (0..<4).map { (try? row.decode(String.self, at: $0)) ?? "" }.joined(separator: " ") }
+            #expect(steps == ["next_sale cancelled erased \(fixture.store)/erased", "thank_you sent  \(fixture.store)/erased"], "the pending step ended by the erasure")
             // Other workers' data too: the order stays for the store's books and the next-sale model, without its buyer.
             let orders = try await fixture.query("SELECT shopper_key, user_id FROM receipt_orders WHERE store_id = $1", [fixture.store])
             #expect(try orders.map { try $0.decode(String.self, at: 0) ?? "" } == ["\(fixture.store)/erased:o-1"], "other workers' data erased too")

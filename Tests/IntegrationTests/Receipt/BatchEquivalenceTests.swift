@@ -32,6 +32,8 @@ import Testing
             order("o-e1", "eve", 6, ["tea"]), end("Order Refunded", "o-e1", "eve", 7), order("o-e2", "eve", 8, ["mug"]),
             // Ten days of history, then a recent order: a repeat within 30 days, no thank-you of its own.
             order("o-f1", "fay", -10 * 24 * 60, ["tea"]), order("o-f2", "fay", 9, ["cup"]),
+            // Forty days after the last order: a repeat that earns a thank-you of its own.
+            order("o-g1", "gus", -40 * 24 * 60, ["tea"]), order("o-g2", "gus", 10, ["pot"]),
             // A duplicate publish.
             order("o-a2", "ann", 0.05, ["spoon"]),
         ]
@@ -109,10 +111,10 @@ import Testing
 
         // And what each should be: every order that was placed recently got its receipt, refunded or not.
         let receipts = many.commands.filter { $0.contains(#""template":"receipt""#) }
-        for id in ["o-a1", "o-a2", "o-b1", "o-c1", "o-d1", "o-d2", "o-d3", "o-e1", "o-e2", "o-f2"] {
+        for id in ["o-a1", "o-a2", "o-b1", "o-c1", "o-d1", "o-d2", "o-d3", "o-e1", "o-e2", "o-f2", "o-g2"] {
             #expect(receipts.contains { $0.contains(#""order_id":"\#(id)""#) }, "a receipt for \(id)")
         }
-        #expect(receipts.count == 10, "once each: \(receipts.count)")
+        #expect(receipts.count == 11, "once each: \(receipts.count)")
         func steps(_ template: String, _ order: String) -> [String] { many.steps.filter { $0.hasPrefix("\(template) m-\(order) \(order) ") } }
         // Ann's thank-you: the first order's ended, superseded; the repeat's names what she bought in both.
         #expect(steps("thank_you", "o-a1").first?.contains("cancelled superseded_by_newer_order") == true, "\(steps("thank_you", "o-a1"))")
@@ -126,5 +128,6 @@ import Testing
         #expect(steps("survey_invite", "o-c1").first?.contains("cancelled order_cancelled") == true)
         #expect(steps("thank_you", "o-e2").first?.contains("pending") == true && steps("walk_with_me", "o-e2").count == 1)
         #expect(steps("thank_you", "o-f2").isEmpty, "a repeat within 30 days of a thanked order earns no second thank-you")
+        #expect(steps("thank_you", "o-g2").first?.contains("pending") == true, "a repeat 40 days after the last order earns one")
     }
 }

@@ -141,6 +141,50 @@ final class ManualClock: Sendable {
     /// One shopper across workers: a guest's order and the same person's later logged-in order (another device, the same
     /// address) resolve to one shared shopper — one journey, one purchase history — and CaptureWorker's `explain`, which
     /// finds the shopper through the same identities, shows both orders and the steps.
+    @Test func aWorkerProcessSendsAFirstOrdersFiveEmailsThroughItsOwnScheduler() async throws {
+        try await TestEnvironment.withPipeline(16, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
+            // The journey in seconds (3.6 s … 18 s), the worker's own scheduler looking every 100 ms, by the real clock.
+            let settings = Self.settings.replacingOccurrences(
+                of: #""quiet_hours": null"#,
+                with: #""quiet_hours": null, "journey": {"thank_you_hours": 0.001, "survey_invite_hours": 0.002, "why_we_exist_hours": 0.003, "next_sale_hours": 0.004, "walk_with_me_hours": 0.005}"#)
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try CaptureWorkerTests.settingsFile(fixture, settings), "SCHEDULER_INTERVAL_MS": "100"]
+            try await fixture.startWorker()
+            try await Self.consent(fixture, "ana@example.com")
+            let events = ReceiptWorkerTests.Events(fixture: fixture)
+            // Ten days ago three customers bought B (history: the store's top sellers, no journey); then Ana's order,
+            // placed now, whose steps fall due within the test.
+            let history = (0..<3).map { n in
+                events.order("h-\(n)", userID: "h-\(n)", email: "h\(n)@example.com", minutes: -10 * 24 * 60, lines: [.init(product: "B", price: 8)])
+            }
+            try await fixture.publish(history)
+            try await ReceiptWorkerTests.modelFolded(fixture)
+            let minutes = Date().timeIntervalSince(ReceiptWorkerTests.Events.base) / 60
+            try await fixture.publish([events.order("o-1", minutes: minutes, lines: [.init(product: "A", price: 12.5, quantity: 2)])])
+            try await eventually("all five steps decided", timeout: .seconds(60)) {
+                try await fixture.query(
+                    "SELECT count(*) FILTER (WHERE state = 'pending') = 0 AND count(*) = 5 FROM rapport_scheduled_steps WHERE store_id = $1", [fixture.store]
+                ).first?.decode(Bool.self, at: 0) == true
+            }
+            try await fixture.waitUntilConsumed()
+            #expect(try await Self.steps(fixture) == [
+                "thank_you sent permitted", "survey_invite sent permitted", "why_we_exist sent permitted", "next_sale sent permitted",
+                "walk_with_me sent permitted",
+            ])
+            let emails = try await Self.emails(fixture)
+            let byTemplate = Dictionary(grouping: emails) { $0["template"]?.stringValue ?? "" }
+            #expect(byTemplate.mapValues(\.count) == ["receipt": 1, "thank_you": 1, "survey_invite": 1, "why_we_exist": 1, "next_sale": 1, "walk_with_me": 1])
+            for email in emails {
+                #expect(email["to"]?["email"] == .string("ana@example.com") && email["causation_id"] == .string("m-o-1"))
+            }
+            #expect(byTemplate["thank_you"]?.first?["data"]?["products"]?.arrayValue?.first?["product_id"] == .string("A"))
+            #expect(byTemplate["survey_invite"]?.first?["data"]?["survey_url"] == .string("https://t.test/survey"))
+            #expect(byTemplate["why_we_exist"]?.first?["data"]?["brand_story"] == .string("We grow tea on small farms. Since 1990."))
+            #expect(byTemplate["next_sale"]?.first?["data"]?["recommendations"]?.arrayValue?.first?["product_id"] == .string("B"))
+            #expect(byTemplate["walk_with_me"]?.first?["data"]?["channels"]?.arrayValue?.isEmpty == false)
+            #expect(byTemplate["thank_you"]?.first?["category"] == .string("marketing") && byTemplate["receipt"]?.first?["category"] == .string("transactional"))
+        }
+    }
+
     @Test func aGuestOrderAndALaterLoggedInOrderAreOneShopperWithOneJourney() async throws {
         try await TestEnvironment.withPipeline(11, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
             let events = ReceiptWorkerTests.Events(fixture: fixture)
