@@ -75,12 +75,20 @@ final class PipelineFixture: @unchecked Sendable {
         return try await producer.send(messages).map { try $0.get() }
     }
 
-    /// Waits until no other session is connected to the fixture's database: a backend reports its statistics
-    /// (`pg_stat_user_tables`) as it exits, so a plan test reads them only once every worker's backend has gone.
+    /// Waits until no other client session is connected to the fixture's database (autovacuum's do not count): a
+    /// backend reports its statistics (`pg_stat_user_tables`) as it exits, so a plan test reads them only once every
+    /// worker's backend has gone.
     func waitForOtherSessionsToEnd(timeout: Duration = .seconds(30)) async throws {
-        try await eventually("every other session of the database ended", timeout: timeout) {
-            try await query("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
-                .first?.decode(Int.self, at: 0) == 0
+        let others = """
+            SELECT count(*), coalesce(string_agg(application_name || ' (' || state || ')', ', '), '') FROM pg_stat_activity
+            WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+            """
+        do {
+            try await eventually("every other client session of the database ended", timeout: timeout) {
+                try await query(others).first?.decode(Int.self, at: 0) == 0
+            }
+        } catch {
+            throw TestFailure("\(error): still connected: \(try await query(others).first?.decode(String.self, at: 1) ?? "?")")
         }
     }
 
