@@ -369,4 +369,11 @@ extension Array where Element == KafkaMessage {
             offsets[message.topicPartition] = Swift.max(offsets[message.topicPartition] ?? 0, message.offset + 1)
         }
     }
+
+    /// The lowest offset read per partition: where to seek to read this batch again.
+    public var firstOffsets: [TopicPartition: Int64] {
+        reduce(into: [:]) { offsets, message in
+            offsets[message.topicPartition] = Swift.min(offsets[message.topicPartition] ?? .max, message.offset)
+        }
+    }
 }

@@ -85,7 +85,16 @@ public final class KafkaProducer: Sendable {
                 }
             }
         }
-        return batch.results(for: messages)
+        let results = batch.results(for: messages)
+        // A message that failed as the producer raised its fatal error (the head of the line lost, say) reports the
+        // broker's code, not `_FATAL`: it is the producer's end all the same, and says so.
+        guard results.contains(where: { if case .failure(let error) = $0 { !error.isFatal } else { false } }), let fatal = handle.fatalError() else {
+            return results
+        }
+        return results.map { result in
+            guard case .failure(let error) = result, !error.isFatal else { return result }
+            return .failure(KafkaError(code: error.code, reason: "\(error.reason) (the producer's fatal error: \(fatal.reason))", isRetriable: false, isFatal: true))
+        }
     }
 
     /// Hands one message to librdkafka (copying its bytes); `nil` on success, else the error to inspect and destroy.

@@ -69,6 +69,13 @@ public final class Pipeline: Service, Sendable {
             }
             let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxBytes: configuration.batchMaxBytes, maxWait: configuration.batchWait)
             turned()
+            if offsets.hasArrivals, !batch.isEmpty {
+                // Partitions were assigned during this poll, and it read from them already: a previous owner's
+                // leftovers must go out before any command of what follows them, so the batch is read again after
+                // the relay at the top of the loop.
+                try await consumer.seek(batch.firstOffsets.filter { consumer.assignment.contains($0.key) })
+                continue
+            }
             guard !batch.isEmpty else {
                 // Quiet: the last batch's publication ends now rather than with the next batch.
                 try await finish()
