@@ -503,4 +503,61 @@ import Testing
             #expect(marketing >= 5, "the sequences must exercise sending: \(marketing) marketing emails")
         }
     }
+
+    /// `dlq replay` on a real worker, as an operator meets it: a new store's events arrive before its settings are
+    /// deployed and are dead-lettered (`unknown_stores: dead_letter`); the settings deployed, the dead letters replayed
+    /// — the capture applied and welcomed once; replayed again — nothing more.
+    @Test func eventsOfAStoreNotYetConfiguredAreReplayedOnceItIsAndOnlyOnce() async throws {
+        try await TestEnvironment.withPipeline(13, executable: "CaptureWorker", prefix: "it-cap") { fixture in
+            let events = Events(fixture: fixture)
+            let before = TestEnvironment.runDirectory.appendingPathComponent(TestEnvironment.unique("settings") + ".json")
+            try Data(#"{"stores": {"elsewhere": {}}}"#.utf8).write(to: before)
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": before.path]
+            let (early, _) = try await fixture.startWorker()
+            let dlqStart = try await fixture.highWatermarks(fixture.deadLetterTopic)[TopicPartition(topic: fixture.deadLetterTopic, partition: 0)] ?? 0
+            let capture = events.capture(id: "cap-1", anonymousID: "anon-1", email: "ana@example.com", marketing: true)
+            try await fixture.publish([
+                events.track("Product Viewed", id: "view-1", anonymousID: "anon-1", minutes: -1, properties: ["product_id": .string("sku-7")]), capture,
+            ])
+            try await Self.processed(fixture, 0)
+            let dead = try await fixture.readToEnd(fixture.deadLetterTopic)
+            #expect(dead.map { $0.header("dlq.reason") } == ["schema_violation", "schema_violation"])
+            #expect(dead.allSatisfy { $0.header("dlq.message")?.contains("names a store the settings file does not") == true })
+            #expect(try await Self.emails(fixture).isEmpty)
+
+            // The store's settings deployed: the worker restarted with them.
+            early.send(SIGTERM)
+            #expect(try await early.waitForExit() == 0)
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"quiet_hours": null, "pressure": []}"#)]
+            try await fixture.startWorker()
+
+            func replay(_ arguments: [String]) async throws -> (status: Int32, lines: [JSONValue], stderr: String) {
+                let command = try ChildProcess(
+                    "CaptureWorker", ["dlq", "replay"] + arguments,
+                    environment: [
+                        fixture.inputVariable: fixture.inputTopic, "EMAIL_COMMANDS_TOPIC": fixture.commandsTopic, "KAFKA_GROUP_ID": fixture.group,
+                        "STORE_SETTINGS_FILE": fixture.extraEnvironment["STORE_SETTINGS_FILE"] ?? "",
+                    ])
+                let status = try await command.waitForExit(timeout: .seconds(90))
+                let lines = try command.stdout.split(separator: "\n").map { try JSONValue.parse(Array($0.utf8)[...]) }
+                return (status, lines, command.stderr)
+            }
+            let replayed = try await replay(["--from-offset", "\(dlqStart)", "--reason", "schema_violation"])
+            #expect(replayed.status == 0, "\(replayed.stderr)")
+            #expect(replayed.lines.compactMap { $0["message_id"]?.stringValue }.sorted() == ["cap-1", "view-1"], "\(replayed.lines)")
+            #expect(replayed.lines.allSatisfy { $0["topic"]?.stringValue == fixture.inputTopic })
+            try await Self.processed(fixture, 2)
+            var welcomes = try await Self.emails(fixture).filter { $0["template"] == .string("welcome_offer") }
+            #expect(welcomes.count == 1 && welcomes.first?["causation_id"] == .string("cap-1"), "\(welcomes)")
+            #expect(welcomes.first?["data"]?["viewed_products"] == .array([.string("sku-7")]), "the replayed view, applied before the capture")
+
+            // Replayed again (an operator's second try): a duplicate to the worker.
+            let again = try await replay(["--message-id", "cap-1"])
+            #expect(again.status == 0 && again.lines.count == 1, "\(again.stderr) \(again.lines)")
+            try await Self.processed(fixture, 2)
+            welcomes = try await Self.emails(fixture).filter { $0["template"] == .string("welcome_offer") }
+            #expect(welcomes.count == 1, "one welcome, however often it is replayed")
+            #expect(try await fixture.readToEnd(fixture.deadLetterTopic).count == 2, "and no new dead letter")
+        }
+    }
 }

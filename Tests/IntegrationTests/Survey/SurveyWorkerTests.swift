@@ -403,4 +403,76 @@ import Testing
         }
     }
 
+    /// The CronJob deployment: the worker with `CHURN_RESCORE_SECONDS=0` scores nobody itself; `SurveyWorker rescore`
+    /// scores every customer once, schedules each lapse's win-back for the worker's group, and the worker's own
+    /// scheduler sends it. A second run schedules nothing more; a database without orders is an error.
+    @Test func rescoreScoresEveryCustomerOnceAndTheWorkersSchedulerSendsTheWinBack() async throws {
+        try await TestEnvironment.withPipeline(4, executable: "SurveyWorker", prefix: "it-srv") { fixture in
+            let events = Events(fixture: fixture)
+            let settings = try CaptureWorkerTests.settingsFile(fixture, Self.winBackSettings)
+            fixture.extraEnvironment = ["STORE_SETTINGS_FILE": settings, "CHURN_RESCORE_SECONDS": "0"]
+            try await Self.startReceiptWorker(fixture)
+            var orders: [KafkaOutboundMessage] = []
+            // Twenty customers who came back after 30 days, long ago: the store's usual gap.
+            for n in 0..<20 {
+                orders.append(events.order("b-\(n)-1", userID: "b-\(n)", email: "b\(n)@example.com", days: -200, product: "B"))
+                orders.append(events.order("b-\(n)-2", userID: "b-\(n)", email: "b\(n)@example.com", days: -170, product: "C"))
+            }
+            // Two one-time customers whose expected return passed a day ago; only w gave marketing consent.
+            for name in ["w", "v"] { orders.append(events.order("\(name)-0", userID: "u-\(name)", email: "\(name)@example.com", days: -31)) }
+            try await fixture.publish(orders)
+            try await Self.ordersApplied(fixture, orders.count)
+            try await JourneySchedulerTests.consent(fixture, "w@example.com")
+            try await fixture.startWorker()
+
+            func rescore(_ url: String) async throws -> ChildProcess {
+                let command = try ChildProcess(
+                    "SurveyWorker", ["rescore"], environment: ["DATABASE_URL": url, "STORE_SETTINGS_FILE": settings, "KAFKA_GROUP_ID": fixture.group])
+                _ = try await command.waitForExit(timeout: .seconds(120))
+                return command
+            }
+            let first = try await rescore(fixture.databaseURL)
+            #expect(first.process.terminationStatus == 0, "\(first.stderr)")
+            #expect(first.stdout.hasPrefix("re-scored 22 customers"), "\(first.stdout)")
+            func count(_ sql: String) async throws -> Int {
+                try await fixture.query(sql, [fixture.store]).first?.decode(Int.self, at: 0) ?? -1
+            }
+            #expect(try await count("SELECT count(*) FROM survey_churn WHERE store_id = $1") == 22)
+            #expect(try await count("SELECT count(*) FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'win_back'") == 22)
+
+            // The worker's scheduler decides each: w's is sent, v's suppressed, the twenty lapses of months ago history.
+            try await eventually("every win-back decided by the worker's scheduler", timeout: .seconds(60)) {
+                try await count("SELECT count(*) FROM rapport_scheduled_steps WHERE store_id = $1 AND state = 'pending'") == 0
+            }
+            let steps = try await fixture.query(
+                """
+                SELECT i.value, s.state, s.reason FROM rapport_scheduled_steps s
+                JOIN rapport_identities i ON i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id'
+                WHERE s.store_id = $1 AND s.template = 'win_back'
+                """, [fixture.store])
+            var outcome: [String: String] = [:]
+            for row in steps { outcome[try row.decode(String.self, at: 0) ?? ""] = "\(try row.decode(String.self, at: 1) ?? "") \(try row.decode(String.self, at: 2) ?? "")" }
+            #expect(outcome["u-w"] == "sent permitted")
+            #expect(outcome["u-v"]?.hasPrefix("suppressed") == true, "\(outcome["u-v"] ?? "")")
+            #expect((0..<20).allSatisfy { outcome["b-\($0)"] == "dropped stale_event" }, "\(outcome)")
+            try await fixture.waitUntilConsumed()
+            let emails = try await JourneySchedulerTests.emails(fixture).filter { $0["template"] == .string("win_back") }
+            #expect(emails.count == 1 && emails.first?["to"]?["email"] == .string("w@example.com"), "\(emails)")
+            #expect(emails.first?["data"]?["offer_code"] == .string("COMEBACK"))
+
+            // Once per lapse: a second run scores again and schedules nothing.
+            let again = try await rescore(fixture.databaseURL)
+            #expect(again.process.terminationStatus == 0 && again.stdout.hasPrefix("re-scored 22 customers"), "\(again.stdout)\(again.stderr)")
+            #expect(try await count("SELECT count(*) FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'win_back'") == 22)
+
+            // Pointed at a database with no orders, it says so and fails (a CronJob's failure is seen).
+            try await TestEnvironment.withFreshDatabase { empty in
+                let migrate = try ChildProcess("SurveyWorker", ["migrate"], environment: ["DATABASE_URL": empty])
+                #expect(try await migrate.waitForExit() == 0)
+                let nothing = try await rescore(empty)
+                #expect(nothing.process.terminationStatus == 1)
+                #expect(nothing.stderr.contains("nothing re-scored"), "\(nothing.stderr)")
+            }
+        }
+    }
 }
