@@ -43,6 +43,8 @@ struct ReceiptHandler: PipelineHandler {
         var shopperID: Int64 = 0
         var status = "completed"
         var endedAt: Date?
+        /// Its place in the batch's timeline of arrivals and endings.
+        var arrivedAt = 0
         /// The buyer's orders that stood when this one arrived, in the order they were placed (this one among them):
         /// what the journey is decided from, as if the batch were applied one event at a time.
         var history: [PurchasedOrder] = []
@@ -70,7 +72,7 @@ struct ReceiptHandler: PipelineHandler {
         // The batch's arrivals and endings in partition order: the journey of an order is decided as it stood when it
         // arrived, whatever later events of the same batch do to it (a refund seconds later ends its journey; it does
         // not take back its receipt).
-        var timeline: [(key: OrderStore.Key, ends: Bool)] = []
+        var timeline: [(key: OrderStore.Key, ending: String?)] = []
         for inbound in events {
             let event = inbound.event
             let store = event.message.storeID
@@ -78,9 +80,9 @@ struct ReceiptHandler: PipelineHandler {
             case .completed(let order):
                 let key = OrderStore.Key(storeID: store, orderID: order.orderID)
                 guard recorded[key] == nil, newOrders[key] == nil else { continue }
-                newOrders[key] = NewOrder(event: event, order: order, source: inbound.source.position)
+                newOrders[key] = NewOrder(event: event, order: order, source: inbound.source.position, arrivedAt: timeline.count)
                 arrival.append(key)
-                timeline.append((key, false))
+                timeline.append((key, nil))
             case .refunded(let id), .cancelled(let id):
                 let key = OrderStore.Key(storeID: store, orderID: id)
                 let status = if case .refunded = event.action { "refunded" } else { "cancelled" }
@@ -88,11 +90,11 @@ struct ReceiptHandler: PipelineHandler {
                     new.status = status
                     new.endedAt = event.message.timestamp
                     newOrders[key] = new
-                    timeline.append((key, true))
+                    timeline.append((key, status))
                 } else if let old = recorded[key], old.status == "completed", !ended.contains(where: { $0.key == key }) {
                     ended.append((key, status, event.message.timestamp))
                     if let shopper = old.shopperID { customers[shopper] = store }
-                    timeline.append((key, true))
+                    timeline.append((key, status))
                 }
             case .other:
                 break
@@ -111,8 +113,8 @@ struct ReceiptHandler: PipelineHandler {
         let before = try PurchaseHistory.load(customers.sorted { $0.key < $1.key }.map { ($0.value, $0.key) }, connection: connection)
         // Walked event by event: each new order's history as it arrived, and at the end every order that stands.
         var after = before
-        for (key, ends) in timeline {
-            if ends {
+        for (key, ending) in timeline {
+            if ending != nil {
                 guard let customer = newOrders[key]?.shopperID ?? recorded[key]?.shopperID else { continue }
                 after[customer]?.removeAll { $0.orderID == key.orderID }
             } else if let new = newOrders[key] {
@@ -128,7 +130,13 @@ struct ReceiptHandler: PipelineHandler {
         try OrderStore.insert(arrival.compactMap { newOrders[$0] }.map { ($0.event, $0.order, $0.shopperID, $0.status, $0.endedAt) }, connection: connection)
         try OrderStore.end(ended, connection: connection)
         try PurchaseModelStore.record(changes, connection: connection)
-        try schedule(arrival.compactMap { newOrders[$0] }, ended: ended, now: now, connection: connection)
+        let endings = timeline.enumerated().compactMap { index, entry -> Ending? in
+            entry.ending.map { status in
+                let new = newOrders[entry.key]
+                return Ending(key: entry.key, status: status, index: index, orderArrivedAt: new?.arrivedAt ?? -1, shopperID: new?.shopperID ?? recorded[entry.key]?.shopperID)
+            }
+        }
+        try schedule(arrival.compactMap { newOrders[$0] }, endings: endings, now: now, connection: connection)
 
         return try converse(arrival.compactMap { newOrders[$0] }, histories: after, now: now, connection: connection)
     }
@@ -214,6 +222,16 @@ struct ReceiptHandler: PipelineHandler {
         return commands
     }
 
+    /// A refund or cancellation of the batch, at its place in the batch's timeline.
+    struct Ending {
+        var key: OrderStore.Key
+        var status: String
+        var index: Int
+        /// Where the order it ends arrived in the timeline; -1 for an order recorded before the batch.
+        var orderArrivedAt: Int
+        var shopperID: Int64?
+    }
+
     /// The orientation journey, each order as it stood when it arrived: a customer's first order schedules its five
     /// steps. A repeat order that is the customer's latest replaces the thank-you still waiting for an earlier order
     /// with one of its own that names what they bought in both (the earlier one ends, `superseded_by_newer_order`);
@@ -221,9 +239,12 @@ struct ReceiptHandler: PipelineHandler {
     /// is not sent again for an order days later). It moves the pending next sale to follow it. A refund or a
     /// cancellation ends the steps of its order — also of an order that arrived earlier in the same batch, whose steps
     /// are scheduled first, as they would have been one event at a time. Old orders (history) schedule nothing.
-    private func schedule(
-        _ orders: [NewOrder], ended: [(key: OrderStore.Key, status: String, at: Date)], now: Date, connection: PostgresConnection
-    ) throws {
+    ///
+    /// Every cancellation records the reason it would have had one event at a time: a waiting thank-you ends with the
+    /// first event after it that ends it — its order's refund or cancellation (`order_refunded`), or a later repeat
+    /// order of the customer (`superseded_by_newer_order`). So an ending with no repeat order between its order's
+    /// arrival and itself is applied before the supersession, every other after it.
+    private func schedule(_ orders: [NewOrder], endings: [Ending], now: Date, connection: PostgresConnection) throws {
         /// The order's place in the history it arrived to, when it starts or continues a conversation.
         func position(_ new: NewOrder) -> Int? {
             let settings = stores.settings(for: new.event.message.storeID)
@@ -235,6 +256,7 @@ struct ReceiptHandler: PipelineHandler {
         var waiting = try Self.waitingThankYous(repeatBuyers.map { ($0.event.message.storeID, $0.shopperID) }, connection: connection)
         var steps: [ScheduledStep] = []
         var latest: [Int64: (store: String, causation: String, nextSaleAt: Date)] = [:]
+        var repeats: [Int64: [Int]] = [:]  // shopper → timeline indices of their repeat orders of the batch, ascending
         for new in orders {
             guard let position = position(new), let email = new.order.email else { continue }
             let message = new.event.message
@@ -263,9 +285,23 @@ struct ReceiptHandler: PipelineHandler {
                     waiting[new.shopperID] = [thankYou]
                 }
                 latest[new.shopperID] = (message.storeID, message.messageID, message.timestamp.addingTimeInterval(settings.journey.nextSale.seconds))
+                repeats[new.shopperID, default: []].append(new.arrivedAt)
             }
         }
         try StepStore.schedule(steps, group: groupID, connection: connection)
+        /// Whether a repeat order of the ending's customer arrived after the order it ends and before the ending.
+        func superseded(_ ending: Ending) -> Bool {
+            guard let indices = ending.shopperID.flatMap({ repeats[$0] }) else { return false }
+            // The first repeat after the order's arrival, by binary search (the indices ascend).
+            var low = 0
+            var high = indices.count
+            while low < high {
+                let middle = (low + high) / 2
+                if indices[middle] <= ending.orderArrivedAt { low = middle + 1 } else { high = middle }
+            }
+            return low < indices.count && indices[low] < ending.index
+        }
+        try Self.cancel(endings.filter { !superseded($0) }, connection: connection)
         if !latest.isEmpty {
             let customers = latest.sorted { $0.key < $1.key }
             try StepStore.cancel(
@@ -275,8 +311,13 @@ struct ReceiptHandler: PipelineHandler {
             try StepStore.retime(
                 template: EmailTemplate.nextSale.name, shoppers: customers.map { ($0.value.store, $0.key, $0.value.nextSaleAt) }, connection: connection)
         }
+        try Self.cancel(endings.filter(superseded), connection: connection)
+    }
+
+    /// Ends the pending steps of the orders `endings` refunded or cancelled, each with its reason.
+    private static func cancel(_ endings: [Ending], connection: PostgresConnection) throws {
         for status in ["refunded", "cancelled"] {
-            let keys = ended.filter { $0.status == status }.map(\.key) + orders.filter { $0.status == status }.map { OrderStore.Key(storeID: $0.event.message.storeID, orderID: $0.order.orderID) }
+            let keys = endings.filter { $0.status == status }.map(\.key)
             guard !keys.isEmpty else { continue }
             try StepStore.cancel(
                 where: "(store_id, order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",

@@ -5,8 +5,8 @@ import Testing
 /// Batching is an optimisation, never a change of meaning: the same checkout stream, fed to one ReceiptWorker one event
 /// per batch and to another in one batch of 2,000, gives the same commands and the same rows — orders, journey steps,
 /// decisions. The stream holds what a batch boundary used to change: an order refunded or cancelled seconds after it
-/// was placed, a repeat order minutes after a first, two repeats, an order refunded and followed by a new one, a
-/// duplicate.
+/// was placed, a repeat order minutes after a first, two repeats, an order refunded and followed by a new one, refunds
+/// before and after a repeat order (each ended step with the reason it had one event at a time), a duplicate.
 @Suite(.serialized) struct BatchEquivalenceTests {
     /// The store's journey far enough out that no step falls due while the test runs, no quiet hours, no caps.
     static let settings = #"{"quiet_hours": null, "pressure": [], "journey": {"thank_you_hours": 48, "survey_invite_hours": 72, "why_we_exist_hours": 168, "next_sale_hours": 504, "walk_with_me_hours": 720}}"#
@@ -34,6 +34,12 @@ import Testing
             order("o-f1", "fay", -10 * 24 * 60, ["tea"]), order("o-f2", "fay", 9, ["cup"]),
             // Forty days after the last order: a repeat that earns a thank-you of its own.
             order("o-g1", "gus", -40 * 24 * 60, ["tea"]), order("o-g2", "gus", 10, ["pot"]),
+            // A repeat that earns its own thank-you, refunded, then another repeat: the refund ended that thank-you
+            // (order_refunded) before the next order came; the next earns its own.
+            order("o-h1", "hal", -40 * 24 * 60, ["tea"]), order("o-h2", "hal", 11, ["pot"]), end("Order Refunded", "o-h2", "hal", 11.5),
+            order("o-h3", "hal", 12, ["cup"]),
+            // A first order, a repeat that takes over its thank-you, then the first refunded: superseded, then refunded.
+            order("o-i1", "ivy", 13, ["tea"]), order("o-i2", "ivy", 14, ["mug"]), end("Order Refunded", "o-i1", "ivy", 15),
             // A duplicate publish.
             order("o-a2", "ann", 0.05, ["spoon"]),
         ]
@@ -111,10 +117,10 @@ import Testing
 
         // And what each should be: every order that was placed recently got its receipt, refunded or not.
         let receipts = many.commands.filter { $0.contains(#""template":"receipt""#) }
-        for id in ["o-a1", "o-a2", "o-b1", "o-c1", "o-d1", "o-d2", "o-d3", "o-e1", "o-e2", "o-f2", "o-g2"] {
+        for id in ["o-a1", "o-a2", "o-b1", "o-c1", "o-d1", "o-d2", "o-d3", "o-e1", "o-e2", "o-f2", "o-g2", "o-h2", "o-h3", "o-i1", "o-i2"] {
             #expect(receipts.contains { $0.contains(#""order_id":"\#(id)""#) }, "a receipt for \(id)")
         }
-        #expect(receipts.count == 11, "once each: \(receipts.count)")
+        #expect(receipts.count == 15, "once each: \(receipts.count)")
         func steps(_ template: String, _ order: String) -> [String] { many.steps.filter { $0.hasPrefix("\(template) m-\(order) \(order) ") } }
         // Ann's thank-you: the first order's ended, superseded; the repeat's names what she bought in both.
         #expect(steps("thank_you", "o-a1").first?.contains("cancelled superseded_by_newer_order") == true, "\(steps("thank_you", "o-a1"))")
@@ -129,5 +135,11 @@ import Testing
         #expect(steps("thank_you", "o-e2").first?.contains("pending") == true && steps("walk_with_me", "o-e2").count == 1)
         #expect(steps("thank_you", "o-f2").isEmpty, "a repeat within 30 days of a thanked order earns no second thank-you")
         #expect(steps("thank_you", "o-g2").first?.contains("pending") == true, "a repeat 40 days after the last order earns one")
+        // Each ended thank-you with the reason it had one event at a time.
+        #expect(steps("thank_you", "o-h2").first?.contains("cancelled order_refunded") == true, "\(steps("thank_you", "o-h2"))")
+        #expect(steps("thank_you", "o-h3").first?.contains("pending") == true, "\(steps("thank_you", "o-h3"))")
+        #expect(steps("thank_you", "o-i1").first?.contains("cancelled superseded_by_newer_order") == true, "\(steps("thank_you", "o-i1"))")
+        #expect(steps("survey_invite", "o-i1").first?.contains("cancelled order_refunded") == true)
+        #expect(steps("thank_you", "o-i2").first?.contains("pending") == true)
     }
 }
