@@ -39,6 +39,23 @@ struct CaptureHandler: PipelineHandler {
         let identities = parsed.map { ShopperIdentity.carried(by: $0.message, email: $0.email) }
         let resolution = try ShopperResolver.resolve(zip(parsed, identities).map { ($0.message.storeID, $1) }, connection: connection)
         let shopperIDs = resolution.shoppers
+        // An erasure ends the shopper: what the same person does afterwards begins a new one, as it would one event
+        // at a time (the erasure deletes their identities, so the next event's resolve creates a shopper). The batch
+        // is applied in two parts around the first erasure that later events of the batch resolve to.
+        // For a store that keeps erased addresses' hashes, the pipeline would refuse the address's later events; the
+        // second part is filtered the same way now that the first has recorded the erasure.
+        if let split = Self.erasureFollowedBySameShopper(parsed, shopperIDs) {
+            let before = try handle(Array(inbound[...split]), connection: connection)
+            var after = Array(inbound[(split + 1)...])
+            if let erasedAddresses {
+                func key(_ event: InboundEvent<CaptureEvent>) -> ErasedAddresses.Key? {
+                    event.message.email.flatMap(EmailAddress.init).map { ErasedAddresses.Key(storeID: event.message.storeID, email: $0.value) }
+                }
+                let erased = try erasedAddresses.erased(Set(after.compactMap(key)), connection: connection)
+                after.removeAll { event in key(event).map(erased.contains) ?? false }
+            }
+            return before + (try handle(after, connection: connection))
+        }
         // Shoppers created just now have no state to read; a shopper another worker created has none here yet. Both
         // start from the identities their events carry (the batch's write inserts their row).
         var stored: [Int64: String] = [:]
@@ -64,6 +81,15 @@ struct CaptureHandler: PipelineHandler {
         }
         try write(model, connection: connection)
         return commands
+    }
+
+    /// The index of the first erasure whose shopper has a later event in the batch.
+    static func erasureFollowedBySameShopper(_ events: [CaptureEvent], _ shoppers: [Int64]) -> Int? {
+        var last: [Int64: Int] = [:]
+        for (index, shopper) in shoppers.enumerated() { last[shopper] = index }
+        return zip(events, shoppers).enumerated().first { index, pair in
+            pair.0.action == .erasureRequested && (last[pair.1] ?? index) > index
+        }?.offset
     }
 
     /// A 128-bit random token (hexadecimal), from the system's secure generator.

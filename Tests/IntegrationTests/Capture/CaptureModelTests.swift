@@ -199,7 +199,9 @@ import Testing
         #expect(model.commands.map(\.causationID) == ["p-late", "p-next-day"])
     }
 
-    @Test func erasureStopsEverythingAfterIt() {
+    /// The model's part: an erased shopper takes nothing more. (CaptureHandler applies what the same person does
+    /// afterwards to a new shopper, as one event at a time would: CaptureBatchEquivalenceTests.)
+    @Test func anErasedShopperTakesNothingMore() {
         var model = Self.model()
         model.apply(Self.capture(marketing: true, offer: nil), shopperID: 1)
         model.apply(Self.track("Erasure Requested", ["email": .string(Self.email)], minutes: 1), shopperID: 1)

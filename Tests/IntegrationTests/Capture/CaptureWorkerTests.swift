@@ -444,6 +444,42 @@ import Testing
         }
     }
 
+    /// Random event sequences for `shoppers` shoppers (capture, consent, confirmation, checkout, unsubscribe, spam,
+    /// bounces, browsing, erasure), each shopper's in order seven minutes apart, and each shopper's steps by address.
+    static func randomConsentStream(_ events: Events, shoppers: Int, seed: UInt64) -> (messages: [KafkaOutboundMessage], sequences: [String: [ConsentPropertyTests.Step]]) {
+        var generator = SplitMix(state: seed)
+        var sequences: [String: [ConsentPropertyTests.Step]] = [:]
+        var messages: [KafkaOutboundMessage] = []
+        for shopper in 0..<shoppers {
+            let anonymous = "anon-\(shopper)"
+            let email = "shopper\(shopper)@example.com"
+            let steps = (0..<Int.random(in: 3...14, using: &generator)).map { _ in ConsentPropertyTests.Step.random(using: &generator) }
+            sequences[email] = steps
+            for (index, step) in steps.enumerated() {
+                let id = "\(shopper)-\(index)"
+                let minutes = Double(index) * 7
+                let message: KafkaOutboundMessage =
+                    switch step {
+                    case .capture(let marketing, let level, let offer):
+                        events.track("Email Captured", id: id, anonymousID: anonymous, minutes: minutes, properties: [
+                            "email": .string(email), "source": .string("popup"), "offer_code": offer ? .string("HELLO") : .null,
+                            "consent": marketing.map { .object(["marketing": .bool($0), "opt_in_level": .string(level)]) } ?? .null,
+                        ])
+                    case .confirmed: events.feedback("Email Confirmed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
+                    case .checkout: events.track("Checkout Started", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
+                    case .unsubscribe: events.feedback("Unsubscribed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
+                    case .spam: events.feedback("Email Marked as Spam", id: id, anonymousID: anonymous, email: email, minutes: minutes)
+                    case .softBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "soft")
+                    case .hardBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "hard")
+                    case .viewed: events.track("Product Viewed", id: id, anonymousID: anonymous, minutes: minutes, properties: ["product_id": .string("p-\(index)")])
+                    case .erasure: events.track("Erasure Requested", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
+                    }
+                messages.append(message)
+            }
+        }
+        return (messages, sequences)
+    }
+
     /// The consent property end to end: random event sequences for many shoppers through the worker; every marketing
     /// email on the wire must be permitted, by the same oracle as the model's property test, at the event that
     /// caused it.
@@ -453,36 +489,7 @@ import Testing
             let doubleOptIn = true
             fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"double_opt_in": \#(doubleOptIn)}"#)]
             try await fixture.startWorker()
-            var generator = SplitMix(state: 20_261_125)
-            var sequences: [String: [ConsentPropertyTests.Step]] = [:]
-            var messages: [KafkaOutboundMessage] = []
-            for shopper in 0..<60 {
-                let anonymous = "anon-\(shopper)"
-                let email = "shopper\(shopper)@example.com"
-                let steps = (0..<Int.random(in: 3...14, using: &generator)).map { _ in ConsentPropertyTests.Step.random(using: &generator) }
-                sequences[email] = steps
-                for (index, step) in steps.enumerated() {
-                    let id = "\(shopper)-\(index)"
-                    let minutes = Double(index) * 7
-                    let message: KafkaOutboundMessage =
-                        switch step {
-                        case .capture(let marketing, let level, let offer):
-                            events.track("Email Captured", id: id, anonymousID: anonymous, minutes: minutes, properties: [
-                                "email": .string(email), "source": .string("popup"), "offer_code": offer ? .string("HELLO") : .null,
-                                "consent": marketing.map { .object(["marketing": .bool($0), "opt_in_level": .string(level)]) } ?? .null,
-                            ])
-                        case .confirmed: events.feedback("Email Confirmed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
-                        case .checkout: events.track("Checkout Started", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
-                        case .unsubscribe: events.feedback("Unsubscribed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
-                        case .spam: events.feedback("Email Marked as Spam", id: id, anonymousID: anonymous, email: email, minutes: minutes)
-                        case .softBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "soft")
-                        case .hardBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "hard")
-                        case .viewed: events.track("Product Viewed", id: id, anonymousID: anonymous, minutes: minutes, properties: ["product_id": .string("p-\(index)")])
-                        case .erasure: events.track("Erasure Requested", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
-                        }
-                    messages.append(message)
-                }
-            }
+            let (messages, sequences) = Self.randomConsentStream(events, shoppers: 60, seed: 20_261_125)
             try await fixture.publish(messages)
             let emails = try await Self.emails(fixture)
             var marketing = 0

@@ -68,12 +68,17 @@ import Testing
     /// consent must have been given after the last withdrawal — explicitly (a capture with marketing consent,
     /// confirmed where the store asks for double opt-in) or by soft opt-in on an email-first checkout where the store
     /// uses it and no consent was ever recorded — and nothing may have ended mail for good (hard bounce, seven soft
-    /// bounces in a row, erasure).
+    /// bounces in a row). An erasure ends the shopper: only what follows it counts, as a new shopper's story.
     static func oraclePermitsMarketing(_ steps: [Step], doubleOptIn: Bool, softOptIn: Bool) -> Bool {
+        // An erasure ends the shopper: whatever came before it is gone, and what follows is a new shopper's story.
+        if let erasure = steps.lastIndex(of: .erasure) {
+            return erasure < steps.index(before: steps.endIndex)
+                && oraclePermitsMarketing(Array(steps[(erasure + 1)...]), doubleOptIn: doubleOptIn, softOptIn: softOptIn)
+        }
         var softStreak = 0
         for step in steps {
             switch step {
-            case .hardBounce, .erasure: return false
+            case .hardBounce: return false
             case .softBounce:
                 softStreak += 1
                 if softStreak >= 7 { return false }
