@@ -44,7 +44,7 @@ public struct StoreBaseline: Sendable, Equatable {
 /// order ÷ the expected gap) combined into one number from 0 to 1 and a band.
 ///
 /// The formula, fitted once by logistic regression on one split of the CDNOW purchase histories (calibration to
-/// 1997-06-30, "no order by 1997-12-31") and rounded; the README gives its ROC AUC on other splits beside RFM,
+/// 1997-06-30, "no order by 1997-12-31") and rounded; docs/models.md gives its ROC AUC on other splits beside RFM,
 /// recency and Pareto/NBD:
 /// ```
 /// expected gap = ((n − 1) · mean gap + 2 · store's median first→second gap) / (n + 1)   (at least 1 day)

@@ -104,7 +104,7 @@ public protocol CandidateSource {
     func candidates(for queries: [CandidateQuery]) throws -> [Candidates]
 }
 
-/// The model's knobs, shared by every source; chosen by `rapport-bench nextsale` (README: figures and data).
+/// The model's knobs, shared by every source; chosen by `rapport-bench nextsale` (docs/models.md: figures and data).
 public enum NextSaleTuning {
     /// Seeds per shopper: the products of their latest orders first (older ones weigh little, and each costs a read).
     public static let seeds = 12
@@ -124,7 +124,7 @@ public enum NextSaleTuning {
     /// How many follows of evidence the prior is worth: each seed's successions are shrunk towards the prior (the
     /// store's recent top sellers, leaning to stated interests), Σ w·(count(p → q) + m·prior(q)) / (followed(p) + m);
     /// a succession has to be seen about as often as m before it outweighs what the store sells now. Chosen with
-    /// `rapport-bench nextsale` (README): 30, 100 and 300 against popularity on dunnhumby 1.03×, 1.06×, 1.09× hit
+    /// `rapport-bench nextsale` (docs/models.md): 30, 100 and 300 against popularity on dunnhumby 1.03×, 1.06×, 1.09× hit
     /// rate, on Instacart 0.88×, 1.00×, 0.96×, on the planted successions 1.66×, 1.48×, 1.14×.
     public static let successionPrior = 100.0
     /// The part of the prior given to the top sellers of the shopper's stated interests, when a survey told them (the

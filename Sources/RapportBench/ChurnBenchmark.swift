@@ -7,7 +7,7 @@ import Shared
 /// alone. Each customer with an order up to the calibration end is scored from those orders as of that moment; the
 /// truth is whether they ordered between the calibration end and the holdout end. Printed: ROC AUC of each score for
 /// "did not buy in the holdout" (0.5 is chance). Pareto/NBD and BG/NBD are fitted by `scripts/churn-baselines` on the
-/// same file and split (they need a numerical optimiser; the README gives both).
+/// same file and split (they need a numerical optimiser; docs/models.md gives both).
 struct ChurnBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "churn",

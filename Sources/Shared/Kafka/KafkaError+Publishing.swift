@@ -2,7 +2,7 @@ import CRdKafka
 
 extension KafkaError {
     /// What a failed publish of one message means for the worker: the pipeline's whole error policy on its publish
-    /// and dead-letter paths. The README's table lists the same codes.
+    /// and dead-letter paths. docs/architecture.md's table lists the same codes.
     public enum PublishDisposition: String, Sendable, CaseIterable {
         /// A passing condition (a broker restarting, a leader moving, a full local queue, a delivery timeout): send the
         /// same message again after a backoff.

@@ -5,7 +5,9 @@ import Testing
 
 @testable import ReceiptWorker
 
-/// Money in minor units, and the next-sale model's counts and ranking, in memory (no PostgreSQL).
+/// Money in minor units, the next-sale model's counts (pure), and its ranking through the path the workers take:
+/// the counts recorded and folded into the model's tables in PostgreSQL, candidates read by
+/// `PostgresCandidateSource` — what `recommend`, `post_purchase`, `next_sale` and `win_back` use.
 @Suite struct NextSaleModelTests {
     static let day = Date(timeIntervalSince1970: 1_795_586_400)
 
@@ -47,18 +49,36 @@ import Testing
         #expect(together.together == [Pair("X", "Y"): 1, Pair("Y", "X"): 1] && together.orders == ["X": 1, "Y": 1], "a product once per order")
     }
 
+    /// The moment the planted models are read at: the top sellers' 90 days end here.
+    static let asOf = day.addingTimeInterval(10 * 86_400)
+
+    /// Records store `s`'s `counts` in a fresh database's model tables as ReceiptWorker does (change sets, folded, the
+    /// top sellers refreshed as of ``asOf``) and reads `queries`' candidates back through `PostgresCandidateSource`.
+    static func candidates(_ counts: PurchaseCounts, _ queries: [CandidateQuery]) async throws -> [Candidates] {
+        try await TestEnvironment.withFreshDatabase { url in
+            let postgres = TestEnvironment.postgres(url: url, poolSize: 1)
+            defer { postgres.close() }
+            try await WorkerApp.migrate(descriptor: ReceiptWorker.descriptor, postgres: postgres, logger: TestEnvironment.logger, timeout: .seconds(30))
+            return try await postgres.withConnection { connection in
+                try PurchaseModelStore.record(["s": counts], connection: connection)
+                while try PurchaseModelStore.fold(limit: 100_000, refreshAfter: .zero, now: asOf, connection: connection) > 0 {}
+                return try PostgresCandidateSource(connection: connection, asOf: asOf).candidates(for: queries)
+            }
+        }
+    }
+
     /// `successions` customers bought A, then B, half a year ago; forty bought P (popular) alone, then P and Q, within
     /// the top sellers' 90 days.
-    static func plantedSource(successions: Int) -> MemoryCandidateSource {
+    static func planted(successions: Int) -> PurchaseCounts {
         var counts = PurchaseCounts()
         for n in 0..<successions { counts.add(PurchaseCounts(customer: [Self.order("a\(n)", days: -200, "A"), Self.order("b\(n)", days: -195, "B")])) }
         for n in 0..<40 { counts.add(PurchaseCounts(customer: [Self.order("p\(n)", days: 1, "P"), Self.order("q\(n)", days: 6, "P", "Q")])) }
-        return MemoryCandidateSource(counts: ["s": counts], asOf: Self.day.addingTimeInterval(10 * 86_400))
+        return counts
     }
 
-    @Test func aWellObservedSuccessionRanksAboveMerelyPopularProductsAndNothingBoughtIsRecommended() {
+    @Test func aWellObservedSuccessionRanksAboveMerelyPopularProductsAndNothingBoughtIsRecommended() async throws {
         let history = [Self.order("mine", days: 9, "A")]
-        let candidates = Self.plantedSource(successions: 400).candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
+        let candidates = try await Self.candidates(Self.planted(successions: 400), [CandidateQuery(storeID: "s", history: history)])[0]
         let ranked = Recommender.rank(candidates, excluding: ["A", "T"], limit: 3)
         #expect(ranked.map(\.productID) == ["B", "P", "Q"])
         #expect(ranked.first?.reason == .boughtNextByOthers)
@@ -70,28 +90,27 @@ import Testing
         #expect(excluded.map(\.productID) == ["Q"])
     }
 
-    @Test func aSuccessionSeenAFewTimesIsShrunkTowardsWhatTheStoreSellsNow() {
+    @Test func aSuccessionSeenAFewTimesIsShrunkTowardsWhatTheStoreSellsNow() async throws {
         // Five customers' A → B is weak evidence beside forty customers' P: the prior (the recent top sellers) leads.
         let history = [Self.order("mine", days: 9, "A")]
-        let candidates = Self.plantedSource(successions: 5).candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
+        let candidates = try await Self.candidates(Self.planted(successions: 5), [CandidateQuery(storeID: "s", history: history)])[0]
         let ranked = Recommender.rank(candidates, excluding: ["A"], limit: 3)
         #expect(ranked.map(\.productID) == ["P", "Q", "B"])
         #expect(ranked.map(\.reason) == [.popularInStore, .popularInStore, .boughtNextByOthers])
         // A product never followed by anything leaves the whole next sale to the prior, as does a shopper without orders.
-        let unknown = Self.plantedSource(successions: 5).candidates(for: [
+        let unknown = try await Self.candidates(Self.planted(successions: 5), [
             CandidateQuery(storeID: "s", history: [Self.order("mine", days: 9, "Z")]), CandidateQuery(storeID: "s", history: []),
         ])
         #expect(unknown.map(\.priorWeight) == [1, 1])
         #expect(unknown.map { Recommender.rank($0, excluding: ["Z"], limit: 3).map(\.productID) } == [["P", "Q"], ["P", "Q"]])
     }
 
-    @Test func statedInterestsLeadThePriorOverTheStoresTopSellers() {
+    @Test func statedInterestsLeadThePriorOverTheStoresTopSellers() async throws {
         var counts = PurchaseCounts()
         for n in 0..<40 { counts.add(PurchaseCounts(customer: [Self.order("x\(n)", days: 1, "X", category: "misc")])) }
         for n in 0..<6 { counts.add(PurchaseCounts(customer: [Self.order("p\(n)", days: 2, n < 4 ? "P1" : "P2", category: "pots")])) }
-        let source = MemoryCandidateSource(counts: ["s": counts], asOf: Self.day.addingTimeInterval(10 * 86_400))
         let history = [Self.order("mine", days: 9, "T", category: "tea")]
-        let found = source.candidates(for: [
+        let found = try await Self.candidates(counts, [
             CandidateQuery(storeID: "s", history: history, interests: ["pots"]), CandidateQuery(storeID: "s", history: history),
         ])
         let leaning = Recommender.rank(found[0], excluding: ["T"], limit: 3)
