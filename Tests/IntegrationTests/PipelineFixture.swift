@@ -227,6 +227,33 @@ final class PipelineFixture: @unchecked Sendable {
         #expect(status == 0, "\(messages.count) messages of \(topic) against docs/asyncapi.yaml: \(check.stderr.prefix(3000))")
     }
 
+    /// For comparing two runs of one stream: `text` with this run's store id replaced by `STORE`.
+    func normalised(_ text: String) -> String { text.replacingOccurrences(of: store, with: "STORE") }
+
+    /// Every email and recommendation command of this run's store, as sorted JSON text with what differs between two
+    /// runs of one stream taken out: the store id, command ids (they name the store) and the random tokens.
+    func comparableCommands() async throws -> [String] {
+        var commands: [String] = []
+        for topic in [commandsTopic, recommendationsTopic] {
+            for message in try await readToEnd(topic) {
+                guard var command = try JSONValue.parse(message.value).objectValue else { continue }
+                command["command_id"] = nil
+                if command["unsubscribe_token"] != nil { command["unsubscribe_token"] = .string("TOKEN") }
+                if var data = command["data"]?.objectValue, data["confirmation_token"] != nil {
+                    data["confirmation_token"] = .string("TOKEN")
+                    command["data"] = .object(data)
+                }
+                commands.append(normalised(String(decoding: JSONValue.object(command).encoded(), as: UTF8.self)))
+            }
+        }
+        return commands.sorted()
+    }
+
+    /// The rows `sql` returns for this run's store (`$1`), each one text column, normalised and sorted.
+    func comparableRows(_ sql: String) async throws -> [String] {
+        try await query(sql, [store]).map { row in normalised(try row.decode(String.self, at: 0) ?? "") }.sorted()
+    }
+
     /// Stops every worker still running (SIGTERM, then SIGKILL).
     func stopWorkers() async {
         for worker in workers where worker.isRunning { worker.send(SIGTERM) }

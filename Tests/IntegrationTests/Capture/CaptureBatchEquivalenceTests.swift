@@ -20,44 +20,27 @@ import Testing
 
     static func outcome(_ fixture: PipelineFixture) async throws -> Outcome {
         try await fixture.waitUntilConsumed()
-        func normal(_ text: String) -> String { text.replacingOccurrences(of: fixture.store, with: "STORE") }
-        var commands: [String] = []
-        for topic in [fixture.commandsTopic, fixture.recommendationsTopic] {
-            for message in try await fixture.readToEnd(topic) {
-                guard var command = try JSONValue.parse(message.value).objectValue else { continue }
-                command["command_id"] = nil
-                if command["unsubscribe_token"] != nil { command["unsubscribe_token"] = .string("TOKEN") }
-                if var data = command["data"]?.objectValue, data["confirmation_token"] != nil {
-                    data["confirmation_token"] = .string("TOKEN")
-                    command["data"] = .object(data)
-                }
-                commands.append(normal(String(decoding: JSONValue.object(command).encoded(), as: UTF8.self)))
-            }
-        }
         // Shoppers by their anonymous id, not by the id the database gave them (a decision's subject names the shopper's
         // id: its causation says whose it is).
         let shopper = "(SELECT min(value) FROM rapport_identities i WHERE i.store_id = t.store_id AND i.shopper_id = t.shopper_id AND i.kind = 'anonymous_id')"
-        func rows(_ sql: String) async throws -> [String] {
-            try await fixture.query(sql, [fixture.store]).map { row in normal(try row.decode(String.self, at: 0) ?? "") }.sorted()
-        }
         return Outcome(
-            commands: commands.sorted(),
-            contacts: try await rows(
+            commands: try await fixture.comparableCommands(),
+            contacts: try await fixture.comparableRows(
                 """
                 SELECT concat_ws(' ', email, transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression,
                                  soft_bounce_streak, erased_at IS NOT NULL)
                 FROM rapport_contacts WHERE store_id = $1
                 """),
-            decisions: try await rows(
+            decisions: try await fixture.comparableRows(
                 """
                 SELECT concat_ws(' ', regexp_replace(subject, '[0-9]+$', 'N'), template, decision, reason, causation_id, command_id IS NOT NULL, decided_at)
                 FROM rapport_contact_decisions WHERE store_id = $1
                 """),
-            ledger: try await rows(
+            ledger: try await fixture.comparableRows(
                 "SELECT concat_ws(' ', \(shopper), message_id, kind, marketing, source, opt_in_level) FROM capture_consent_ledger t WHERE store_id = $1"),
-            interests: try await rows(
+            interests: try await fixture.comparableRows(
                 "SELECT concat_ws(' ', \(shopper), kind, item, views, adds, last_at) FROM capture_interests t WHERE store_id = $1"),
-            timeline: try await rows(
+            timeline: try await fixture.comparableRows(
                 "SELECT concat_ws(' ', \(shopper), message_id, event, occurred_at) FROM capture_timeline t WHERE store_id = $1"))
     }
 

@@ -55,28 +55,16 @@ import Testing
 
     static func outcome(_ fixture: PipelineFixture) async throws -> Outcome {
         try await fixture.waitUntilConsumed()
-        func normal(_ text: String) -> String { text.replacingOccurrences(of: fixture.store, with: "STORE") }
-        var commands: [String] = []
-        for topic in [fixture.commandsTopic, fixture.recommendationsTopic] {
-            for message in try await fixture.readToEnd(topic) {
-                guard var command = try JSONValue.parse(message.value).objectValue else { continue }
-                command["command_id"] = nil
-                commands.append(normal(String(decoding: JSONValue.object(command).encoded(), as: UTF8.self)))
-            }
-        }
-        func rows(_ sql: String) async throws -> [String] {
-            try await fixture.query(sql, [fixture.store]).map { row in normal(try row.decode(String.self, at: 0) ?? "") }.sorted()
-        }
         return Outcome(
-            commands: commands.sorted(),
-            orders: try await rows(
+            commands: try await fixture.comparableCommands(),
+            orders: try await fixture.comparableRows(
                 "SELECT concat_ws(' ', order_id, status, total, placed_at, ended_at, shopper_key) FROM receipt_orders WHERE store_id = $1"),
-            steps: try await rows(
+            steps: try await fixture.comparableRows(
                 """
                 SELECT concat_ws(' ', template, causation_id, order_id, state, reason, due_at, email, data::text)
                 FROM rapport_scheduled_steps WHERE store_id = $1
                 """),
-            decisions: try await rows(
+            decisions: try await fixture.comparableRows(
                 """
                 SELECT concat_ws(' ', subject, template, decision, reason, causation_id, command_id IS NOT NULL, decided_at)
                 FROM rapport_contact_decisions WHERE store_id = $1

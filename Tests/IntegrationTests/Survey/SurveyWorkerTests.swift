@@ -83,6 +83,19 @@ import Testing
         }
     }
 
+    /// Each win-back step's state and reason (`"sent permitted"`), by the customer's userId.
+    static func winBackOutcomes(_ fixture: PipelineFixture) async throws -> [String: String] {
+        let steps = try await fixture.query(
+            """
+            SELECT i.value, s.state, s.reason FROM rapport_scheduled_steps s
+            JOIN rapport_identities i ON i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id'
+            WHERE s.store_id = $1 AND s.template = 'win_back'
+            """, [fixture.store])
+        var outcome: [String: String] = [:]
+        for row in steps { outcome[try row.decode(String.self, at: 0) ?? ""] = "\(try row.decode(String.self, at: 1) ?? "") \(try row.decode(String.self, at: 2) ?? "")" }
+        return outcome
+    }
+
     static func shopperID(_ fixture: PipelineFixture, userID: String) async throws -> Int64? {
         try await fixture.query(
             "SELECT shopper_id FROM rapport_identities WHERE store_id = $1 AND kind = 'user_id' AND value = $2", [fixture.store, userID]
@@ -351,14 +364,7 @@ import Testing
                 postgres: postgres, producer: fixture.producer, groupID: fixture.group, handler: WinBackSteps(stores: directory, topics: topics),
                 clock: { clock.now }, logger: TestEnvironment.logger)
             try await scheduler.tick()
-            let steps = try await fixture.query(
-                """
-                SELECT i.value, s.state, s.reason FROM rapport_scheduled_steps s
-                JOIN rapport_identities i ON i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id'
-                WHERE s.store_id = $1 AND s.template = 'win_back'
-                """, [fixture.store])
-            var outcome: [String: String] = [:]
-            for row in steps { outcome[try row.decode(String.self, at: 0) ?? ""] = "\(try row.decode(String.self, at: 1) ?? "") \(try row.decode(String.self, at: 2) ?? "")" }
+            let outcome = try await Self.winBackOutcomes(fixture)
             #expect(outcome["u-w"] == "sent permitted")
             #expect(outcome["u-v"]?.hasPrefix("suppressed") == true, "no marketing consent: \(outcome["u-v"] ?? "")")
             #expect(outcome["u-x"] == "cancelled ordered_again")
@@ -444,14 +450,7 @@ import Testing
             try await eventually("every win-back decided by the worker's scheduler", timeout: .seconds(60)) {
                 try await count("SELECT count(*) FROM rapport_scheduled_steps WHERE store_id = $1 AND state = 'pending'") == 0
             }
-            let steps = try await fixture.query(
-                """
-                SELECT i.value, s.state, s.reason FROM rapport_scheduled_steps s
-                JOIN rapport_identities i ON i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id'
-                WHERE s.store_id = $1 AND s.template = 'win_back'
-                """, [fixture.store])
-            var outcome: [String: String] = [:]
-            for row in steps { outcome[try row.decode(String.self, at: 0) ?? ""] = "\(try row.decode(String.self, at: 1) ?? "") \(try row.decode(String.self, at: 2) ?? "")" }
+            let outcome = try await Self.winBackOutcomes(fixture)
             #expect(outcome["u-w"] == "sent permitted")
             #expect(outcome["u-v"]?.hasPrefix("suppressed") == true, "\(outcome["u-v"] ?? "")")
             #expect((0..<20).allSatisfy { outcome["b-\($0)"] == "dropped stale_event" }, "\(outcome)")
