@@ -2,8 +2,8 @@ import Churn
 import Foundation
 import Logging
 import Metrics
-import ServiceLifecycle
 import Shared
+import Synchronization
 
 /// Scores every customer's churn risk again every `interval`, because risk grows while nothing happens: a pass reads
 /// each store's orders (ReceiptWorker's, in the same database) in pages of `chunk` customers, stores each score
@@ -13,14 +13,20 @@ import Shared
 ///
 /// Metrics: `rapport_churn_risk{store}` (a histogram of every score of every pass), `rapport_churn_customers{store,band}`
 /// (the last pass), `rapport_churn_pass_seconds`.
-final class ChurnScorer: Service, Sendable {
+final class ChurnScorer: PeriodicJob {
     private let postgres: PostgresClient
     private let stores: StoreDirectory
     private let groupID: String
-    private let interval: Duration
+    let interval: Duration
     private let chunk: Int
     private let clock: @Sendable () -> Date
     private let logger: Logger
+    /// Whether the missing orders were said already (once a process).
+    private let warnedMissing = Mutex(false)
+
+    var name: String { "churn_rescore" }
+    var backoff: Backoff { Backoff(base: .milliseconds(500), cap: .seconds(30)) }
+    var failureMessage: String { "re-scoring churn risk failed; retrying with backoff" }
 
     /// The journey and template of a win-back step.
     static let journey = "win_back"
@@ -40,27 +46,11 @@ final class ChurnScorer: Service, Sendable {
         self.logger = logger
     }
 
-    func run() async throws {
-        var failures = 0
-        var warnedMissing = false
-        let backoff = Backoff(base: .milliseconds(500), cap: .seconds(30))
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            var pause = interval
-            do {
-                let scored = try await pass()
-                failures = 0
-                if scored == nil, !warnedMissing {
-                    warnedMissing = true
-                    logger.warning("churn risk needs ReceiptWorker's orders (receipt_orders) in this database; nothing to score yet")
-                }
-            } catch {
-                failures += 1
-                if failures == 1 { logger.warning("re-scoring churn risk failed; retrying with backoff", metadata: [LogKey.error: "\(error)"]) }
-                pause = backoff.delay(attempt: failures - 1)
-            }
-            let wait = pause
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+    func round() async throws -> PeriodicRound {
+        if try await pass() == nil, !warnedMissing.withLock({ warned in defer { warned = true }; return warned }) {
+            logger.warning("churn risk needs ReceiptWorker's orders (receipt_orders) in this database; nothing to score yet")
         }
+        return .done
     }
 
     /// One pass over every store, as of the clock's now.

@@ -24,7 +24,9 @@ struct SurveyWorker: WorkerDefinition {
             var services: [any Service] = []
             if rescore > 0 {
                 services.append(
-                    ChurnScorer(postgres: context.postgres, stores: stores, groupID: context.groupID, interval: .seconds(rescore), logger: context.logger))
+                    PeriodicService(
+                        ChurnScorer(postgres: context.postgres, stores: stores, groupID: context.groupID, interval: .seconds(rescore), logger: context.logger),
+                        logger: context.logger))
             }
             // Win-back steps, emitted when due.
             if let scheduler = try context.scheduler(handler: WinBackSteps(stores: stores, topics: context.topics)) { services.append(scheduler) }

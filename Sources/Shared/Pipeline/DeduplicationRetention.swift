@@ -6,11 +6,11 @@ import ServiceLifecycle
 ///
 /// The window is how long a message id is remembered: a message redelivered later than that — a topic replayed from
 /// further back than the window — would be applied again. Keep it longer than the input topics' retention.
-public final class DeduplicationRetention: Service, Sendable {
+public final class DeduplicationRetention: PeriodicJob {
     private let postgres: PostgresClient
     private let groupID: String
     private let window: Duration
-    private let interval: Duration
+    public let interval: Duration
     private let chunk: Int
     private let logger: Logger
 
@@ -27,16 +27,13 @@ public final class DeduplicationRetention: Service, Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                let deleted = try await purge()
-                if deleted > 0 { logger.info("forgot processed message ids past the de-duplication window", metadata: ["rows": "\(deleted)"]) }
-            } catch {
-                logger.warning("de-duplication retention failed; trying again later", metadata: [LogKey.error: "\(error)"])
-            }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
-        }
+    public var name: String { "deduplication_retention" }
+    public var failureMessage: String { "de-duplication retention failed; retrying with backoff" }
+
+    public func round() async throws -> PeriodicRound {
+        let deleted = try await purge()
+        if deleted > 0 { logger.info("forgot processed message ids past the de-duplication window", metadata: ["rows": "\(deleted)"]) }
+        return .done
     }
 
     /// Deletes the group's rows older than the window, a chunk per transaction, until none is left.

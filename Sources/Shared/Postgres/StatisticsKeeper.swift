@@ -1,5 +1,4 @@
 import Logging
-import ServiceLifecycle
 
 /// Keeps the planner's statistics fresh for tables that grow from empty. Autovacuum analyzes a table once a tenth of
 /// it has changed, but looks only every minute (`autovacuum_naptime`): in a store's first minutes, or after a bulk
@@ -11,10 +10,10 @@ import ServiceLifecycle
 /// doubled; a large table's steady growth is left to autovacuum, and so is a queue (more dead rows than live: the
 /// outbox, the next-sale model's changes), which its statements read by primary key whatever the statistics say. One
 /// replica at a time (an advisory lock). Tables the worker's role does not own are skipped by PostgreSQL with a warning.
-public final class StatisticsKeeper: Service, Sendable {
+public final class StatisticsKeeper: PeriodicJob {
     private let postgres: PostgresClient
     private let component: String
-    private let interval: Duration
+    public let interval: Duration
     private let minimumChanges: Int
     private let logger: Logger
 
@@ -28,16 +27,13 @@ public final class StatisticsKeeper: Service, Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                let analyzed = try await refresh()
-                if !analyzed.isEmpty { logger.debug("analyzed growing tables", metadata: ["tables": "\(analyzed.joined(separator: ","))"]) }
-            } catch {
-                logger.warning("refreshing table statistics failed; trying again later", metadata: [LogKey.error: "\(error)"])
-            }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
-        }
+    public var name: String { "statistics" }
+    public var failureMessage: String { "refreshing table statistics failed; retrying with backoff" }
+
+    public func round() async throws -> PeriodicRound {
+        let analyzed = try await refresh()
+        if !analyzed.isEmpty { logger.debug("analyzed growing tables", metadata: ["tables": "\(analyzed.joined(separator: ","))"]) }
+        return .done
     }
 
     /// Analyzes the tables that doubled since their last analysis.

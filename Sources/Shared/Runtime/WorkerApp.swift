@@ -39,10 +39,11 @@ public enum WorkerApp {
         }
         let health = WorkerHealth(livenessWindow: configuration.livenessWindow)
         let probes = ProbeServer(host: configuration.httpHost, port: configuration.httpPort, health: health, registry: registry, logger: logger)
-        let healthCheck = PostgresHealthCheck(client: postgres, health: health, logger: logger)
-        let retention = DeduplicationRetention(
-            postgres: postgres, groupID: configuration.consumer.groupID, window: configuration.deduplicationWindow, logger: logger)
-        let statistics = StatisticsKeeper(postgres: postgres, component: descriptor.component, logger: logger)
+        let healthCheck = PeriodicService(PostgresHealthCheck(client: postgres, health: health, logger: logger), logger: logger)
+        let retention = PeriodicService(
+            DeduplicationRetention(postgres: postgres, groupID: configuration.consumer.groupID, window: configuration.deduplicationWindow, logger: logger),
+            logger: logger)
+        let statistics = PeriodicService(StatisticsKeeper(postgres: postgres, component: descriptor.component, logger: logger), logger: logger)
         var pipelineConfiguration = PipelineConfiguration(
             worker: descriptor.name, groupID: configuration.consumer.groupID, inputTopic: descriptor.inputTopic(configuration.topics))
         pipelineConfiguration.batchSize = configuration.batchSize

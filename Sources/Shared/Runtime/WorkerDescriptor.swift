@@ -81,9 +81,11 @@ extension WorkerContext {
     /// The worker's scheduler of its steps, deciding them with `handler` — unless `SCHEDULER_ENABLED=false` leaves
     /// them to other replicas; `SCHEDULER_INTERVAL_MS` is how long it idles between looks (10–3,600,000, default 1000).
     /// - Throws: ``ConfigurationError`` naming the variable.
-    public func scheduler(handler: any StepHandler) throws -> Scheduler? {
+    public func scheduler(handler: any StepHandler) throws -> PeriodicService? {
         guard try environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" else { return nil }
         let interval = try environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
-        return Scheduler(postgres: postgres, producer: producer, groupID: groupID, handler: handler, interval: .milliseconds(interval), logger: logger)
+        return PeriodicService(
+            Scheduler(postgres: postgres, producer: producer, groupID: groupID, handler: handler, interval: .milliseconds(interval), logger: logger),
+            logger: logger)
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import Metrics
-import ServiceLifecycle
+import Synchronization
 
 /// Emits a worker's scheduled steps when they fall due: every `interval` it claims due steps (`FOR UPDATE SKIP
 /// LOCKED`, a batch at a time) and, in one transaction, asks the worker's ``StepHandler`` to decide each as of now
@@ -17,7 +17,7 @@ import ServiceLifecycle
 /// Metrics: `rapport_scheduler_steps_due`, `rapport_scheduler_lag_seconds` (now − the oldest due step; both counted
 /// every 5 s),
 /// `rapport_scheduler_steps_claimed_total`, `rapport_scheduler_steps_total{outcome}`.
-public final class Scheduler: Service, Sendable {
+public final class Scheduler: PeriodicJob {
     /// Where the scheduler's outbox rows say they came from: no input partition.
     public static let source = TopicPartition(topic: "@scheduler", partition: 0)
 
@@ -26,7 +26,7 @@ public final class Scheduler: Service, Sendable {
     private let groupID: String
     private let handler: any StepHandler
     private let clock: @Sendable () -> Date
-    private let interval: Duration
+    public let interval: Duration
     private let batchSize: Int
     private let lease: Duration
     private let logger: Logger
@@ -52,28 +52,19 @@ public final class Scheduler: Service, Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
-        var failures = 0
-        let backoff = Backoff(base: .milliseconds(200), cap: .seconds(10))
-        var backlogRecorded: ContinuousClock.Instant?
-        while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            do {
-                if backlogRecorded.map({ ContinuousClock.now - $0 >= Self.backlogInterval }) ?? true {
-                    try await recordBacklog()
-                    backlogRecorded = ContinuousClock.now
-                }
-                let busy = try await tick()
-                failures = 0
-                if busy { continue }
-            } catch {
-                failures += 1
-                if failures == 1 { logger.warning("scheduler failed; retrying with backoff", metadata: [LogKey.error: "\(error)"]) }
-                let delay = backoff.delay(attempt: failures - 1)
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
-                continue
-            }
-            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+    public var name: String { "scheduler" }
+    public var failureMessage: String { "scheduler failed; retrying with backoff" }
+
+    /// When the due backlog was last counted.
+    private let backlogRecorded = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// A round: the backlog counted when it is time, then a ``tick()``; more at once while a full batch was claimed.
+    public func round() async throws -> PeriodicRound {
+        if backlogRecorded.withLock({ $0.map { ContinuousClock.now - $0 >= Self.backlogInterval } ?? true }) {
+            try await recordBacklog()
+            backlogRecorded.withLock { $0 = ContinuousClock.now }
         }
+        return try await tick() ? .more : .done
     }
 
     /// One round: claims and decides one batch of due steps, publishes their commands, then relays what earlier
