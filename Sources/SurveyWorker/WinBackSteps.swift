@@ -70,32 +70,27 @@ struct WinBackSteps: StepHandler {
                 indices.map { _ in (EmailTemplate.winBack, false) }, for: contact.permission, at: now, sentMarketing: contact.sentMarketing)
             for (index, decision) in zip(indices, decisions) {
                 let step = steps[index]
-                switch decision {
-                case .send:
-                    let products = recommendations[index] ?? []
-                    var commands = [email(step, contact: contact, settings: settings, history: step.shopperID.flatMap { histories[$0] } ?? [], products: products, now: now)]
-                    var logged = [entry(step, contact: contact, decision: decision, command: commands[0].id, now: now)]
-                    if !products.isEmpty {
-                        let known = ShopperResolver.Known(email: contact.email)
-                        commands.append(
-                            RecommendationCommand.make(
-                                context: "win_back", storeID: step.storeID, causationID: step.causationID, key: step.shopperKey, userID: known.userID,
-                                anonymousID: known.anonymousID, email: known.email, products: products.map(\.json), createdAt: now,
-                                topic: topics.recommendationCommands))
-                        logged.append(
-                            ContactDecisionLog.Entry(
-                                storeID: step.storeID, contactID: contact.contactID, subject: Self.subject(step), worker: SurveyHandler.worker,
-                                recommendation: "win_back", commandID: commands[1].id, causationID: step.causationID, decidedAt: now))
-                    }
-                    contact.sentMarketing.append(now)
-                    outcomes[index] = StepOutcome(.sent(commands: commands), reason: "permitted", decisions: logged)
-                case .deferred(let until, let reason):
-                    outcomes[index] = StepOutcome(.deferred(until: until), reason: reason, decisions: [entry(step, contact: contact, decision: decision, command: nil, now: now)])
-                case .suppressed(let reason):
-                    outcomes[index] = StepOutcome(.suppressed, reason: reason, decisions: [entry(step, contact: contact, decision: decision, command: nil, now: now)])
-                case .dropped(let reason):
-                    outcomes[index] = StepOutcome(.dropped, reason: reason, decisions: [entry(step, contact: contact, decision: decision, command: nil, now: now)])
+                if let declined = StepOutcome(declining: decision, recorded: entry(step, contact: contact, decision: decision, command: nil, now: now)) {
+                    outcomes[index] = declined
+                    continue
                 }
+                let products = recommendations[index] ?? []
+                var commands = [email(step, contact: contact, settings: settings, history: step.shopperID.flatMap { histories[$0] } ?? [], products: products, now: now)]
+                var logged = [entry(step, contact: contact, decision: decision, command: commands[0].id, now: now)]
+                if !products.isEmpty {
+                    let known = ShopperResolver.Known(email: contact.email)
+                    commands.append(
+                        RecommendationCommand.make(
+                            context: "win_back", storeID: step.storeID, causationID: step.causationID, key: step.shopperKey, userID: known.userID,
+                            anonymousID: known.anonymousID, email: known.email, products: products.map(\.json), createdAt: now,
+                            topic: topics.recommendationCommands))
+                    logged.append(
+                        ContactDecisionLog.Entry(
+                            storeID: step.storeID, contactID: contact.contactID, subject: Self.subject(step), worker: SurveyHandler.worker,
+                            recommendation: "win_back", commandID: commands[1].id, causationID: step.causationID, decidedAt: now))
+                }
+                contact.sentMarketing.append(now)
+                outcomes[index] = StepOutcome(.sent(commands: commands), reason: "permitted", decisions: logged)
             }
         }
         return outcomes.map { $0 ?? StepOutcome(.dropped, reason: "undecided") }

@@ -99,35 +99,30 @@ struct JourneySteps: StepHandler {
                         storeID: step.storeID, contactID: contact.contactID, subject: subject, worker: ReceiptHandler.worker, template: template,
                         decision: decision, commandID: command, causationID: step.causationID, decidedAt: now)
                 }
-                switch decision {
-                case .send:
-                    let chosen = step.shopperID.flatMap { preferences[$0]?.channels }
-                    var commands = [
-                        email(template, step: step, contact: contact, settings: settings, recommendations: recommendations[index], channels: chosen, now: now)
-                    ]
-                    if let products = recommendations[index] {
-                        commands.append(
-                            RecommendationCommand.make(
-                                context: "next_sale", storeID: step.storeID, causationID: step.causationID, key: step.shopperKey, userID: nil,
-                                anonymousID: nil, email: contact.email, products: Receipt.products(products), createdAt: now,
-                                topic: topics.recommendationCommands))
-                    }
-                    if template.category == .marketing { contact.sentMarketing.append(now) }
-                    var logged = [entry(commands[0].id)]
-                    if commands.count > 1 {
-                        logged.append(
-                            ContactDecisionLog.Entry(
-                                storeID: step.storeID, contactID: contact.contactID, subject: subject, worker: ReceiptHandler.worker,
-                                recommendation: "next_sale", commandID: commands[1].id, causationID: step.causationID, decidedAt: now))
-                    }
-                    outcomes[index] = StepOutcome(.sent(commands: commands), reason: "permitted", decisions: logged)
-                case .deferred(let until, let reason):
-                    outcomes[index] = StepOutcome(.deferred(until: until), reason: reason, decisions: [entry(nil)])
-                case .suppressed(let reason):
-                    outcomes[index] = StepOutcome(.suppressed, reason: reason, decisions: [entry(nil)])
-                case .dropped(let reason):
-                    outcomes[index] = StepOutcome(.dropped, reason: reason, decisions: [entry(nil)])
+                if let declined = StepOutcome(declining: decision, recorded: entry(nil)) {
+                    outcomes[index] = declined
+                    continue
                 }
+                let chosen = step.shopperID.flatMap { preferences[$0]?.channels }
+                var commands = [
+                    email(template, step: step, contact: contact, settings: settings, recommendations: recommendations[index], channels: chosen, now: now)
+                ]
+                if let products = recommendations[index] {
+                    commands.append(
+                        RecommendationCommand.make(
+                            context: "next_sale", storeID: step.storeID, causationID: step.causationID, key: step.shopperKey, userID: nil,
+                            anonymousID: nil, email: contact.email, products: Receipt.products(products), createdAt: now,
+                            topic: topics.recommendationCommands))
+                }
+                if template.category == .marketing { contact.sentMarketing.append(now) }
+                var logged = [entry(commands[0].id)]
+                if commands.count > 1 {
+                    logged.append(
+                        ContactDecisionLog.Entry(
+                            storeID: step.storeID, contactID: contact.contactID, subject: subject, worker: ReceiptHandler.worker,
+                            recommendation: "next_sale", commandID: commands[1].id, causationID: step.causationID, decidedAt: now))
+                }
+                outcomes[index] = StepOutcome(.sent(commands: commands), reason: "permitted", decisions: logged)
             }
         }
         return outcomes.map { $0 ?? StepOutcome(.dropped, reason: "undecided") }

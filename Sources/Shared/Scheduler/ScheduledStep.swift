@@ -71,6 +71,18 @@ public struct StepOutcome: Sendable {
         self.decisions = decisions
     }
 
+    /// The step's outcome when the conversation policy says not to send now — deferred, suppressed or dropped, with
+    /// the policy's reason and `entry` (the decision, as recorded); `nil` when it says to send, which the worker's
+    /// handler turns into commands.
+    public init?(declining decision: ContactDecision, recorded entry: ContactDecisionLog.Entry) {
+        switch decision {
+        case .send: return nil
+        case .deferred(let until, let reason): self.init(.deferred(until: until), reason: reason, decisions: [entry])
+        case .suppressed(let reason): self.init(.suppressed, reason: reason, decisions: [entry])
+        case .dropped(let reason): self.init(.dropped, reason: reason, decisions: [entry])
+        }
+    }
+
     /// The step's state as stored.
     var state: String {
         switch kind {
