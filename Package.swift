@@ -111,10 +111,17 @@ let package = Package(
             resources: [.copy("Migrations")],
             swiftSettings: strict
         ),
+        // librdkafka's mock cluster, for the embedded Kafka, the benchmark and the tests: never in a worker.
+        .target(
+            name: "KafkaTesting",
+            dependencies: ["Shared", "CRdKafka", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "EmbeddedKafka",
             dependencies: [
                 "Shared",
+                "KafkaTesting",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -127,12 +134,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The benchmark measures the Swift layer against bare librdkafka and libpq, so it alone outside
-        // Shared imports the C modules.
+        // The benchmark measures the Swift layer against bare librdkafka and libpq, so it alone outside Shared and
+        // KafkaTesting imports the C modules.
         .executableTarget(
             name: "RapportBench",
             dependencies: [
                 "Shared",
+                "KafkaTesting",
                 "NextSale",
                 "Churn",
                 "CRdKafka",
@@ -157,7 +165,7 @@ let package = Package(
             name: "IntegrationTests",
             // CaptureWorker's model is tested directly too (its rules, and the property over random sequences, whose
             // oracle the end-to-end property test shares), and so are ReceiptWorker's money and the next-sale model.
-            dependencies: ["Shared", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
+            dependencies: ["Shared", "KafkaTesting", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
             swiftSettings: strict
         ),
     ]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KafkaTesting
 import Logging
 import Shared
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CLibPQ
 import CRdKafka
 import Foundation
+import KafkaTesting
 import Logging
 import Shared
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CRdKafka
 import Foundation
+import KafkaTesting
 import Logging
 import Shared
 

@@ -1,3 +1,4 @@
+import KafkaTesting
 import Shared
 import Testing
 

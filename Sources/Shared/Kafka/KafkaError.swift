@@ -15,7 +15,7 @@ public struct KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
         /// Wraps a numeric librdkafka error code.
         public init(rawValue: Int32) { self.rawValue = rawValue }
 
-        init(_ err: rd_kafka_resp_err_t) { self.rawValue = err.rawValue }
+        package init(_ err: rd_kafka_resp_err_t) { self.rawValue = err.rawValue }
 
         /// librdkafka's symbolic name, e.g. `_MSG_TIMED_OUT` or `TOPIC_AUTHORIZATION_FAILED`.
         public var name: String { String(cString: rd_kafka_err2name(rd_kafka_resp_err_t(rawValue: rawValue))) }
@@ -66,7 +66,7 @@ public struct KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
     }
 
     /// An error for a bare librdkafka code, with its retriability judged from the code.
-    init(_ err: rd_kafka_resp_err_t, _ context: String) {
+    package init(_ err: rd_kafka_resp_err_t, _ context: String) {
         let code = Code(err)
         self.init(
             code: code,

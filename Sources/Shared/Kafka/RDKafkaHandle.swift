@@ -49,13 +49,13 @@ private let forwardLog: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CCh
 /// `rd_kafka_destroy` has returned.
 ///
 /// `@unchecked Sendable`: librdkafka handles are thread-safe, and both stored properties are immutable.
-final class RDKafkaHandle: @unchecked Sendable {
+package final class RDKafkaHandle: @unchecked Sendable {
     /// The client kind.
     enum Kind {
         case consumer, producer
     }
 
-    let pointer: OpaquePointer
+    package let pointer: OpaquePointer
     private let context: RDKafkaContext
 
     /// Creates a client from `properties`.
@@ -107,5 +107,13 @@ final class RDKafkaHandle: @unchecked Sendable {
         let err = rd_kafka_fatal_error(pointer, &message, message.count)
         guard err != RD_KAFKA_RESP_ERR_NO_ERROR else { return nil }
         return KafkaError(code: .init(err), reason: String(cBuffer: message), isRetriable: false, isFatal: true)
+    }
+}
+
+extension RDKafkaHandle {
+    /// A client for hosting librdkafka's mock cluster (`KafkaTesting`): a producer that never produces, giving the
+    /// mock its threads and its logging.
+    package static func mockClusterHost(logger: Logger) throws -> RDKafkaHandle {
+        try RDKafkaHandle(kind: .producer, properties: ["log_level": "3", "socket.nagle.disable": "true"], context: RDKafkaContext(logger: logger))
     }
 }

@@ -1,5 +1,6 @@
 import CRdKafka
 import Logging
+import Shared
 
 /// librdkafka's mock cluster: brokers that speak the real Kafka protocol over TCP on loopback, serving producers,
 /// consumers and consumer groups across processes. Rapport's embedded Kafka for tests and the local demo, never for
@@ -31,8 +32,7 @@ public final class MockKafkaCluster: @unchecked Sendable {
     /// - Throws: ``KafkaError`` when the cluster cannot start.
     public init(brokers: Int = 3, logger: Logger) throws {
         // The mock needs a client for its threads and logging; a producer that never produces serves.
-        handle = try RDKafkaHandle(
-            kind: .producer, properties: ["log_level": "3", "socket.nagle.disable": "true"], context: RDKafkaContext(logger: logger))
+        handle = try RDKafkaHandle.mockClusterHost(logger: logger)
         guard let cluster = rd_kafka_mock_cluster_new(handle.pointer, Int32(brokers)) else {
             throw KafkaError(code: .fatal, reason: "rd_kafka_mock_cluster_new failed", isRetriable: false)
         }
