@@ -66,6 +66,50 @@ import Testing
         }
     }
 
+    /// A batch read again after PostgreSQL recorded it — a COMMIT whose outcome was lost to a restart, or a partition
+    /// started from Kafka's older committed offsets — changes nothing: its events are not applied again, and its
+    /// malformed message, which has no messageId to de-duplicate on, is not dead-lettered twice. The recorded offsets
+    /// never move back.
+    @Test func aBatchPostgreSQLRecordedAlreadyIsNotAppliedOrDeadLetteredAgain() async throws {
+        try await TestEnvironment.withFreshDatabase { url in
+            let postgres = TestEnvironment.postgres(url: url, poolSize: 2)
+            defer { postgres.close() }
+            _ = try await Migrator(client: postgres, logger: TestEnvironment.logger).migrate(try Migration.shared())
+            let partition = TopicPartition(topic: "in", partition: 0)
+            func message(_ offset: Int64, _ text: String) -> KafkaMessage {
+                KafkaMessage(topicPartition: partition, offset: offset, key: nil, value: ArraySlice(text.utf8), headers: [], timestampMilliseconds: nil)
+            }
+            let batch = [
+                message(0, #"{"type":"track","event":"Product Viewed","messageId":"m-0","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#),
+                message(1, "not json"),
+                message(2, #"{"type":"track","event":"Product Viewed","messageId":"m-2","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#),
+            ]
+            let configuration = PipelineConfiguration(worker: "BatchTest", groupID: "fence-test", inputTopic: "in")
+            func commit(_ messages: [KafkaMessage]) async throws -> BatchTransaction.Committed {
+                try await BatchTransaction(
+                    events: [], deadLetters: [], undecoded: messages, nextOffsets: messages.nextOffsets, handler: ErasedHandler(DividesByZero()),
+                    attempts: [:], configuration: configuration
+                ).commit(on: postgres)
+            }
+            let first = try await commit(batch)
+            #expect(first.handled.count == 2 && first.deadLetters.count == 1 && first.outbox.count == 3)
+
+            let again = try await commit(batch)
+            #expect(again.handled.isEmpty && again.deadLetters.isEmpty && again.outbox.isEmpty, "\(again.outbox.map(\.message.topic))")
+            #expect(again.duplicates == 3)
+            // The first two again, below the recorded offset: the offset stays where it was.
+            _ = try await commit(Array(batch.prefix(2)))
+            let rows = try await postgres.withConnection { connection in
+                (
+                    outbox: try connection.query("SELECT count(*) FROM rapport_outbox").first?.decode(Int.self, at: 0),
+                    offset: try connection.query("SELECT next_offset FROM rapport_consumer_offsets WHERE group_id = 'fence-test'").first?.decode(Int64.self, at: 0)
+                )
+            }
+            #expect(rows.outbox == 3, "one dead letter and two commands, however often the batch is read")
+            #expect(rows.offset == 3)
+        }
+    }
+
     /// Divides by zero in PostgreSQL for events named "Divide" (SQLSTATE 22012, a data error); emits one command for
     /// every other event.
     struct DividesByZero: PipelineHandler {

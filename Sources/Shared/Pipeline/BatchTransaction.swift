@@ -17,6 +17,8 @@ struct BatchTransaction: Sendable {
     var undecoded: [KafkaMessage] = []
     /// The offsets to record per partition (after the batch).
     var nextOffsets: [TopicPartition: Int64]
+    /// How many of the batch's messages PostgreSQL recorded as done already (``fenced(connection:)``).
+    var alreadyDone = 0
     let handler: ErasedHandler
     /// Failed attempts so far, per message (an event reaching ``PipelineConfiguration/maxAttempts`` is dead-lettered).
     let attempts: [MessagePosition: Int]
@@ -116,12 +118,28 @@ struct BatchTransaction: Sendable {
         let (decoded, skipped) = self.decoded()
         var committed: Committed
         do {
-            committed = try await postgres.withTransaction { try decoded.apply(isolating: false, connection: $0) }
+            committed = try await postgres.withTransaction { try decoded.fenced(connection: $0).apply(isolating: false, connection: $0) }
         } catch is IsolationNeeded {
-            committed = try await postgres.withTransaction { try decoded.apply(isolating: true, connection: $0) }
+            committed = try await postgres.withTransaction { try decoded.fenced(connection: $0).apply(isolating: true, connection: $0) }
         }
         committed.skipped += skipped
         return committed
+    }
+
+    /// This part without the messages PostgreSQL records as done for the group: those below a partition's recorded
+    /// offset. They come back when a commit's outcome was lost (PostgreSQL restarting during the COMMIT: the retry
+    /// finds it done), or when a partition started from Kafka's committed offsets because PostgreSQL did not answer at
+    /// assignment. De-duplication would catch their events, but not a malformed message, which has no messageId: it
+    /// would be dead-lettered twice. The offsets' rows stay locked to the end of the transaction.
+    private func fenced(connection: PostgresConnection) throws -> BatchTransaction {
+        let recorded = try OffsetStore.read(groupID: configuration.groupID, partitions: nextOffsets.keys.sorted(), locking: true, connection: connection)
+        func done(_ message: KafkaMessage) -> Bool { message.offset < recorded[message.topicPartition] ?? 0 }
+        guard events.contains(where: { done($0.source) }) || deadLetters.contains(where: { done($0.source) }) else { return self }
+        var part = self
+        part.events.removeAll { done($0.source) }
+        part.deadLetters.removeAll { done($0.source) }
+        part.alreadyDone = events.count + deadLetters.count - part.events.count - part.deadLetters.count
+        return part
     }
 
     /// This part with ``undecoded`` decoded into ``events`` and ``deadLetters`` (a message that is not JSON, too
@@ -194,14 +212,14 @@ struct BatchTransaction: Sendable {
         var deadLetters = deadLetters
         var commands: [OutboundCommand] = []
         var handled: [InboundEvent<any Sendable>] = []
-        var duplicates = 0
+        var duplicates = alreadyDone  // what PostgreSQL had done already counts as duplicates
         // Events of an erased address: de-duplicated (a replay of one is a duplicate), never handled.
         var refused = 0
         let limit = configuration.producerMessageLimit
         if !isolating {
             do {
                 let fresh = try Self.deduplicate(events, groupID: configuration.groupID, connection: connection)
-                duplicates = events.count - fresh.count
+                duplicates += events.count - fresh.count
                 handled = try withoutErasedAddresses(fresh, connection: connection)
                 refused = fresh.count - handled.count
                 commands = try handler.handle(handled, connection)

@@ -86,11 +86,17 @@ public final class OffsetStore: KafkaRebalanceListener {
         arrived.withLock { $0.formUnion(partitions) }
     }
 
-    static func read(groupID: String, partitions: [TopicPartition], connection: PostgresConnection) throws -> [TopicPartition: Int64] {
+    /// Where each of `partitions` (of one topic) resumes, as recorded; `locking`: their rows locked until the
+    /// transaction ends, so that a batch of the same partitions in another transaction — a member that lost them and
+    /// does not know it yet — waits, then sees what this one recorded.
+    static func read(groupID: String, partitions: [TopicPartition], locking: Bool = false, connection: PostgresConnection) throws -> [TopicPartition: Int64] {
         guard let topic = partitions.first?.topic else { return [:] }
         var offsets: [TopicPartition: Int64] = [:]
         for row in try connection.query(
-            "SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::integer[])",
+            """
+            SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::integer[])
+            \(locking ? "ORDER BY partition FOR UPDATE" : "")
+            """,
             [groupID, topic, PostgresArray(partitions.filter { $0.topic == topic }.map(\.partition))])
         {
             guard let partition = try row.decode(Int32.self, at: 0), let offset = try row.decode(Int64.self, at: 1) else { continue }
@@ -107,7 +113,8 @@ public final class OffsetStore: KafkaRebalanceListener {
             """
             INSERT INTO rapport_consumer_offsets (group_id, topic, partition, next_offset)
             SELECT $1, u.topic, u.partition, u.next_offset FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(topic, partition, next_offset)
-            ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()
+            ON CONFLICT (group_id, topic, partition) DO UPDATE
+            SET next_offset = greatest(rapport_consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()
             """,
             [groupID, PostgresArray(entries.map(\.key.topic)), PostgresArray(entries.map(\.key.partition)), PostgresArray(entries.map(\.value))])
     }
