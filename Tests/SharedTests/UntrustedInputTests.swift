@@ -168,13 +168,12 @@ import Testing
 
     // MARK: lists
 
+    /// 100,000 strings, half of them repeats: a quadratic `contains` took minutes here, `uniqued()` a tenth of a
+    /// second (a time is not asserted; a quadratic version would make this test the suite's slowest by far).
     @Test func uniquedIsLinearAndKeepsFirstOccurrences() {
         #expect([3, 1, 3, 2, 1].uniqued() == [3, 1, 2])
         let many = (0..<100_000).map { "interest-\($0 % 50_000)" }
-        let clock = ContinuousClock()
-        let elapsed = clock.measure { #expect(many.uniqued().count == 50_000) }
-        // Printed, not asserted: a quadratic `contains` took minutes here.
-        print("uniqued 100,000 strings in \(elapsed)")
+        #expect(many.uniqued().count == 50_000)
     }
 
     // MARK: dead-letter headers
