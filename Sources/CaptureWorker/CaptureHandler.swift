@@ -47,13 +47,7 @@ struct CaptureHandler: PipelineHandler {
         if let split = Self.erasureFollowedBySameShopper(parsed, shopperIDs) {
             let before = try handle(Array(inbound[...split]), connection: connection)
             var after = Array(inbound[(split + 1)...])
-            if let erasedAddresses {
-                func key(_ event: InboundEvent<CaptureEvent>) -> ErasedAddresses.Key? {
-                    event.message.email.flatMap(EmailAddress.init).map { ErasedAddresses.Key(storeID: event.message.storeID, email: $0.value) }
-                }
-                let erased = try erasedAddresses.erased(Set(after.compactMap(key)), connection: connection)
-                after.removeAll { event in key(event).map(erased.contains) ?? false }
-            }
+            if let erasedAddresses { after = try erasedAddresses.withoutErased(after, connection: connection) }
             return before + (try handle(after, connection: connection))
         }
         // Shoppers created just now have no state to read; a shopper another worker created has none here yet. Both

@@ -36,6 +36,18 @@ public struct ErasedAddresses: Sendable {
         return Set(try rows.map { Key(storeID: try $0.decode(String.self, at: 0) ?? "", email: try $0.decode(String.self, at: 1) ?? "") })
     }
 
+    /// `events` less those whose message carries an address erased in a store that keeps the hashes: what no worker
+    /// applies. One statement, and none when no event carries an address of such a store.
+    /// - Throws: ``PostgresError``.
+    public func withoutErased<Event>(_ events: [InboundEvent<Event>], connection: PostgresConnection) throws -> [InboundEvent<Event>] {
+        func key(_ event: InboundEvent<Event>) -> Key? {
+            event.message.email.flatMap(EmailAddress.init).map { Key(storeID: event.message.storeID, email: $0.value) }
+        }
+        let erased = try erased(Set(events.compactMap(key)), connection: connection)
+        guard !erased.isEmpty else { return events }
+        return events.filter { event in key(event).map { !erased.contains($0) } ?? true }
+    }
+
     /// Records `key` as erased, if its store keeps the hashes.
     /// - Throws: ``PostgresError``.
     public func record(_ key: Key, connection: PostgresConnection) throws {

@@ -300,12 +300,7 @@ struct BatchTransaction: Sendable {
     /// (``PipelineConfiguration/erasedAddresses``): no worker applies them.
     private func withoutErasedAddresses(_ events: [InboundEvent<any Sendable>], connection: PostgresConnection) throws -> [InboundEvent<any Sendable>] {
         guard let erasedAddresses = configuration.erasedAddresses, !events.isEmpty else { return events }
-        func key(_ event: InboundEvent<any Sendable>) -> ErasedAddresses.Key? {
-            event.message.email.flatMap(EmailAddress.init).map { ErasedAddresses.Key(storeID: event.message.storeID, email: $0.value) }
-        }
-        let erased = try erasedAddresses.erased(Set(events.compactMap(key)), connection: connection)
-        guard !erased.isEmpty else { return events }
-        return events.filter { event in key(event).map { !erased.contains($0) } ?? true }
+        return try erasedAddresses.withoutErased(events, connection: connection)
     }
 
     /// An event's identity within the group: the contract's de-duplication key.

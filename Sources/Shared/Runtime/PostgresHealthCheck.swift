@@ -34,8 +34,8 @@ public final class PostgresHealthCheck: PeriodicJob {
             reachable = false
             if wasReachable.withLock({ $0 }) { logger.warning("PostgreSQL unreachable", metadata: [LogKey.error: "\(error)"]) }
         }
-        if reachable, !wasReachable.withLock({ $0 }) { logger.info("PostgreSQL reachable again") }
-        wasReachable.withLock { $0 = reachable }
+        let was = wasReachable.withLock { was in defer { was = reachable }; return was }
+        if reachable, !was { logger.info("PostgreSQL reachable again") }
         health.postgresChecked(reachable: reachable)
         return .done
     }
