@@ -74,6 +74,37 @@ import Testing
         }
     }
 
+    /// The same race where the loser links identities one event at a time (`rapport_resolve_shoppers`: identities shared
+    /// within its batch), against a winner on either path. Its insert used to do nothing on the conflict and hand its
+    /// events a shopper it had just created with no identity — CaptureWorker's welcome recorded on a shopper no later
+    /// event found, and a second welcome (scripts/chaos, seed 2).
+    @Test(arguments: [false, true])
+    func aBatchLinkingIdentitiesOneEventAtATimeLosesTheRaceWithoutKeepingAShopperOfItsOwn(winnerOneEventAtATime: Bool) async throws {
+        try await TestEnvironment.withFreshDatabase { url in
+            let postgres = TestEnvironment.postgres(url: url, poolSize: 3)
+            defer { postgres.close() }
+            _ = try await Migrator(client: postgres, logger: TestEnvironment.logger).migrate(try Migration.shared())
+            let known = [
+                ShopperIdentity(store: "s", kind: .userID, value: "u-1"), ShopperIdentity(store: "s", kind: .anonymousID, value: "a-1"),
+                ShopperIdentity(store: "s", kind: .email, value: "jo@example.com"),
+            ]
+            // One event alone takes the set-based path; two sharing identities, the sequential one.
+            let order: [(store: String, identities: [ShopperIdentity])] = winnerOneEventAtATime ? [("s", known), ("s", known)] : [("s", known)]
+            let capture: [(store: String, identities: [ShopperIdentity])] = [("s", known), ("s", Array(known.prefix(2)))]
+            let (created, raced) = try await Self.race(
+                postgres, first: { try ShopperResolver.resolve(order, connection: $0) }, second: { try ShopperResolver.resolve(capture, connection: $0) })
+            Self.expectConcurrentInsert(raced)
+            let again = try await postgres.withTransaction { try ShopperResolver.resolve(capture, connection: $0) }
+            #expect(again.shoppers == [created.shoppers[0], created.shoppers[0]], "the retry finds the shopper the first batch created")
+            let orphans = try await postgres.withConnection { connection in
+                try connection.query(
+                    "SELECT count(*)::int FROM rapport_shoppers s WHERE NOT EXISTS (SELECT 1 FROM rapport_identities i WHERE i.shopper_id = s.shopper_id)"
+                ).first?.decode(Int.self, at: 0)
+            }
+            #expect(orphans == 0, "no shopper without an identity")
+        }
+    }
+
     @Test func twoBatchesCreatingTheSameContactOneWritesItTheOtherIsToldToRetryAndThenReadsItsState() async throws {
         try await TestEnvironment.withFreshDatabase { url in
             let postgres = TestEnvironment.postgres(url: url, poolSize: 3)

@@ -211,14 +211,20 @@ public enum ShopperResolver {
     }
 
     /// Each event's shopper through `rapport_resolve_shoppers` (one event at a time inside PostgreSQL: links new
-    /// identities and merges shoppers in the batch's order).
+    /// identities and merges shoppers in the batch's order). An identity it found unlinked and another transaction
+    /// linked meanwhile fails the insert: ``PostgresError/Code/concurrentInsert``, and the batch is done again.
     private static func resolveSequentially(_ events: [(store: String, identities: [ShopperIdentity])], connection: PostgresConnection) throws -> [Int64] {
         func value(_ kind: ShopperIdentity.Kind) -> PostgresArray {
             PostgresArray(events.map { event in event.identities.first { $0.kind == kind }?.value } as [(any PostgresBindable)?])
         }
-        let rows = try connection.query(
-            "SELECT n, shopper_id FROM rapport_resolve_shoppers($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY n",
-            [PostgresArray(events.map(\.store)), value(.userID), value(.anonymousID), value(.email)])
+        let rows: PostgresRows
+        do {
+            rows = try connection.query(
+                "SELECT n, shopper_id FROM rapport_resolve_shoppers($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY n",
+                [PostgresArray(events.map(\.store)), value(.userID), value(.anonymousID), value(.email)])
+        } catch let error as PostgresError where error.sqlState == PostgresError.uniqueViolation {
+            throw PostgresError(code: .concurrentInsert, message: "another transaction linked some of these identities meanwhile: \(error.message)")
+        }
         let ids = try rows.map { row -> Int64 in
             guard let id = try row.decode(Int64.self, at: 1) else { throw PostgresError(code: .decoding, message: "no shopper resolved") }
             return id
