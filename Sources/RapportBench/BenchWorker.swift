@@ -82,7 +82,7 @@ struct BenchDatabase {
         name = "\(prefix)_\(UInt32.random(in: 0...UInt32.max))"
         admin = PostgresClient(configuration: PostgresConfiguration(url: adminURL), logger: logger)
         let name = self.name
-        _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(name)") }
+        _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(identifier: name)") }
         url = PostgresConfiguration(url: adminURL).replacingDatabase(with: name).url
     }
 
@@ -93,7 +93,7 @@ struct BenchDatabase {
 
     func drop() async throws {
         let name = self.name
-        _ = try await admin.withConnection { try $0.execute("DROP DATABASE \(name) WITH (FORCE)") }
+        _ = try await admin.withConnection { try $0.execute("DROP DATABASE \(identifier: name) WITH (FORCE)") }
         admin.close()
     }
 }

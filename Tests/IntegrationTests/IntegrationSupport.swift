@@ -62,12 +62,12 @@ enum TestEnvironment {
         let name = unique("rapport_it").replacingOccurrences(of: "-", with: "_")
         let admin = postgres(poolSize: 1)
         defer { admin.close() }
-        _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(name)") }
+        _ = try await admin.withConnection { try $0.execute("CREATE DATABASE \(identifier: name)") }
         // A test may restart the server: the admin connection is then gone, and the pool opens a new one on retry.
         func drop() async throws {
             for attempt in 1...3 {
                 do {
-                    _ = try await admin.withConnection { try $0.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+                    _ = try await admin.withConnection { try $0.execute("DROP DATABASE IF EXISTS \(identifier: name) WITH (FORCE)") }
                     return
                 } catch let error as PostgresError where error.isRetriable && attempt < 3 {
                     try await Task.sleep(for: .milliseconds(200))

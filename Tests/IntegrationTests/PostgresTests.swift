@@ -10,13 +10,13 @@ import Testing
     init() async throws {
         let table = self.table
         _ = try await client.withConnection {
-            try $0.execute("CREATE TABLE \(table) (id bigint PRIMARY KEY, name text, amount double precision, at timestamptz, raw bytea, ok boolean)")
+            try $0.execute("CREATE TABLE \(identifier: table) (id bigint PRIMARY KEY, name text, amount double precision, at timestamptz, raw bytea, ok boolean)")
         }
     }
 
     private func dropTable() async throws {
         let table = self.table
-        _ = try await client.withConnection { try $0.execute("DROP TABLE \(table)") }
+        _ = try await client.withConnection { try $0.execute("DROP TABLE \(identifier: table)") }
         client.close()
     }
 
@@ -27,7 +27,7 @@ import Testing
             for (index, name) in hostile.enumerated() {
                 try connection.execute("INSERT INTO \(table) (id, name) VALUES ($1, $2)", [index, name])
             }
-            return try connection.query("SELECT name FROM \(table) ORDER BY id").map { try $0.decode(String.self, "name") }
+            return try connection.query("SELECT name FROM \(identifier: table) ORDER BY id").map { try $0.decode(String.self, "name") }
         }
         #expect(names == hostile.map(Optional.some))
         try await dropTable()
@@ -40,7 +40,7 @@ import Testing
         }
         #expect(error?.code == .invalidParameter)
         #expect(error?.isRetriable == false)
-        let count = try await client.withConnection { try $0.query("SELECT count(*) FROM \(table)").first?.decode(Int.self, at: 0) }
+        let count = try await client.withConnection { try $0.query("SELECT count(*) FROM \(identifier: table)").first?.decode(Int.self, at: 0) }
         #expect(count == 0)
         try await dropTable()
     }
@@ -53,7 +53,7 @@ import Testing
             try connection.execute(
                 "INSERT INTO \(table) (id, name, amount, at, raw, ok) VALUES ($1, $2, $3, $4, $5, $6)",
                 [Int64.max, nil, 12.5, at, raw, true])
-            let rows = try connection.query("SELECT id, name, amount, at, raw, ok FROM \(table)")
+            let rows = try connection.query("SELECT id, name, amount, at, raw, ok FROM \(identifier: table)")
             return try #require(rows.first)
         }
         #expect(try decoded.decode(Int64.self, "id") == Int64.max)
@@ -81,7 +81,7 @@ import Testing
         }
         #expect(copied == 10_000)
         let (count, sample) = try await client.withConnection { connection in
-            let count = try connection.query("SELECT count(*) FROM \(table)").first?.decode(Int.self, at: 0)
+            let count = try connection.query("SELECT count(*) FROM \(identifier: table)").first?.decode(Int.self, at: 0)
             let sample = try connection.query("SELECT name FROM \(table) WHERE id = $1", [12_345]).first?.decode(String.self, at: 0)
             return (count, sample)
         }
@@ -101,7 +101,7 @@ import Testing
         #expect(error?.sqlState == PostgresError.uniqueViolation)
         #expect(error?.isDataError == true)
         #expect(error?.message.contains("duplicate") == true)
-        let count = try await client.withConnection { try $0.query("SELECT count(*) FROM \(table)").first?.decode(Int.self, at: 0) }
+        let count = try await client.withConnection { try $0.query("SELECT count(*) FROM \(identifier: table)").first?.decode(Int.self, at: 0) }
         #expect(count == 0, "the transaction was rolled back")
         try await dropTable()
     }

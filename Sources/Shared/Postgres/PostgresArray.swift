@@ -8,6 +8,11 @@ public struct PostgresArray: PostgresBindable {
         self.elements = elements
     }
 
+    /// An array of `elements`; `nil` elements are SQL `NULL`.
+    public init<Element: PostgresBindable>(_ elements: [Element?]) {
+        self.elements = elements.map { $0 }
+    }
+
     /// An array of non-optional `elements`.
     public init<Element: PostgresBindable>(_ elements: [Element]) {
         self.elements = elements.map { $0 }

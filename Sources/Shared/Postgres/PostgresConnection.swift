@@ -52,15 +52,34 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Whether the connection can no longer be used: the server closed it, or it was left mid-protocol.
     public var isBroken: Bool { isPoisoned || PQstatus(connection) != CONNECTION_OK }
 
-    /// Runs one statement with its parameters sent apart from its text (`$1`, `$2`, …).
-    ///
-    /// - Parameters:
-    ///   - sql: The statement.
-    ///   - parameters: Values for `$1…$n`; `nil` is SQL `NULL`.
+    /// Runs one statement, its interpolated values sent apart from its text as `$1…$n`.
     /// - Returns: The rows it returned (none for a command).
     /// - Throws: ``PostgresError``.
     @discardableResult
-    public func query(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) throws -> PostgresRows {
+    public func query(_ query: PostgresQuery) throws -> PostgresRows {
+        try self.query(query.sql, query.binds)
+    }
+
+    /// Runs one command built as a ``PostgresQuery`` and returns how many rows it affected.
+    /// - Throws: ``PostgresError``.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) throws -> Int {
+        try execute(query.sql, query.binds)
+    }
+
+    /// ``insertNew(_:_:_:)`` for a statement built as a ``PostgresQuery``.
+    @discardableResult
+    public func insertNew(_ what: String, _ query: PostgresQuery) throws -> Int {
+        try insertNew(what, query.sql, query.binds)
+    }
+
+    /// Runs one statement with its parameters sent apart from its text (`$1`, `$2`, …). Prefer the ``PostgresQuery``
+    /// form, which numbers the parameters itself.
+    /// - Parameters:
+    ///   - sql: The statement.
+    ///   - parameters: Values for `$1…$n`; `nil` is SQL `NULL`.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [(any PostgresBindable)?]) throws -> PostgresRows {
         let encoded = try EncodedParameters(parameters)
         let result = encoded.withPointers { pointers in
             PQexecParams(connection, sql, Int32(encoded.count), nil, pointers, nil, nil, 0)
@@ -80,7 +99,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs one command and returns how many rows it affected.
     /// - Throws: ``PostgresError``.
     @discardableResult
-    public func execute(_ sql: String, _ parameters: [(any PostgresBindable)?] = []) throws -> Int {
+    public func execute(_ sql: String, _ parameters: [(any PostgresBindable)?]) throws -> Int {
         let encoded = try EncodedParameters(parameters)
         let result = encoded.withPointers { pointers in
             PQexecParams(connection, sql, Int32(encoded.count), nil, pointers, nil, nil, 0)
@@ -99,7 +118,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// - Returns: The number of rows inserted.
     /// - Throws: ``PostgresError``.
     @discardableResult
-    public func insertNew(_ what: String, _ sql: String, _ parameters: [(any PostgresBindable)?] = []) throws -> Int {
+    public func insertNew(_ what: String, _ sql: String, _ parameters: [(any PostgresBindable)?]) throws -> Int {
         do {
             return try execute(sql, parameters)
         } catch let error as PostgresError where error.sqlState == PostgresError.uniqueViolation {

@@ -52,7 +52,7 @@ public final class StatisticsKeeper: PeriodicJob {
                 ORDER BY relname
                 """, [component, minimum]
             ).compactMap { try $0.decode(String.self, at: 0) }
-            for table in tables { try connection.execute("ANALYZE \(PostgresConnection.quoteIdentifier(table))") }
+            for table in tables { try connection.execute("ANALYZE \(identifier: table)") }
             return tables
         }
     }
