@@ -104,41 +104,41 @@ struct CaptureHandler: PipelineHandler {
         var shoppers: [Int64: ShopperState] = [:]
         for row in try connection.query(
             """
-            SELECT s.shopper_id, s.store_id, s.email, s.first_name, s.last_name, s.phone, s.traits::text, s.confirm_token,
-                   s.welcome_state, s.welcome_offer_code, s.welcome_causation_id, s.browse_recommended_at, s.erased_at IS NOT NULL,
-                   (SELECT value FROM rapport_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id' LIMIT 1),
-                   (SELECT value FROM rapport_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'anonymous_id' LIMIT 1),
-                   (SELECT coalesce(json_agg(item ORDER BY last_at DESC), '[]')::text FROM (
+            SELECT s.shopper_id, s.store_id, s.email, s.first_name, s.last_name, s.phone, s.traits, s.confirm_token,
+                   s.welcome_state, s.welcome_offer_code, s.welcome_causation_id, s.browse_recommended_at, s.erased_at IS NOT NULL AS erased,
+                   (SELECT value FROM rapport_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'user_id' LIMIT 1) AS user_id,
+                   (SELECT value FROM rapport_identities i WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'anonymous_id' LIMIT 1)
+                       AS anonymous_id,
+                   (SELECT coalesce(json_agg(item ORDER BY last_at DESC), '[]') FROM (
                         SELECT item, last_at FROM capture_interests i
                         WHERE i.store_id = s.store_id AND i.shopper_id = s.shopper_id AND i.kind = 'product'
-                        ORDER BY last_at DESC LIMIT 10) recent)
-            FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
+                        ORDER BY last_at DESC LIMIT 10) recent) AS recent_products
+            FROM unnest(\(PostgresArray(ids.map(\.value)))::text[], \(PostgresArray(ids.map(\.key)))::bigint[]) AS u(store_id, shopper_id)
             CROSS JOIN LATERAL (SELECT * FROM capture_shoppers s WHERE s.store_id = u.store_id AND s.shopper_id = u.shopper_id OFFSET 0) s
-            """, [PostgresArray(ids.map(\.value)), PostgresArray(ids.map(\.key))])
+            """)
         {
-            guard let id = try row.decode(Int64.self, at: 0), let store = try row.decode(String.self, at: 1) else { continue }
-            var shopper = ShopperState(shopperID: id, storeID: store)
-            shopper.email = try row.decode(String.self, at: 2)
-            shopper.firstName = try row.decode(String.self, at: 3)
-            shopper.lastName = try row.decode(String.self, at: 4)
-            shopper.phone = try row.decode(String.self, at: 5)
-            if let traits = try row.decode(String.self, at: 6) { shopper.traits = (try? JSONValue.parse(Array(traits.utf8)[...]))?.objectValue ?? [:] }
-            shopper.confirmToken = try row.decode(String.self, at: 7)
-            switch try row.decode(String.self, at: 8) {
+            var shopper = ShopperState(shopperID: try row.decode("shopper_id"), storeID: try row.decode("store_id"))
+            shopper.email = try row.decode("email")
+            shopper.firstName = try row.decode("first_name")
+            shopper.lastName = try row.decode("last_name")
+            shopper.phone = try row.decode("phone")
+            shopper.traits = try row.decode("traits", as: JSONValue?.self)?.objectValue ?? [:]
+            shopper.confirmToken = try row.decode("confirm_token")
+            switch try row.decode("welcome_state", as: String?.self) {
             case "held":
-                shopper.welcome = .held(offerCode: try row.decode(String.self, at: 9) ?? "", causationID: try row.decode(String.self, at: 10) ?? "")
+                shopper.welcome = .held(
+                    offerCode: try row.decode("welcome_offer_code", as: String?.self) ?? "",
+                    causationID: try row.decode("welcome_causation_id", as: String?.self) ?? "")
             case "sent": shopper.welcome = .sent
             case "declined": shopper.welcome = .declined
             default: shopper.welcome = nil
             }
-            shopper.browseRecommendedAt = try row.decode(Date.self, at: 11)
-            shopper.erased = try row.decode(Bool.self, at: 12) ?? false
-            shopper.userID = try row.decode(String.self, at: 13)
-            shopper.anonymousID = try row.decode(String.self, at: 14)
-            if let recent = try row.decode(String.self, at: 15) {
-                shopper.recentProducts = (try? JSONValue.parse(Array(recent.utf8)[...]))?.arrayValue?.compactMap(\.stringValue) ?? []
-            }
-            shoppers[id] = shopper
+            shopper.browseRecommendedAt = try row.decode("browse_recommended_at")
+            shopper.erased = try row.decode("erased")
+            shopper.userID = try row.decode("user_id")
+            shopper.anonymousID = try row.decode("anonymous_id")
+            shopper.recentProducts = try row.decode("recent_products", as: JSONValue.self).arrayValue?.compactMap(\.stringValue) ?? []
+            shoppers[shopper.shopperID] = shopper
         }
         return shoppers
     }
@@ -154,49 +154,40 @@ struct CaptureHandler: PipelineHandler {
 
     private func write(_ model: CaptureModel, connection: PostgresConnection) throws {
         if !model.ledger.isEmpty {
-            let ledger = model.ledger
             try connection.execute(
-                """
-                INSERT INTO capture_consent_ledger (store_id, shopper_id, message_id, kind, marketing, source, opt_in_level, consent_text,
-                                                    text_version, ip, user_agent, occurred_at)
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[], $8::text[],
-                                     $9::text[], $10::text[], $11::text[], $12::timestamptz[])
-                """,
-                [
-                    PostgresArray(ledger.map(\.storeID)), PostgresArray(ledger.map(\.shopperID)), PostgresArray(ledger.map(\.messageID)),
-                    PostgresArray(ledger.map(\.kind)), PostgresArray(ledger.map(\.marketing) as [(any PostgresBindable)?]),
-                    PostgresArray(ledger.map(\.source) as [(any PostgresBindable)?]), PostgresArray(ledger.map(\.optInLevel) as [(any PostgresBindable)?]),
-                    PostgresArray(ledger.map(\.consentText) as [(any PostgresBindable)?]),
-                    PostgresArray(ledger.map(\.textVersion) as [(any PostgresBindable)?]), PostgresArray(ledger.map(\.ip) as [(any PostgresBindable)?]),
-                    PostgresArray(ledger.map(\.userAgent) as [(any PostgresBindable)?]), PostgresArray(ledger.map(\.occurredAt)),
-                ])
+                .insert(
+                    into: "capture_consent_ledger", model.ledger,
+                    [
+                        .init("store_id", "text", \.storeID), .init("shopper_id", "bigint", \.shopperID), .init("message_id", "text", \.messageID),
+                        .init("kind", "text", \.kind), .init("marketing", "boolean", \.marketing), .init("source", "text", \.source),
+                        .init("opt_in_level", "text", \.optInLevel), .init("consent_text", "text", \.consentText),
+                        .init("text_version", "text", \.textVersion), .init("ip", "text", \.ip), .init("user_agent", "text", \.userAgent),
+                        .init("occurred_at", "timestamptz", \.occurredAt),
+                    ]))
         }
         if !model.timeline.isEmpty {
-            let timeline = model.timeline
             try connection.execute(
-                """
-                INSERT INTO capture_timeline (store_id, shopper_id, message_id, event, occurred_at)
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::timestamptz[])
-                """,
-                [
-                    PostgresArray(timeline.map(\.storeID)), PostgresArray(timeline.map(\.shopperID)), PostgresArray(timeline.map(\.messageID)),
-                    PostgresArray(timeline.map(\.event)), PostgresArray(timeline.map(\.occurredAt)),
-                ])
+                .insert(
+                    into: "capture_timeline", model.timeline,
+                    [
+                        .init("store_id", "text", \.storeID), .init("shopper_id", "bigint", \.shopperID), .init("message_id", "text", \.messageID),
+                        .init("event", "text", \.event), .init("occurred_at", "timestamptz", \.occurredAt),
+                    ]))
         }
         if !model.interests.isEmpty {
             let interests = model.interests.sorted { ($0.key.storeID, $0.key.shopperID, $0.key.kind, $0.key.item) < ($1.key.storeID, $1.key.shopperID, $1.key.kind, $1.key.item) }
             try connection.execute(
-                """
-                INSERT INTO capture_interests AS i (store_id, shopper_id, kind, item, views, adds, last_at)
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::integer[], $6::integer[], $7::timestamptz[])
-                ON CONFLICT (store_id, shopper_id, kind, item) DO UPDATE
-                SET views = i.views + EXCLUDED.views, adds = i.adds + EXCLUDED.adds, last_at = greatest(i.last_at, EXCLUDED.last_at)
-                """,
-                [
-                    PostgresArray(interests.map(\.key.storeID)), PostgresArray(interests.map(\.key.shopperID)), PostgresArray(interests.map(\.key.kind)),
-                    PostgresArray(interests.map(\.key.item)), PostgresArray(interests.map(\.value.views)), PostgresArray(interests.map(\.value.adds)),
-                    PostgresArray(interests.map(\.value.lastAt)),
-                ])
+                .insert(
+                    into: "capture_interests", as: "i", interests,
+                    [
+                        .init("store_id", "text", \.key.storeID), .init("shopper_id", "bigint", \.key.shopperID), .init("kind", "text", \.key.kind),
+                        .init("item", "text", \.key.item), .init("views", "integer", \.value.views), .init("adds", "integer", \.value.adds),
+                        .init("last_at", "timestamptz", \.value.lastAt),
+                    ],
+                    then: """
+                        ON CONFLICT (store_id, shopper_id, kind, item) DO UPDATE
+                        SET views = i.views + EXCLUDED.views, adds = i.adds + EXCLUDED.adds, last_at = greatest(i.last_at, EXCLUDED.last_at)
+                        """))
         }
         // New contacts are written once, with their state; stored ones when the batch changed them.
         try Contacts.save(model.contacts.filter { !$0.value.isStored || model.touchedContacts.contains($0.key) }.values, connection: connection)
@@ -210,48 +201,31 @@ struct CaptureHandler: PipelineHandler {
                 case nil: (nil, nil, nil)
                 }
             }
+            let state: [PostgresColumn<ShopperState>] = [
+                .init("email", "text", \.email),
+                .init("contact_id", "bigint") { shopper in shopper.email.flatMap { model.contacts[.init(storeID: shopper.storeID, email: $0)]?.contactID } },
+                .init("first_name", "text", \.firstName), .init("last_name", "text", \.lastName), .init("phone", "text", \.phone),
+                .init("traits", "jsonb") { $0.traits.isEmpty ? nil : JSONValue.object($0.traits) }, .init("confirm_token", "text", \.confirmToken),
+                .init("welcome_state", "text") { welcome($0).state }, .init("welcome_offer_code", "text") { welcome($0).code },
+                .init("welcome_causation_id", "text") { welcome($0).causation }, .init("browse_recommended_at", "timestamptz", \.browseRecommendedAt),
+            ]
             try connection.execute(
-                """
-                INSERT INTO capture_shoppers AS s (store_id, shopper_id, email, contact_id, first_name, last_name, phone, traits, confirm_token,
-                                                   welcome_state, welcome_offer_code, welcome_causation_id, browse_recommended_at)
-                SELECT u.store_id, u.shopper_id, u.email, u.contact_id, u.first_name, u.last_name, u.phone, u.traits::jsonb, u.confirm_token,
-                       u.welcome_state, u.welcome_offer_code, u.welcome_causation_id, u.browse_recommended_at
-                FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                            $10::text[], $11::text[], $12::timestamptz[], $13::bigint[])
-                     AS u(store_id, shopper_id, email, first_name, last_name, phone, traits, confirm_token, welcome_state, welcome_offer_code,
-                          welcome_causation_id, browse_recommended_at, contact_id)
-                ON CONFLICT (store_id, shopper_id) DO UPDATE
-                SET email = EXCLUDED.email, contact_id = EXCLUDED.contact_id, first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name,
-                    phone = EXCLUDED.phone, traits = EXCLUDED.traits, confirm_token = EXCLUDED.confirm_token,
-                    welcome_state = EXCLUDED.welcome_state, welcome_offer_code = EXCLUDED.welcome_offer_code,
-                    welcome_causation_id = EXCLUDED.welcome_causation_id, browse_recommended_at = EXCLUDED.browse_recommended_at,
-                    updated_at = now()
-                """,
-                [
-                    PostgresArray(shoppers.map(\.storeID)), PostgresArray(shoppers.map(\.shopperID)),
-                    PostgresArray(shoppers.map(\.email) as [(any PostgresBindable)?]), PostgresArray(shoppers.map(\.firstName) as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map(\.lastName) as [(any PostgresBindable)?]), PostgresArray(shoppers.map(\.phone) as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map { $0.traits.isEmpty ? nil : String(decoding: JSONValue.object($0.traits).encoded(), as: UTF8.self) } as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map(\.confirmToken) as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map { welcome($0).state } as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map { welcome($0).code } as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map { welcome($0).causation } as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map(\.browseRecommendedAt) as [(any PostgresBindable)?]),
-                    PostgresArray(shoppers.map { shopper in shopper.email.flatMap { model.contacts[.init(storeID: shopper.storeID, email: $0)]?.contactID } }
-                        as [(any PostgresBindable)?]),
-                ])
+                .insert(
+                    into: "capture_shoppers", as: "s", shoppers, [.init("store_id", "text", \.storeID), .init("shopper_id", "bigint", \.shopperID)] + state,
+                    then: .onConflict(["store_id", "shopper_id"], update: state, also: "updated_at = now()")))
         }
         try ContactDecisionLog.record(model.decisions + model.recommendations, connection: connection)
         for erasure in model.erasures {
             if erasure.keepHash, let erasedAddresses, let email = erasure.email {
                 try erasedAddresses.record(ErasedAddresses.Key(storeID: erasure.storeID, email: email), connection: connection)
             }
+            let store = erasure.storeID
             try connection.execute(
                 """
-                SELECT rapport_erase_contact($1, $2,
-                    ARRAY(SELECT $1 || '/' || value FROM rapport_identities WHERE store_id = $1 AND shopper_id = $3)
-                    || CASE WHEN $4::text IS NULL THEN ARRAY[]::text[] ELSE ARRAY[$1 || '/' || $4] END)
-                """, [erasure.storeID, erasure.contactID, erasure.shopperID, erasure.email])
+                SELECT rapport_erase_contact(\(store), \(erasure.contactID),
+                    ARRAY(SELECT \(store)::text || '/' || value FROM rapport_identities WHERE store_id = \(store) AND shopper_id = \(erasure.shopperID))
+                    || CASE WHEN \(erasure.email)::text IS NULL THEN ARRAY[]::text[] ELSE ARRAY[\(store)::text || '/' || \(erasure.email)::text] END)
+                """)
         }
     }
 }
