@@ -156,15 +156,15 @@ extension PostgresRow {
     /// non-optional element refuses SQL `NULL`; the row must have exactly that many columns.
     /// - Throws: ``PostgresError`` with ``PostgresError/Code/decoding``.
     public func decode<each T: PostgresColumnDecodable>(_ types: (repeat each T).Type) throws -> (repeat each T) {
-        var index = 0
+        var position = 0
         var count = 0
         for _ in repeat (each T).self { count += 1 }
         guard count == values.count else {
             throw PostgresError(code: .decoding, message: "the row has \(values.count) columns, not \(count)")
         }
         func next<Column: PostgresColumnDecodable>(_: Column.Type) throws -> Column {
-            defer { index += 1 }
-            return try Column(postgresColumn: values[index], named: columns[index])
+            defer { position += 1 }
+            return try Column(postgresColumn: values[position], named: index.names[position])
         }
         return (repeat try next((each T).self))
     }
@@ -172,8 +172,8 @@ extension PostgresRow {
     /// The column named `column` as `T` (an `Optional` where it may be `NULL`).
     /// - Throws: ``PostgresError`` with ``PostgresError/Code/decoding`` when there is no such column or its value is no `T`.
     public func decode<T: PostgresColumnDecodable>(_ column: String, as type: T.Type = T.self) throws -> T {
-        guard let index = columns.firstIndex(of: column) else { throw PostgresError(code: .decoding, message: "no column \(column) in the result") }
-        return try T(postgresColumn: values[index], named: column)
+        guard let position = index.positions[column] else { throw PostgresError(code: .decoding, message: "no column \(column) in the result") }
+        return try T(postgresColumn: values[position], named: column)
     }
 }
 

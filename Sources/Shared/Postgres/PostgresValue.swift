@@ -178,36 +178,66 @@ public struct PostgresBytes: PostgresBindable, PostgresDecodable, Equatable {
     }
 }
 
+/// A result's column names and each one's position, built once and shared by its rows: a row decoded by name looks
+/// its column up in a dictionary, not along the list.
+final class PostgresColumnIndex: Sendable {
+    let names: [String]
+    let positions: [String: Int]
+
+    init(_ names: [String]) {
+        self.names = names
+        positions = Dictionary(names.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+}
+
 /// Rows a query returned, read eagerly out of libpq, in text form.
 public struct PostgresRows: Sendable, Sequence {
-    /// The column names, in order.
-    public let columns: [String]
+    let index: PostgresColumnIndex
     /// The values, row by row; `nil` is SQL `NULL`.
     public let values: [[String?]]
+
+    init(columns: [String], values: [[String?]]) {
+        index = PostgresColumnIndex(columns)
+        self.values = values
+    }
+
+    /// The column names, in order.
+    public var columns: [String] { index.names }
 
     /// The number of rows.
     public var count: Int { values.count }
 
     public func makeIterator() -> some IteratorProtocol<PostgresRow> {
-        values.lazy.map { PostgresRow(columns: columns, values: $0) }.makeIterator()
+        values.lazy.map { [index] in PostgresRow(index: index, values: $0) }.makeIterator()
     }
 
     /// The first row, if any.
-    public var first: PostgresRow? { values.first.map { PostgresRow(columns: columns, values: $0) } }
+    public var first: PostgresRow? { values.first.map { PostgresRow(index: index, values: $0) } }
 }
 
 /// One result row.
 public struct PostgresRow: Sendable {
-    let columns: [String]
+    let index: PostgresColumnIndex
     let values: [String?]
+
+    init(index: PostgresColumnIndex, values: [String?]) {
+        self.index = index
+        self.values = values
+    }
+
+    init(columns: [String], values: [String?]) {
+        self.init(index: PostgresColumnIndex(columns), values: values)
+    }
+
+    var columns: [String] { index.names }
 
     /// The value of `column` decoded as `T`; `nil` when it is SQL `NULL`.
     /// - Throws: ``PostgresError`` with ``PostgresError/Code/decoding`` when the column is unknown or its text is not a `T`.
     public func decode<T: PostgresDecodable>(_ type: T.Type, _ column: String) throws -> T? {
-        guard let index = columns.firstIndex(of: column) else {
+        guard let position = index.positions[column] else {
             throw PostgresError(code: .decoding, message: "no column \(column) in the result")
         }
-        return try decode(type, at: index)
+        return try decode(type, at: position)
     }
 
     /// The value at `index` decoded as `T`; `nil` when it is SQL `NULL`.
