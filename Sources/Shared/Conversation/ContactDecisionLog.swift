@@ -61,23 +61,18 @@ public enum ContactDecisionLog {
     public static func record(_ entries: [Entry], connection: PostgresConnection) throws {
         guard !entries.isEmpty else { return }
         try connection.execute(
-            """
-            INSERT INTO rapport_contact_decisions (store_id, contact_id, subject, worker, template, category, decision, reason, command_id,
-                                                   causation_id, not_before, decided_at)
-            SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                                 $10::text[], $11::timestamptz[], $12::timestamptz[])
-            """,
-            [
-                PostgresArray(entries.map(\.storeID)), PostgresArray(entries.map(\.contactID) as [(any PostgresBindable)?]),
-                PostgresArray(entries.map(\.subject)), PostgresArray(entries.map(\.worker)), PostgresArray(entries.map(\.name)),
-                PostgresArray(entries.map(\.category)), PostgresArray(entries.map(\.decision.name)),
-                PostgresArray(entries.map(\.decision.reason)), PostgresArray(entries.map(\.commandID) as [(any PostgresBindable)?]),
-                PostgresArray(entries.map(\.causationID)),
-                PostgresArray(entries.map { entry -> (any PostgresBindable)? in
-                    if case .deferred(let until, _) = entry.decision, until != .distantFuture { return until }
-                    return nil
-                }),
-                PostgresArray(entries.map(\.decidedAt)),
-            ])
+            .insert(
+                into: "rapport_contact_decisions", entries,
+                [
+                    .init("store_id", "text", \.storeID), .init("contact_id", "bigint", \.contactID), .init("subject", "text", \.subject),
+                    .init("worker", "text", \.worker), .init("template", "text", \.name), .init("category", "text", \.category),
+                    .init("decision", "text", \.decision.name), .init("reason", "text", \.decision.reason), .init("command_id", "text", \.commandID),
+                    .init("causation_id", "text", \.causationID),
+                    .init("not_before", "timestamptz") { entry -> Date? in
+                        if case .deferred(let until, _) = entry.decision, until != .distantFuture { return until }
+                        return nil
+                    },
+                    .init("decided_at", "timestamptz", \.decidedAt),
+                ]))
     }
 }

@@ -40,7 +40,7 @@ public enum Contacts {
     }
 
     /// The columns every reading of a contact returns (``Contact/init(_:)`` reads them).
-    static let columns = """
+    static let columns: PostgresQuery = """
         store_id, email, contact_id, transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression, soft_bounce_streak,
         erased_at IS NOT NULL AS erased, time_zone, locale, unsubscribe_token
         """
@@ -57,12 +57,12 @@ public enum Contacts {
         for row in try connection.query(
             """
             INSERT INTO rapport_contacts AS c (store_id, email, transactional_ok)
-            SELECT u.store_id, u.email, true FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
+            SELECT u.store_id, u.email, true FROM \(.unnest(keys, [.init("store_id", "text", \.storeID), .init("email", "text", \.email)]))
             ON CONFLICT (store_id, email) DO UPDATE
             SET transactional_ok = c.suppression IS DISTINCT FROM 'all' AND c.erased_at IS NULL,
                 updated_at = CASE WHEN c.transactional_ok THEN c.updated_at ELSE now() END
             RETURNING \(columns)
-            """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email))])
+            """)
         {
             let contact = try Contact(row)
             contacts[Key(storeID: contact.storeID, email: contact.email)] = contact
@@ -86,32 +86,33 @@ public enum Contacts {
         for row in try connection.query(
             """
             SELECT u.n, c.*,
-                   CASE WHEN c.contact_id IS NULL AND $3 THEN nextval(pg_get_serial_sequence('rapport_contacts', 'contact_id')) END AS new_id,
-                   CASE WHEN c.contact_id IS NULL AND $3 THEN replace(gen_random_uuid()::text, '-', '') END AS new_token
-            FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS u(store_id, email, n)
+                   CASE WHEN c.contact_id IS NULL AND \(creating) THEN nextval(pg_get_serial_sequence('rapport_contacts', 'contact_id')) END AS new_id,
+                   CASE WHEN c.contact_id IS NULL AND \(creating) THEN replace(gen_random_uuid()::text, '-', '') END AS new_token
+            FROM unnest(\(PostgresArray(keys.map(\.storeID)))::text[], \(PostgresArray(keys.map(\.email)))::text[]) WITH ORDINALITY AS u(store_id, email, n)
             LEFT JOIN LATERAL (SELECT \(columns) FROM rapport_contacts c WHERE c.store_id = u.store_id AND c.email = u.email OFFSET 0) c ON true
-            """, [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.email)), creating])
+            """)
         {
-            guard let n = try row.decode(Int.self, "n"), keys.indices.contains(n - 1) else { continue }
+            let n: Int = try row.decode("n")
+            guard keys.indices.contains(n - 1) else { continue }
             let key = keys[n - 1]
-            if try row.decode(Int64.self, "contact_id") != nil {
+            if try row.decode("contact_id", as: Int64?.self) != nil {
                 let contact = try Contact(row)
                 contacts[key] = contact
                 byID[contact.contactID] = key
-            } else if let id = try row.decode(Int64.self, "new_id"), let token = try row.decode(String.self, "new_token") {
+            } else if let id = try row.decode("new_id", as: Int64?.self), let token = try row.decode("new_token", as: String?.self) {
                 var contact = Contact(contactID: id, storeID: key.storeID, email: key.email, unsubscribeToken: token)
                 contact.isStored = false
                 contacts[key] = contact
             }
         }
         guard !byID.isEmpty else { return contacts }
-        for row in try connection.query(
+        for (id, at) in try connection.query(
             """
             SELECT contact_id, decided_at FROM rapport_contact_decisions
-            WHERE contact_id = ANY($1::bigint[]) AND decision = 'sent' AND category = 'marketing' AND decided_at > $2
-            """, [PostgresArray(Array(byID.keys)), since])
-        {
-            guard let id = try row.decode(Int64.self, at: 0), let at = try row.decode(Date.self, at: 1), let key = byID[id] else { continue }
+            WHERE contact_id = ANY(\(PostgresArray(Array(byID.keys)))::bigint[]) AND decision = 'sent' AND category = 'marketing' AND decided_at > \(since)
+            """
+        ).decode((Int64, Date).self) {
+            guard let key = byID[id] else { continue }
             contacts[key]?.sentMarketing.append(at)
         }
         return contacts
@@ -124,28 +125,20 @@ public enum Contacts {
     /// - Throws: ``PostgresError``.
     public static func save(_ contacts: some Collection<Contact>, connection: PostgresConnection) throws {
         let sorted = contacts.sorted { ($0.storeID, $0.email) < ($1.storeID, $1.email) }
-        func state(_ contacts: [Contact]) -> [(any PostgresBindable)?] {
-            [
-                PostgresArray(contacts.map(\.storeID)), PostgresArray(contacts.map(\.contactID)),
-                PostgresArray(contacts.map(\.permission.transactional)), PostgresArray(contacts.map(\.permission.marketing)),
-                PostgresArray(contacts.map(\.consentLevel) as [(any PostgresBindable)?]),
-                PostgresArray(contacts.map(\.permission.awaitingConfirmation)),
-                PostgresArray(contacts.map { $0.permission.suppression?.rawValue } as [(any PostgresBindable)?]),
-                PostgresArray(contacts.map(\.softBounceStreak)), PostgresArray(contacts.map(\.permission.timeZone) as [(any PostgresBindable)?]),
-                PostgresArray(contacts.map(\.locale) as [(any PostgresBindable)?]),
-            ]
-        }
+        let key: [PostgresColumn<Contact>] = [.init("store_id", "text", \.storeID), .init("contact_id", "bigint", \.contactID)]
+        let state: [PostgresColumn<Contact>] = [
+            .init("transactional_ok", "boolean", \.permission.transactional), .init("marketing_consent", "boolean", \.permission.marketing),
+            .init("consent_level", "text", \.consentLevel), .init("awaiting_confirmation", "boolean", \.permission.awaitingConfirmation),
+            .init("suppression", "text") { $0.permission.suppression?.rawValue }, .init("soft_bounce_streak", "integer", \.softBounceStreak),
+            .init("time_zone", "text", \.permission.timeZone), .init("locale", "text", \.locale),
+        ]
         let new = sorted.filter { !$0.isStored }
         if !new.isEmpty {
             try connection.insertNew(
                 "contacts",
-                """
-                INSERT INTO rapport_contacts (store_id, contact_id, transactional_ok, marketing_consent, consent_level, awaiting_confirmation,
-                                              suppression, soft_bounce_streak, time_zone, locale, email, unsubscribe_token)
-                OVERRIDING SYSTEM VALUE
-                SELECT * FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::text[], $6::boolean[], $7::text[],
-                                     $8::integer[], $9::text[], $10::text[], $11::text[], $12::text[])
-                """, state(new) + [PostgresArray(new.map(\.email)), PostgresArray(new.map(\.unsubscribeToken))])
+                .insert(
+                    into: "rapport_contacts", new, key + state + [.init("email", "text", \.email), .init("unsubscribe_token", "text", \.unsubscribeToken)],
+                    overridingSystemValue: true))
         }
         let stored = sorted.filter(\.isStored)
         guard !stored.isEmpty else { return }
@@ -156,16 +149,10 @@ public enum Contacts {
         // for it (141 ms a batch; CapturePlanTests with batches of that size).
         try connection.execute(
             """
-            UPDATE rapport_contacts c
-            SET transactional_ok = u.transactional_ok, marketing_consent = u.marketing_consent, consent_level = u.consent_level,
-                awaiting_confirmation = u.awaiting_confirmation, suppression = u.suppression, soft_bounce_streak = u.soft_bounce_streak,
-                time_zone = u.time_zone, locale = u.locale, updated_at = now()
-            FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::boolean[], $5::text[], $6::boolean[], $7::text[], $8::integer[],
-                        $9::text[], $10::text[])
-                 AS u(store_id, contact_id, transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression,
-                      soft_bounce_streak, time_zone, locale)
+            UPDATE rapport_contacts c SET \(.assignments(state)), updated_at = now()
+            FROM \(.unnest(stored, key + state))
             WHERE c.store_id = u.store_id AND c.contact_id = u.contact_id
-            """, state(stored))
+            """)
     }
 
     /// A contact's key: one address in one store.
@@ -183,17 +170,14 @@ public enum Contacts {
 extension Contacts.Contact {
     /// From a row of ``Contacts/columns``.
     init(_ row: PostgresRow) throws {
-        guard let store = try row.decode(String.self, "store_id"), let email = try row.decode(String.self, "email"),
-            let id = try row.decode(Int64.self, "contact_id")
-        else { throw PostgresError(code: .decoding, message: "a contact row without its key") }
         self.init(
-            contactID: id, storeID: store, email: email,
+            contactID: try row.decode("contact_id"), storeID: try row.decode("store_id"), email: try row.decode("email"),
             permission: ContactPermission(
-                transactional: try row.decode(Bool.self, "transactional_ok") ?? false, marketing: try row.decode(Bool.self, "marketing_consent") ?? false,
-                awaitingConfirmation: try row.decode(Bool.self, "awaiting_confirmation") ?? false,
-                suppression: try row.decode(String.self, "suppression").flatMap(ContactPermission.Suppression.init(rawValue:)),
-                erased: try row.decode(Bool.self, "erased") ?? false, timeZone: try row.decode(String.self, "time_zone")),
-            locale: try row.decode(String.self, "locale"), unsubscribeToken: try row.decode(String.self, "unsubscribe_token") ?? "",
-            consentLevel: try row.decode(String.self, "consent_level"), softBounceStreak: try row.decode(Int.self, "soft_bounce_streak") ?? 0)
+                transactional: try row.decode("transactional_ok"), marketing: try row.decode("marketing_consent"),
+                awaitingConfirmation: try row.decode("awaiting_confirmation"),
+                suppression: try row.decode("suppression", as: String?.self).flatMap(ContactPermission.Suppression.init(rawValue:)),
+                erased: try row.decode("erased"), timeZone: try row.decode("time_zone")),
+            locale: try row.decode("locale"), unsubscribeToken: try row.decode("unsubscribe_token"),
+            consentLevel: try row.decode("consent_level"), softBounceStreak: try row.decode("soft_bounce_streak"))
     }
 }

@@ -29,11 +29,10 @@ public struct ErasedAddresses: Sendable {
         guard !kept.isEmpty else { return [] }
         let rows = try connection.query(
             """
-            SELECT u.store_id, u.email FROM unnest($1::text[], $2::text[]) AS u(store_id, email)
-            JOIN rapport_erased_addresses e ON e.store_id = u.store_id AND e.email_hash = encode(sha256(convert_to($3 || u.email, 'UTF8')), 'hex')
-            """,
-            [PostgresArray(kept.map(\.storeID)), PostgresArray(kept.map(\.email)), salt])
-        return Set(try rows.map { Key(storeID: try $0.decode(String.self, at: 0) ?? "", email: try $0.decode(String.self, at: 1) ?? "") })
+            SELECT u.store_id, u.email FROM unnest(\(PostgresArray(kept.map(\.storeID)))::text[], \(PostgresArray(kept.map(\.email)))::text[]) AS u(store_id, email)
+            JOIN rapport_erased_addresses e ON e.store_id = u.store_id AND e.email_hash = encode(sha256(convert_to(\(salt)::text || u.email, 'UTF8')), 'hex')
+            """)
+        return Set(try rows.decode((String, String).self).map { Key(storeID: $0, email: $1) })
     }
 
     /// `events` less those whose message carries an address erased in a store that keeps the hashes: what no worker
@@ -55,7 +54,7 @@ public struct ErasedAddresses: Sendable {
         try connection.execute(
             """
             INSERT INTO rapport_erased_addresses (store_id, email_hash)
-            VALUES ($1, encode(sha256(convert_to($2 || $3, 'UTF8')), 'hex')) ON CONFLICT DO NOTHING
-            """, [key.storeID, salt, key.email])
+            VALUES (\(key.storeID), encode(sha256(convert_to(\(salt)::text || \(key.email)::text, 'UTF8')), 'hex')) ON CONFLICT DO NOTHING
+            """)
     }
 }

@@ -19,23 +19,21 @@ public struct ShopperPreferences: Sendable, Equatable {
     public static func load(_ shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Int64: ShopperPreferences] {
         guard !shoppers.isEmpty else { return [:] }
         var result: [Int64: ShopperPreferences] = [:]
-        for row in try connection.query(
+        for (shopper, interests, channels) in try connection.query(
             """
-            SELECT p.shopper_id, to_json(p.interests)::text, to_json(p.channels)::text
-            FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
+            SELECT p.shopper_id, to_json(p.interests), to_json(p.channels)
+            FROM unnest(\(PostgresArray(shoppers.map(\.store)))::text[], \(PostgresArray(shoppers.map(\.shopperID)))::bigint[]) AS u(store_id, shopper_id)
             JOIN LATERAL (SELECT * FROM rapport_shopper_preferences p WHERE p.store_id = u.store_id AND p.shopper_id = u.shopper_id OFFSET 0) p ON true
-            """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID))])
-        {
-            guard let shopper = try row.decode(Int64.self, at: 0) else { continue }
-            result[shopper] = ShopperPreferences(interests: try Self.strings(row.decode(String.self, at: 1)) ?? [], channels: try Self.strings(row.decode(String.self, at: 2)))
+            """
+        ).decode((Int64, JSONValue?, JSONValue?).self) {
+            result[shopper] = ShopperPreferences(interests: Self.strings(interests) ?? [], channels: Self.strings(channels))
         }
         return result
     }
 
-    /// A `text[]` column read as JSON (`to_json(column)::text`); `nil` for NULL.
-    static func strings(_ json: String?) -> [String]? {
-        guard let json, let array = try? JSONValue.parse(Array(json.utf8)[...]).arrayValue else { return nil }
-        return array.compactMap(\.stringValue)
+    /// A `text[]` column read as JSON (`to_json(column)`); `nil` for NULL.
+    static func strings(_ json: JSONValue?) -> [String]? {
+        json?.arrayValue?.compactMap(\.stringValue)
     }
 
     /// Stores each shopper's preferences, replacing what was there.
@@ -43,19 +41,18 @@ public struct ShopperPreferences: Sendable, Equatable {
     public static func store(_ preferences: [(store: String, shopperID: Int64, preferences: ShopperPreferences)], connection: PostgresConnection) throws {
         guard !preferences.isEmpty else { return }
         // Arrays of arrays do not travel as one parameter: each list goes as its JSON text.
-        func json(_ list: [String]?) -> String? { list.map { String(decoding: JSONValue.array($0.map(JSONValue.string)).encoded(), as: UTF8.self) } }
+        func json(_ list: [String]?) -> JSONValue? { list.map { JSONValue.array($0.map(JSONValue.string)) } }
         try connection.execute(
             """
             INSERT INTO rapport_shopper_preferences AS p (store_id, shopper_id, interests, channels)
-            SELECT u.store_id, u.shopper_id, ARRAY(SELECT jsonb_array_elements_text(u.interests::jsonb)),
-                   CASE WHEN u.channels IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(u.channels::jsonb)) END
-            FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[]) AS u(store_id, shopper_id, interests, channels)
+            SELECT u.store_id, u.shopper_id, ARRAY(SELECT jsonb_array_elements_text(u.interests)),
+                   CASE WHEN u.channels IS NULL THEN NULL ELSE ARRAY(SELECT jsonb_array_elements_text(u.channels)) END
+            FROM \(.unnest(preferences, [
+                .init("store_id", "text", \.store), .init("shopper_id", "bigint", \.shopperID), .init("interests", "jsonb") { json($0.preferences.interests) },
+                .init("channels", "jsonb") { json($0.preferences.channels) },
+            ]))
             ON CONFLICT (store_id, shopper_id) DO UPDATE SET interests = EXCLUDED.interests, channels = EXCLUDED.channels, updated_at = now()
-            """,
-            [
-                PostgresArray(preferences.map(\.store)), PostgresArray(preferences.map(\.shopperID)),
-                PostgresArray(preferences.map { json($0.preferences.interests) }), PostgresArray(preferences.map { json($0.preferences.channels) } as [(any PostgresBindable)?]),
-            ])
+            """)
     }
 }
 

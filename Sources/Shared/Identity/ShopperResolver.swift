@@ -106,16 +106,16 @@ public enum ShopperResolver {
         guard !identities.isEmpty else { return [:] }
         let keys = Array(identities)
         var linked: [ShopperIdentity: Int64] = [:]
-        for row in try connection.query(
+        let (stores, kinds, values) = (PostgresArray(keys.map(\.store)), PostgresArray(keys.map(\.kind.rawValue)), PostgresArray(keys.map(\.value)))
+        for (n, shopper) in try connection.query(
             """
             SELECT u.n, i.shopper_id
-            FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(store_id, kind, value, n)
+            FROM unnest(\(stores)::text[], \(kinds)::text[], \(values)::text[]) WITH ORDINALITY AS u(store_id, kind, value, n)
             CROSS JOIN LATERAL (
                 SELECT r.shopper_id FROM rapport_identities r WHERE r.store_id = u.store_id AND r.kind = u.kind AND r.value = u.value
                 OFFSET 0) i
-            """, [PostgresArray(keys.map(\.store)), PostgresArray(keys.map(\.kind.rawValue)), PostgresArray(keys.map(\.value))])
-        {
-            guard let n = try row.decode(Int.self, at: 0), keys.indices.contains(n - 1), let shopper = try row.decode(Int64.self, at: 1) else { continue }
+            """
+        ).decode((Int, Int64).self) where keys.indices.contains(n - 1) {
             linked[keys[n - 1]] = shopper
         }
         return linked
@@ -151,17 +151,16 @@ public enum ShopperResolver {
     public static func known(_ shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Int64: Known] {
         guard !shoppers.isEmpty else { return [:] }
         var result: [Int64: Known] = [:]
-        for row in try connection.query(
+        for (shopper, kind, value) in try connection.query(
             """
-            SELECT u.shopper_id, k.kind, k.value FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
+            SELECT u.shopper_id, k.kind, k.value
+            FROM unnest(\(PostgresArray(shoppers.map(\.store)))::text[], \(PostgresArray(shoppers.map(\.shopperID)))::bigint[]) AS u(store_id, shopper_id)
             CROSS JOIN LATERAL (VALUES ('user_id'), ('anonymous_id'), ('email')) AS w(kind)
             CROSS JOIN LATERAL (
                 SELECT r.kind, r.value FROM rapport_identities r WHERE r.store_id = u.store_id AND r.shopper_id = u.shopper_id AND r.kind = w.kind
                 ORDER BY r.value LIMIT 1) k
-            """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID))])
-        {
-            guard let shopper = try row.decode(Int64.self, at: 0), let kind = try row.decode(String.self, at: 1), let value = try row.decode(String.self, at: 2)
-            else { continue }
+            """
+        ).decode((Int64, String, String).self) {
             var known = result[shopper] ?? Known()
             switch kind {
             case "user_id": known.userID = value
@@ -186,10 +185,10 @@ public enum ShopperResolver {
         let created = try connection.query(
             """
             INSERT INTO rapport_shoppers (store_id)
-            SELECT u.store_id FROM unnest($1::text[]) WITH ORDINALITY AS u(store_id, n) ORDER BY u.n
+            SELECT u.store_id FROM unnest(\(PostgresArray(stores))::text[]) WITH ORDINALITY AS u(store_id, n) ORDER BY u.n
             RETURNING shopper_id
-            """, [PostgresArray(stores)]
-        ).map { try $0.decode(Int64.self, at: 0) ?? 0 }.sorted()
+            """
+        ).decode(Int64.self).sorted()
         guard created.count == indices.count else { throw PostgresError(code: .decoding, message: "created \(created.count) of \(indices.count) shoppers") }
         var links: [(identity: ShopperIdentity, shopper: Int64)] = []
         for (index, shopper) in zip(indices, created) {
@@ -200,14 +199,12 @@ public enum ShopperResolver {
         links.sort { ($0.identity.store, $0.identity.kind.rawValue, $0.identity.value) < ($1.identity.store, $1.identity.kind.rawValue, $1.identity.value) }
         try connection.insertNew(
             "identities",
-            """
-            INSERT INTO rapport_identities (store_id, kind, value, shopper_id)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-            """,
-            [
-                PostgresArray(links.map(\.identity.store)), PostgresArray(links.map(\.identity.kind.rawValue)),
-                PostgresArray(links.map(\.identity.value)), PostgresArray(links.map(\.shopper)),
-            ])
+            .insert(
+                into: "rapport_identities", links,
+                [
+                    .init("store_id", "text", \.identity.store), .init("kind", "text", \.identity.kind.rawValue), .init("value", "text", \.identity.value),
+                    .init("shopper_id", "bigint", \.shopper),
+                ]))
     }
 
     /// Each event's shopper through `rapport_resolve_shoppers` (one event at a time inside PostgreSQL: links new
@@ -215,20 +212,21 @@ public enum ShopperResolver {
     /// linked meanwhile fails the insert: ``PostgresError/Code/concurrentInsert``, and the batch is done again.
     private static func resolveSequentially(_ events: [(store: String, identities: [ShopperIdentity])], connection: PostgresConnection) throws -> [Int64] {
         func value(_ kind: ShopperIdentity.Kind) -> PostgresArray {
-            PostgresArray(events.map { event in event.identities.first { $0.kind == kind }?.value } as [(any PostgresBindable)?])
+            PostgresArray(events.map { event in event.identities.first { $0.kind == kind }?.value })
         }
         let rows: PostgresRows
         do {
+            let stores = PostgresArray(events.map(\.store))
             rows = try connection.query(
-                "SELECT n, shopper_id FROM rapport_resolve_shoppers($1::text[], $2::text[], $3::text[], $4::text[]) ORDER BY n",
-                [PostgresArray(events.map(\.store)), value(.userID), value(.anonymousID), value(.email)])
+                """
+                SELECT n, shopper_id FROM rapport_resolve_shoppers(\(stores)::text[], \(value(.userID))::text[], \(value(.anonymousID))::text[],
+                                                                   \(value(.email))::text[])
+                ORDER BY n
+                """)
         } catch let error as PostgresError where error.sqlState == PostgresError.uniqueViolation {
             throw PostgresError(code: .concurrentInsert, message: "another transaction linked some of these identities meanwhile: \(error.message)")
         }
-        let ids = try rows.map { row -> Int64 in
-            guard let id = try row.decode(Int64.self, at: 1) else { throw PostgresError(code: .decoding, message: "no shopper resolved") }
-            return id
-        }
+        let ids = try rows.decode((Int, Int64).self).map(\.1)
         guard ids.count == events.count else { throw PostgresError(code: .decoding, message: "resolved \(ids.count) of \(events.count) events") }
         return ids
     }

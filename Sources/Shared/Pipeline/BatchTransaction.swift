@@ -312,15 +312,15 @@ struct BatchTransaction: Sendable {
     /// The events whose (store, messageId) this group has not applied before, first occurrence only; records them.
     private static func deduplicate(_ events: [InboundEvent<any Sendable>], groupID: String, connection: PostgresConnection) throws -> [InboundEvent<any Sendable>] {
         guard !events.isEmpty else { return [] }
+        let (stores, messages) = (PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID)))
         let inserted = try connection.query(
             """
             INSERT INTO rapport_processed_messages (group_id, store_id, message_id)
-            SELECT $1, u.store_id, u.message_id FROM unnest($2::text[], $3::text[]) AS u(store_id, message_id)
+            SELECT \(groupID), u.store_id, u.message_id FROM unnest(\(stores)::text[], \(messages)::text[]) AS u(store_id, message_id)
             ON CONFLICT DO NOTHING
             RETURNING store_id, message_id
-            """,
-            [groupID, PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID))])
-        var new = Set(try inserted.map { DeduplicationKey(store: try $0.decode(String.self, at: 0) ?? "", message: try $0.decode(String.self, at: 1) ?? "") })
+            """)
+        var new = Set(try inserted.decode((String, String).self).map { DeduplicationKey(store: $0, message: $1) })
         return events.filter { new.remove(DeduplicationKey(store: $0.message.storeID, message: $0.message.messageID)) != nil }
     }
 

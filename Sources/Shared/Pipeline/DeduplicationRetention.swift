@@ -50,9 +50,9 @@ public final class DeduplicationRetention: PeriodicJob {
                     """
                     DELETE FROM rapport_processed_messages WHERE ctid = ANY(ARRAY(
                         SELECT ctid FROM rapport_processed_messages
-                        WHERE group_id = $1 AND processed_at < now() - make_interval(secs => $2)
-                        LIMIT $3))
-                    """, [groupID, seconds, chunk])
+                        WHERE group_id = \(groupID) AND processed_at < now() - make_interval(secs => \(seconds))
+                        LIMIT \(chunk)))
+                    """)
             }
             total += deleted
             if deleted < chunk { break }

@@ -92,14 +92,13 @@ public final class OffsetStore: KafkaRebalanceListener {
     static func read(groupID: String, partitions: [TopicPartition], locking: Bool = false, connection: PostgresConnection) throws -> [TopicPartition: Int64] {
         guard let topic = partitions.first?.topic else { return [:] }
         var offsets: [TopicPartition: Int64] = [:]
-        for row in try connection.query(
+        let numbers = PostgresArray(partitions.filter { $0.topic == topic }.map(\.partition))
+        for (partition, offset) in try connection.query(
             """
-            SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = ANY($3::integer[])
-            \(locking ? "ORDER BY partition FOR UPDATE" : "")
-            """,
-            [groupID, topic, PostgresArray(partitions.filter { $0.topic == topic }.map(\.partition))])
-        {
-            guard let partition = try row.decode(Int32.self, at: 0), let offset = try row.decode(Int64.self, at: 1) else { continue }
+            SELECT partition, next_offset FROM rapport_consumer_offsets
+            WHERE group_id = \(groupID) AND topic = \(topic) AND partition = ANY(\(numbers)::integer[]) \(sql: locking ? "ORDER BY partition FOR UPDATE" : "")
+            """
+        ).decode((Int32, Int64).self) {
             offsets[TopicPartition(topic: topic, partition: partition)] = offset
         }
         return offsets
@@ -110,12 +109,15 @@ public final class OffsetStore: KafkaRebalanceListener {
         guard !offsets.isEmpty else { return }
         let entries = offsets.sorted { $0.key < $1.key }
         try connection.execute(
-            """
-            INSERT INTO rapport_consumer_offsets (group_id, topic, partition, next_offset)
-            SELECT $1, u.topic, u.partition, u.next_offset FROM unnest($2::text[], $3::integer[], $4::bigint[]) AS u(topic, partition, next_offset)
-            ON CONFLICT (group_id, topic, partition) DO UPDATE
-            SET next_offset = greatest(rapport_consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = now()
-            """,
-            [groupID, PostgresArray(entries.map(\.key.topic)), PostgresArray(entries.map(\.key.partition)), PostgresArray(entries.map(\.value))])
+            .insert(
+                into: "rapport_consumer_offsets", entries,
+                [
+                    .init("group_id", "text") { _ in groupID }, .init("topic", "text", \.key.topic), .init("partition", "integer", \.key.partition),
+                    .init("next_offset", "bigint", \.value),
+                ],
+                then: """
+                    ON CONFLICT (group_id, topic, partition) DO UPDATE
+                    SET next_offset = greatest(t.next_offset, EXCLUDED.next_offset), updated_at = now()
+                    """))
     }
 }

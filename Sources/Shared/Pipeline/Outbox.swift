@@ -45,31 +45,21 @@ public enum Outbox {
     /// - Throws: ``PostgresError``.
     static func write(_ entries: [Entry], group: String, connection: PostgresConnection) throws -> [Int64] {
         guard !entries.isEmpty else { return [] }
+        let sourceTopics = PostgresArray(entries.map(\.source.topic)), sourcePartitions = PostgresArray(entries.map(\.source.partition))
+        let sourceOffsets = PostgresArray(entries.map(\.sourceOffset)), topics = PostgresArray(entries.map(\.message.topic))
+        let keys = PostgresArray(entries.map { $0.message.key.map(PostgresBytes.init) }), values = PostgresArray(entries.map { PostgresBytes($0.message.value) })
+        let headers = PostgresArray(entries.map { PostgresBytes(HeaderCodec.encode($0.message.headers)) }), commandIDs = PostgresArray(entries.map(\.commandID))
         let rows = try connection.query(
             """
             INSERT INTO rapport_outbox (group_id, source_topic, source_partition, source_offset, topic, key, value, headers, command_id)
-            SELECT $1, u.source_topic, u.source_partition, u.source_offset, u.topic, u.key, u.value, u.headers, u.command_id
-            FROM unnest($2::text[], $3::integer[], $4::bigint[], $5::text[], $6::bytea[], $7::bytea[], $8::bytea[], $9::text[])
+            SELECT \(group), u.source_topic, u.source_partition, u.source_offset, u.topic, u.key, u.value, u.headers, u.command_id
+            FROM unnest(\(sourceTopics)::text[], \(sourcePartitions)::integer[], \(sourceOffsets)::bigint[], \(topics)::text[], \(keys)::bytea[],
+                        \(values)::bytea[], \(headers)::bytea[], \(commandIDs)::text[])
                  WITH ORDINALITY AS u(source_topic, source_partition, source_offset, topic, key, value, headers, command_id, n)
             ORDER BY u.n
             RETURNING id
-            """,
-            [
-                group,
-                PostgresArray(entries.map(\.source.topic)),
-                PostgresArray(entries.map(\.source.partition)),
-                PostgresArray(entries.map(\.sourceOffset)),
-                PostgresArray(entries.map(\.message.topic)),
-                PostgresArray(entries.map { $0.message.key.map(PostgresBytes.init) }),
-                PostgresArray(entries.map { PostgresBytes($0.message.value) }),
-                PostgresArray(entries.map { PostgresBytes(HeaderCodec.encode($0.message.headers)) }),
-                PostgresArray(entries.map(\.commandID)),
-            ])
-        let ids = try rows.map { row -> Int64 in
-            guard let id = try row.decode(Int64.self, at: 0) else { throw PostgresError(code: .decoding, message: "outbox id is NULL") }
-            return id
-        }
-        return ids.sorted()
+            """)
+        return try rows.decode(Int64.self).sorted()
     }
 
     /// The rows left for `partitions` of `topic`, oldest first; parked rows are not among them.
@@ -78,42 +68,36 @@ public enum Outbox {
         try connection.query(
             """
             SELECT id, topic, key, value, headers, source_partition, source_offset, command_id FROM rapport_outbox
-            WHERE group_id = $1 AND source_topic = $2 AND source_partition = ANY($3::integer[]) AND parked_at IS NULL
-            ORDER BY id LIMIT $4
-            """,
-            [group, topic, PostgresArray(partitions), limit]
-        ).map { row in
-            guard let id = try row.decode(Int64.self, at: 0), let target = try row.decode(String.self, at: 1),
-                let value = try row.decode(PostgresBytes.self, at: 3), let headers = try row.decode(PostgresBytes.self, at: 4),
-                let partition = try row.decode(Int32.self, at: 5)
-            else { throw PostgresError(code: .decoding, message: "outbox row has NULLs") }
-            let key = try row.decode(PostgresBytes.self, at: 2)
-            return Row(
+            WHERE group_id = \(group) AND source_topic = \(topic) AND source_partition = ANY(\(PostgresArray(partitions))::integer[]) AND parked_at IS NULL
+            ORDER BY id LIMIT \(limit)
+            """
+        ).decode((Int64, String, PostgresBytes?, PostgresBytes, PostgresBytes, Int32, Int64?, String?).self).map {
+            id, target, key, value, headers, partition, sourceOffset, commandID in
+            Row(
                 id: id,
                 message: KafkaOutboundMessage(topic: target, key: key?.bytes, value: value.bytes, headers: try HeaderCodec.decode(headers.bytes)),
-                source: TopicPartition(topic: topic, partition: partition), sourceOffset: try row.decode(Int64.self, at: 6),
-                commandID: try row.decode(String.self, at: 7))
+                source: TopicPartition(topic: topic, partition: partition), sourceOffset: sourceOffset, commandID: commandID)
         }
     }
 
     /// Parks a row that cannot be published in any form: it stays, with `reason`, and is no longer relayed.
     /// - Throws: ``PostgresError``.
     static func park(_ id: Int64, reason: String, connection: PostgresConnection) throws {
-        try connection.execute("UPDATE rapport_outbox SET parked_at = now(), parked_reason = $2 WHERE id = $1", [id, reason])
+        try connection.execute("UPDATE rapport_outbox SET parked_at = now(), parked_reason = \(reason) WHERE id = \(id)")
     }
 
     /// Deletes delivered rows.
     /// - Throws: ``PostgresError``.
     static func delete(_ ids: [Int64], connection: PostgresConnection) throws {
         guard !ids.isEmpty else { return }
-        try connection.execute("DELETE FROM rapport_outbox WHERE id = ANY($1::bigint[])", [PostgresArray(ids)])
+        try connection.execute("DELETE FROM rapport_outbox WHERE id = ANY(\(PostgresArray(ids))::bigint[])")
     }
 
     /// How many rows wait to be published, and how many are parked, for every group.
     static func backlog(connection: PostgresConnection) throws -> (waiting: Int, parked: Int) {
         let row = try connection.query("SELECT count(*) FILTER (WHERE parked_at IS NULL), count(*) FILTER (WHERE parked_at IS NOT NULL) FROM rapport_outbox")
             .first
-        return (try row?.decode(Int.self, at: 0) ?? 0, try row?.decode(Int.self, at: 1) ?? 0)
+        return try row?.decode((Int, Int).self) ?? (0, 0)
     }
 }
 
@@ -163,23 +147,18 @@ extension Outbox {
     static func leaseScheduled(group: String, lease: Duration, limit: Int, connection: PostgresConnection) throws -> [Row] {
         try connection.query(
             """
-            UPDATE rapport_outbox o SET lease_until = now() + $3::interval
+            UPDATE rapport_outbox o SET lease_until = now() + \("\(Int(lease.seconds)) seconds")::interval
             FROM (SELECT id FROM rapport_outbox
-                  WHERE group_id = $1 AND source_topic = '@scheduler' AND parked_at IS NULL
+                  WHERE group_id = \(group) AND source_topic = '@scheduler' AND parked_at IS NULL
                     AND (lease_until IS NULL OR lease_until <= now())
-                  ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) AS free
+                  ORDER BY id LIMIT \(limit) FOR UPDATE SKIP LOCKED) AS free
             WHERE o.id = free.id
             RETURNING o.id, o.topic, o.key, o.value, o.headers, o.command_id
-            """, [group, limit, "\(Int(lease.seconds)) seconds"]
-        ).map { row in
-            guard let id = try row.decode(Int64.self, "id"), let topic = try row.decode(String.self, "topic"),
-                let value = try row.decode(PostgresBytes.self, "value"), let headers = try row.decode(PostgresBytes.self, "headers")
-            else { throw PostgresError(code: .decoding, message: "outbox row has NULLs") }
-            return Row(
-                id: id,
-                message: KafkaOutboundMessage(topic: topic, key: try row.decode(PostgresBytes.self, "key")?.bytes, value: value.bytes,
-                                              headers: try HeaderCodec.decode(headers.bytes)),
-                source: Scheduler.source, sourceOffset: nil, commandID: try row.decode(String.self, "command_id"))
+            """
+        ).decode((Int64, String, PostgresBytes?, PostgresBytes, PostgresBytes, String?).self).map { id, topic, key, value, headers, commandID in
+            Row(
+                id: id, message: KafkaOutboundMessage(topic: topic, key: key?.bytes, value: value.bytes, headers: try HeaderCodec.decode(headers.bytes)),
+                source: Scheduler.source, sourceOffset: nil, commandID: commandID)
         }.sorted { $0.id < $1.id }
     }
 }

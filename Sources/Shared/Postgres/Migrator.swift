@@ -26,7 +26,7 @@ public struct Migrator: Sendable {
     @discardableResult
     public func migrate(_ migrations: [Migration]) async throws -> [Migration] {
         let applied = try await client.withTransaction { connection -> [Migration] in
-            try connection.query("SELECT pg_advisory_xact_lock($1)", [Self.lockKey])
+            try connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))")
             try connection.executeScript(
                 """
                 CREATE TABLE IF NOT EXISTS rapport_schema_migrations (
@@ -39,9 +39,10 @@ public struct Migrator: Sendable {
                 )
                 """)
             var known: [String: String] = [:]
-            for row in try connection.query("SELECT component, version, checksum FROM rapport_schema_migrations") {
-                let key = "\(try row.decode(String.self, at: 0) ?? "")/\(try row.decode(Int.self, at: 1) ?? 0)"
-                known[key] = try row.decode(String.self, at: 2)
+            for (component, version, checksum) in try connection.query("SELECT component, version, checksum FROM rapport_schema_migrations")
+                .decode((String, Int, String).self)
+            {
+                known["\(component)/\(version)"] = checksum
             }
             var applied: [Migration] = []
             for migration in migrations {
@@ -54,8 +55,10 @@ public struct Migrator: Sendable {
                 }
                 try connection.executeScript(migration.sql)
                 try connection.query(
-                    "INSERT INTO rapport_schema_migrations (component, version, name, checksum) VALUES ($1, $2, $3, $4)",
-                    [migration.component, migration.version, migration.name, migration.checksum])
+                    """
+                    INSERT INTO rapport_schema_migrations (component, version, name, checksum)
+                    VALUES (\(migration.component), \(migration.version), \(migration.name), \(migration.checksum))
+                    """)
                 applied.append(migration)
             }
             return applied

@@ -69,6 +69,11 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
             sql += fragment.description
         }
 
+        /// Text assembled here from `StaticString`s only (column lists).
+        fileprivate mutating func appendInterpolation(unsafe text: String) {
+            sql += text
+        }
+
         /// Another query, its parameters renumbered after this one's.
         public mutating func appendInterpolation(_ query: PostgresQuery) {
             sql += query.renumbered(after: binds.count)
@@ -177,7 +182,22 @@ extension PostgresRow {
     }
 }
 
+extension PostgresRow {
+    /// The row's one column as `T`: `row.decode(Int64.self)`.
+    /// - Throws: ``PostgresError`` with ``PostgresError/Code/decoding``.
+    public func decode<T: PostgresColumnDecodable>(_ type: T.Type) throws -> T {
+        guard values.count == 1 else { throw PostgresError(code: .decoding, message: "the row has \(values.count) columns, not 1") }
+        return try T(postgresColumn: values[0], named: index.names[0])
+    }
+}
+
 extension PostgresRows {
+    /// Every row's one column as `T`.
+    public func decode<T: PostgresColumnDecodable>(_ type: T.Type) throws -> [T] {
+        try map { try $0.decode(type) }
+    }
+
+
     /// Every row as the tuple `types` names (``PostgresRow/decode(_:)-(repeat_each_T).Type``).
     public func decode<each T: PostgresColumnDecodable>(_ types: (repeat each T).Type) throws -> [(repeat each T)] {
         try map { try $0.decode(types) }
@@ -208,22 +228,37 @@ public struct PostgresColumn<Row> {
 }
 
 extension PostgresQuery {
-    /// `INSERT INTO table AS t (c…) SELECT c… FROM unnest($1::type[], …) AS u(c…)`, each column named once, followed
-    /// by `then` (an `ON CONFLICT` clause, a `RETURNING` list).
-    public static func insert<Row>(
-        into table: StaticString, as alias: StaticString = "t", _ rows: [Row], _ columns: [PostgresColumn<Row>], then suffix: PostgresQuery = ""
-    ) -> PostgresQuery {
-        let names = columns.map(\.name.description).joined(separator: ", ")
-        var sql = "INSERT INTO \(table) AS \(alias) (\(names)) SELECT \(names) FROM unnest("
+    /// `unnest($1::type[], …) AS alias(c…)`: the rows as a set, one array parameter per column, to join or select from.
+    public static func unnest<Row>(_ rows: [Row], _ columns: [PostgresColumn<Row>], as alias: StaticString = "u") -> PostgresQuery {
+        var sql = "unnest("
         var binds: [(any PostgresBindable)?] = []
         for (index, column) in columns.enumerated() {
             binds.append(column.values(rows))
             sql += "\(index == 0 ? "" : ", ")$\(binds.count)::\(column.type)[]"
         }
-        sql += ") AS u(\(names))"
-        let tail = suffix.renumbered(after: binds.count)
-        if !tail.isEmpty { sql += " " + tail }
-        return PostgresQuery(unsafeSQL: sql, binds: binds + suffix.binds)
+        sql += ") AS \(alias)(\(names(columns)))"
+        return PostgresQuery(unsafeSQL: sql, binds: binds)
+    }
+
+    /// `c = alias.c, …` for each of `columns`: an `UPDATE … FROM unnest(…)`'s `SET` list.
+    public static func assignments<Row>(_ columns: [PostgresColumn<Row>], from alias: StaticString = "u") -> PostgresQuery {
+        PostgresQuery(unsafeSQL: columns.map { "\($0.name) = \(alias).\($0.name)" }.joined(separator: ", "))
+    }
+
+    /// `INSERT INTO table AS t (c…) SELECT c… FROM unnest($1::type[], …) AS u(c…)`, each column named once, followed
+    /// by `then` (an `ON CONFLICT` clause, a `RETURNING` list). `overridingSystemValue` writes identity columns the
+    /// caller allocated itself.
+    public static func insert<Row>(
+        into table: StaticString, as alias: StaticString = "t", _ rows: [Row], _ columns: [PostgresColumn<Row>], overridingSystemValue: Bool = false,
+        then suffix: PostgresQuery = ""
+    ) -> PostgresQuery {
+        let names = names(columns)
+        let overriding: PostgresQuery = overridingSystemValue ? " OVERRIDING SYSTEM VALUE" : ""
+        return "INSERT INTO \(sql: table) AS \(sql: alias) (\(unsafe: names))\(overriding) SELECT \(unsafe: names) FROM \(unnest(rows, columns)) \(suffix)"
+    }
+
+    private static func names<Row>(_ columns: [PostgresColumn<Row>]) -> String {
+        columns.map(\.name.description).joined(separator: ", ")
     }
 
     /// The clause that makes ``insert(into:as:_:_:then:)`` an upsert: `ON CONFLICT (keys) DO UPDATE SET c = EXCLUDED.c`

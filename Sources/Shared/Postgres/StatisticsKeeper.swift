@@ -42,16 +42,16 @@ public final class StatisticsKeeper: PeriodicJob {
     public func refresh() async throws -> [String] {
         let (component, minimum) = (self.component, minimumChanges)
         return try await postgres.withConnection { connection in
-            guard try connection.query("SELECT pg_try_advisory_lock($1)", [Self.lock]).first?.decode(Bool.self, at: 0) == true else { return [] }
-            defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Self.lock]) }
+            guard try connection.query("SELECT pg_try_advisory_lock(\(Self.lock))").first?.decode(Bool.self) == true else { return [] }
+            defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.lock))") }
             let tables = try connection.query(
                 """
                 SELECT relname::text FROM pg_stat_user_tables
-                WHERE schemaname = current_schema() AND (relname LIKE $1 || '\\_%' OR relname LIKE 'rapport\\_%')
-                  AND n_mod_since_analyze >= $2 AND n_mod_since_analyze >= n_live_tup - n_mod_since_analyze AND n_dead_tup <= n_live_tup
+                WHERE schemaname = current_schema() AND (relname LIKE \(component)::text || '\\_%' OR relname LIKE 'rapport\\_%')
+                  AND n_mod_since_analyze >= \(minimum) AND n_mod_since_analyze >= n_live_tup - n_mod_since_analyze AND n_dead_tup <= n_live_tup
                 ORDER BY relname
-                """, [component, minimum]
-            ).compactMap { try $0.decode(String.self, at: 0) }
+                """
+            ).decode(String.self)
             for table in tables { try connection.execute("ANALYZE \(identifier: table)") }
             return tables
         }
