@@ -161,11 +161,22 @@ let package = Package(
             dependencies: ["Shared"],
             swiftSettings: strict
         ),
+        // The consent property's steps and oracle, shared by the model's property test and the worker process's.
+        .target(
+            name: "ConsentScenarios",
+            dependencies: ["Shared"],
+            path: "Tests/ConsentScenarios",
+            swiftSettings: strict
+        ),
+        // The workers' pure models, without PostgreSQL or Kafka: `swift test --filter '^ModelTests\.'` needs no servers.
+        .testTarget(
+            name: "ModelTests",
+            dependencies: ["Shared", "InboundEvents", "CaptureWorker", "ReceiptWorker", "NextSale", "ConsentScenarios"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "IntegrationTests",
-            // CaptureWorker's model is tested directly too (its rules, and the property over random sequences, whose
-            // oracle the end-to-end property test shares), and so are ReceiptWorker's money and the next-sale model.
-            dependencies: ["Shared", "KafkaTesting", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
+            dependencies: ["Shared", "KafkaTesting", "ConsentScenarios", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
             swiftSettings: strict
         ),
     ]

@@ -1,6 +1,7 @@
 import Foundation
 import Shared
 import Testing
+import ConsentScenarios
 
 /// CaptureWorker end to end: the worker as its own process, real PostgreSQL, the embedded Kafka; one test per rule.
 @Suite(.serialized) struct CaptureWorkerTests {
@@ -446,14 +447,14 @@ import Testing
 
     /// Random event sequences for `shoppers` shoppers (capture, consent, confirmation, checkout, unsubscribe, spam,
     /// bounces, browsing, erasure), each shopper's in order seven minutes apart, and each shopper's steps by address.
-    static func randomConsentStream(_ events: Events, shoppers: Int, seed: UInt64) -> (messages: [KafkaOutboundMessage], sequences: [String: [ConsentPropertyTests.Step]]) {
+    static func randomConsentStream(_ events: Events, shoppers: Int, seed: UInt64) -> (messages: [KafkaOutboundMessage], sequences: [String: [ConsentStep]]) {
         var generator = SplitMix(state: seed)
-        var sequences: [String: [ConsentPropertyTests.Step]] = [:]
+        var sequences: [String: [ConsentStep]] = [:]
         var messages: [KafkaOutboundMessage] = []
         for shopper in 0..<shoppers {
             let anonymous = "anon-\(shopper)"
             let email = "shopper\(shopper)@example.com"
-            let steps = (0..<Int.random(in: 3...14, using: &generator)).map { _ in ConsentPropertyTests.Step.random(using: &generator) }
+            let steps = (0..<Int.random(in: 3...14, using: &generator)).map { _ in ConsentStep.random(using: &generator) }
             sequences[email] = steps
             for (index, step) in steps.enumerated() {
                 let id = "\(shopper)-\(index)"
@@ -504,7 +505,7 @@ import Testing
                     continue
                 }
                 #expect(
-                    ConsentPropertyTests.oraclePermitsMarketing(Array(steps[...index]), doubleOptIn: doubleOptIn, softOptIn: false),
+                    ConsentStep.oraclePermitsMarketing(Array(steps[...index]), doubleOptIn: doubleOptIn, softOptIn: false),
                     "\(email["template"]?.stringValue ?? "") to shopper \(shopper) after \(steps[...index])")
             }
             #expect(marketing >= 5, "the sequences must exercise sending: \(marketing) marketing emails")
