@@ -28,13 +28,13 @@ import Testing
             }
             let before = try await fixture.highWatermarks(fixture.commandsTopic).values.reduce(0, +)
             let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: TestEnvironment.kafka()), logger: TestEnvironment.logger)
-            let offsets = OffsetStore(postgres: postgres, groupID: group, logger: TestEnvironment.logger)
+            let rebalance = PartitionRebalanceListener(postgres: postgres, groupID: group, logger: TestEnvironment.logger)
 
             let publication = Publication(rows: rows, nextOffsets: [input: 2_000], producer: producer, postgres: postgres)
-            offsets.publication.set(publication)
+            rebalance.publication.set(publication)
             // On a thread of its own, as librdkafka's poll thread calls it.
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                Thread { offsets.partitionsRevoked([input]); done.resume() }.start()
+                Thread { rebalance.partitionsRevoked([input]); done.resume() }.start()
             }
             let left = try await postgres.withConnection { connection in
                 try Outbox.pending(group: group, topic: input.topic, partitions: [input.partition], limit: 10_000, connection: connection)

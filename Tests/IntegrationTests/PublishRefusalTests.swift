@@ -42,17 +42,17 @@ import Testing
             let postgres = TestEnvironment.postgres(url: url)
             defer { postgres.close() }
             try await WorkerApp.migrate(descriptor: descriptor, postgres: postgres, logger: logger, timeout: .seconds(30))
-            let offsets = OffsetStore(postgres: postgres, groupID: "refusal", logger: logger)
+            let rebalance = PartitionRebalanceListener(postgres: postgres, groupID: "refusal", logger: logger)
             var consumerConfiguration = KafkaConsumerConfiguration(kafka: kafka, groupID: "refusal")
             consumerConfiguration.sessionTimeout = .seconds(6)
             consumerConfiguration.heartbeatInterval = .milliseconds(500)
-            let consumer = try KafkaConsumer(configuration: consumerConfiguration, rebalanceListener: offsets, logger: logger)
+            let consumer = try KafkaConsumer(configuration: consumerConfiguration, rebalanceListener: rebalance, logger: logger)
             let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
             let health = WorkerHealth(livenessWindow: .seconds(30))
             var configuration = PipelineConfiguration(worker: "RefusalTest", groupID: "refusal", inputTopic: "in")
             configuration.backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(200))
             let pipeline = Pipeline(
-                configuration: configuration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
+                configuration: configuration, consumer: consumer, rebalance: rebalance, producer: producer, postgres: postgres,
                 handler: OneCommand(topic: "out"), health: health, logger: logger)
             // The broker refuses the pipeline's first two produce requests (the command's and the dead letter's) as too
             // large for their topics.

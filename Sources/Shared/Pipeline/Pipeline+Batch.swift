@@ -37,7 +37,7 @@ extension Pipeline {
     /// Starts publishing a committed batch's outbox rows in the background (``Publication``); the one in flight must
     /// have been finished.
     func startPublication(_ rows: [Outbox.Row], nextOffsets: [TopicPartition: Int64]) {
-        offsets.publication.set(Publication(rows: rows, nextOffsets: nextOffsets, producer: producer, postgres: postgres))
+        rebalance.publication.set(Publication(rows: rows, nextOffsets: nextOffsets, producer: producer, postgres: postgres))
     }
 
     /// Finishes the publication in flight, if any: waits for its first attempt, classifies and retries what failed
@@ -47,8 +47,8 @@ extension Pipeline {
     /// - Throws: ``KafkaError`` when the producer is unusable (fatal).
     @discardableResult
     func finish() async throws -> Bool {
-        guard let publication = offsets.publication.current else { return true }
-        defer { offsets.publication.clear() }
+        guard let publication = rebalance.publication.current else { return true }
+        defer { rebalance.publication.clear() }
         let first = try await health.waiting(upTo: configuration.publishBound) { try await publication.firstAttempt() }
         guard try await publish(publication.rows, after: first) else { return false }
         let assigned = consumer.assignment

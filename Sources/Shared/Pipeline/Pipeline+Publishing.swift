@@ -198,12 +198,12 @@ extension Pipeline {
     /// Publishes what previous owners left in the outbox for partitions just assigned, oldest first, before any new
     /// message of theirs is processed.
     func relayArrivals() async throws {
-        let arrivals = offsets.takeArrivals()
+        let arrivals = rebalance.arrivals.take()
         guard !arrivals.isEmpty else { return }
         do {
             try await relay(arrivals.filter { $0.topic == configuration.inputTopic }.map(\.partition))
         } catch {
-            offsets.restoreArrivals(arrivals)
+            rebalance.arrivals.add(arrivals)
             throw error
         }
     }

@@ -17,7 +17,7 @@ import ServiceLifecycle
 public final class Pipeline: Service, Sendable {
     let configuration: PipelineConfiguration
     let consumer: KafkaConsumer
-    let offsets: OffsetStore
+    let rebalance: PartitionRebalanceListener
     let producer: KafkaProducer
     let postgres: PostgresClient
     private let handler: ErasedHandler?
@@ -25,15 +25,15 @@ public final class Pipeline: Service, Sendable {
     let metrics: PipelineMetrics
     let logger: Logger
 
-    /// A pipeline. `consumer` must have been created with `offsets` as its rebalance listener. Without a `handler`
+    /// A pipeline. `consumer` must have been created with `rebalance` as its rebalance listener. Without a `handler`
     /// the pipeline idles: it keeps its partitions paused and commits nothing.
     public init(
-        configuration: PipelineConfiguration, consumer: KafkaConsumer, offsets: OffsetStore, producer: KafkaProducer,
+        configuration: PipelineConfiguration, consumer: KafkaConsumer, rebalance: PartitionRebalanceListener, producer: KafkaProducer,
         postgres: PostgresClient, handler: (any PipelineHandler)?, health: WorkerHealth, logger: Logger
     ) {
         self.configuration = configuration
         self.consumer = consumer
-        self.offsets = offsets
+        self.rebalance = rebalance
         self.producer = producer
         self.postgres = postgres
         self.handler = handler.map { ErasedHandler($0) }
@@ -50,7 +50,7 @@ public final class Pipeline: Service, Sendable {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             do {
                 // A previous owner's leftovers and our own rows in flight never go out side by side.
-                if offsets.hasArrivals { try await finish() }
+                if !rebalance.arrivals.isEmpty { try await finish() }
                 try await relayArrivals()
                 if relayFailures > 0 {
                     relayFailures = 0
@@ -69,7 +69,7 @@ public final class Pipeline: Service, Sendable {
             }
             let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxBytes: configuration.batchMaxBytes, maxWait: configuration.batchWait)
             turned()
-            if offsets.hasArrivals, !batch.isEmpty {
+            if !rebalance.arrivals.isEmpty, !batch.isEmpty {
                 // Partitions were assigned during this poll, and it read from them already: a previous owner's
                 // leftovers must go out before any command of what follows them, so the batch is read again after
                 // the relay at the top of the loop.

@@ -12,7 +12,7 @@ import Synchronization
 /// Kafka in the order their events were applied, and at most one batch is ever in flight.
 ///
 /// A partition revoked while its rows are in flight waits for the first attempt before it moves
-/// (``OffsetStore/partitionsRevoked(_:)``): its next owner relays only what is still in the outbox, not rows on
+/// (``PartitionRebalanceListener/partitionsRevoked(_:)``): its next owner relays only what is still in the outbox, not rows on
 /// their way.
 final class Publication: Sendable {
     /// What the first attempt did.

@@ -29,8 +29,8 @@ public enum WorkerApp {
     ) async throws -> ServiceGroup {
         let postgres = PostgresClient(configuration: configuration.postgres, logger: logger)
         try await migrate(descriptor: descriptor, postgres: postgres, logger: logger, timeout: startupTimeout)
-        let offsets = OffsetStore(postgres: postgres, groupID: configuration.consumer.groupID, logger: logger)
-        let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalanceListener: offsets, logger: logger)
+        let rebalance = PartitionRebalanceListener(postgres: postgres, groupID: configuration.consumer.groupID, logger: logger)
+        let consumer = try KafkaConsumer(configuration: configuration.consumer, rebalanceListener: rebalance, logger: logger)
         let producer = try KafkaProducer(configuration: configuration.producer, logger: logger)
         if !configuration.consumer.kafka.ignoredVariables.isEmpty {
             logger.warning(
@@ -63,7 +63,7 @@ public enum WorkerApp {
             pipelineConfiguration.topicSettings[Topics.deadLetter(of: topic)] = "\(variable) + \"-dlq\""
         }
         let pipeline = Pipeline(
-            configuration: pipelineConfiguration, consumer: consumer, offsets: offsets, producer: producer, postgres: postgres,
+            configuration: pipelineConfiguration, consumer: consumer, rebalance: rebalance, producer: producer, postgres: postgres,
             handler: handler, health: health, logger: logger)
         let own = try descriptor.makeServices(
             WorkerContext(
