@@ -41,21 +41,20 @@ struct Explain: AsyncParsableCommand {
     /// The timeline as printable lines: a header with the current permission state, then one line per fact, oldest
     /// first.
     static func timeline(store: String, kind: String, value: String, connection: PostgresConnection) throws -> [String] {
-        let shopperRow = try connection.query(
-            "SELECT shopper_id FROM rapport_identities WHERE store_id = $1 AND kind = $2 AND value = $3", [store, kind, value]
-        ).first
-        let shopperID = try shopperRow?.decode(Int64.self, at: 0)
+        let shopperID = try connection.query(
+            "SELECT shopper_id FROM rapport_identities WHERE store_id = \(store) AND kind = \(kind) AND value = \(value)"
+        ).first?.decode("shopper_id", as: Int64.self)
         var contactID: Int64?
         if kind == "email" {
-            contactID = try connection.query("SELECT contact_id FROM rapport_contacts WHERE store_id = $1 AND email = $2", [store, value]).first?
-                .decode(Int64.self, at: 0)
+            contactID = try connection.query("SELECT contact_id FROM rapport_contacts WHERE store_id = \(store) AND email = \(value)").first?
+                .decode("contact_id", as: Int64.self)
         } else if let shopperID {
-            contactID = try connection.query("SELECT contact_id FROM capture_shoppers WHERE store_id = $1 AND shopper_id = $2", [store, shopperID]).first?
-                .decode(Int64.self, at: 0)
+            contactID = try connection.query("SELECT contact_id FROM capture_shoppers WHERE store_id = \(store) AND shopper_id = \(shopperID)").first
+                .flatMap { try $0.decode("contact_id", as: Int64?.self) }
             // A shopper CaptureWorker never saw (an order, a survey): the contact of their known address.
             if contactID == nil, let email = try ShopperResolver.known([(store, shopperID)], connection: connection)[shopperID]?.email {
-                contactID = try connection.query("SELECT contact_id FROM rapport_contacts WHERE store_id = $1 AND email = $2", [store, email]).first?
-                    .decode(Int64.self, at: 0)
+                contactID = try connection.query("SELECT contact_id FROM rapport_contacts WHERE store_id = \(store) AND email = \(email)").first?
+                    .decode("contact_id", as: Int64.self)
             }
         }
         let orders = try Self.orders(store: store, shopperID: shopperID, email: kind == "email" ? value : nil, connection: connection)
@@ -66,54 +65,60 @@ struct Explain: AsyncParsableCommand {
                 """
                 SELECT transactional_ok, marketing_consent, consent_level, awaiting_confirmation, suppression, soft_bounce_streak,
                        erased_at IS NOT NULL, time_zone
-                FROM rapport_contacts WHERE store_id = $1 AND contact_id = $2
-                """, [store, contactID]
+                FROM rapport_contacts WHERE store_id = \(store) AND contact_id = \(contactID)
+                """
             ).first
         {
+            let (transactional, marketing, consentLevel, awaitingConfirmation, suppression, softBounces, erased, timeZone) =
+                try contact.decode((Bool, Bool, String?, Bool, String?, Int, Bool, String?).self)
             let flags = [
-                "transactional: \(try contact.decode(Bool.self, at: 0) == true ? "yes" : "no")",
-                "marketing: \(try contact.decode(Bool.self, at: 1) == true ? "yes" : "no") (\(try contact.decode(String.self, at: 2) ?? "no consent recorded"))",
-                try contact.decode(Bool.self, at: 3) == true ? "awaiting confirmation" : nil,
-                try contact.decode(String.self, at: 4).map { "suppressed: \($0)" },
-                "soft bounces in a row: \(try contact.decode(Int.self, at: 5) ?? 0)",
-                try contact.decode(Bool.self, at: 6) == true ? "ERASED" : nil,
-                "time zone: \(try contact.decode(String.self, at: 7) ?? "store's")",
+                "transactional: \(transactional ? "yes" : "no")",
+                "marketing: \(marketing ? "yes" : "no") (\(consentLevel ?? "no consent recorded"))",
+                awaitingConfirmation ? "awaiting confirmation" : nil,
+                suppression.map { "suppressed: \($0)" },
+                "soft bounces in a row: \(softBounces)",
+                erased ? "ERASED" : nil,
+                "time zone: \(timeZone ?? "store's")",
             ].compactMap { $0 }
             lines.append("now: " + flags.joined(separator: "; "))
         }
         var facts: [(Date, Int, String)] = []
         if let shopperID {
-            for row in try connection.query(
-                "SELECT occurred_at, event, message_id FROM capture_timeline WHERE store_id = $1 AND shopper_id = $2", [store, shopperID])
+            for (occurredAt, event, messageID) in try connection.query(
+                "SELECT occurred_at, event, message_id FROM capture_timeline WHERE store_id = \(store) AND shopper_id = \(shopperID)"
+            ).decode((Date, String, String).self)
             {
-                facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 0, "event     \(try row.decode(String.self, at: 1) ?? "")  [message \(try row.decode(String.self, at: 2) ?? "")]"))
+                facts.append((occurredAt, 0, "event     \(event)  [message \(messageID)]"))
             }
-            for row in try connection.query(
+            for (occurredAt, change, marketing, source, optInLevel, textVersion, messageID) in try connection.query(
                 """
                 SELECT occurred_at, kind, marketing, source, opt_in_level, text_version, message_id
-                FROM capture_consent_ledger WHERE store_id = $1 AND shopper_id = $2
-                """, [store, shopperID])
+                FROM capture_consent_ledger WHERE store_id = \(store) AND shopper_id = \(shopperID)
+                """
+            ).decode((Date, String, Bool?, String?, String?, String?, String).self)
             {
-                let marketing = try row.decode(Bool.self, at: 2).map { $0 ? "marketing yes" : "marketing no" }
-                let details = [marketing, try row.decode(String.self, at: 3).map { "source \($0)" }, try row.decode(String.self, at: 4).map { "opt-in \($0)" },
-                    try row.decode(String.self, at: 5).map { "text version \($0)" }].compactMap { $0 }
-                facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 1, "consent   \(try row.decode(String.self, at: 1) ?? "")  \(details.joined(separator: ", "))  [message \(try row.decode(String.self, at: 6) ?? "")]"))
+                let details = [
+                    marketing.map { $0 ? "marketing yes" : "marketing no" }, source.map { "source \($0)" }, optInLevel.map { "opt-in \($0)" },
+                    textVersion.map { "text version \($0)" },
+                ].compactMap { $0 }
+                facts.append((occurredAt, 1, "consent   \(change)  \(details.joined(separator: ", "))  [message \(messageID)]"))
             }
         }
-        for row in try connection.query(
+        let subject = shopperID.map { "capture:\($0)" } ?? ""
+        for (decidedAt, decision, template, category, reason, commandID, causationID, notBefore, worker) in try connection.query(
             """
             SELECT decided_at, decision, template, category, reason, command_id, causation_id, not_before, worker
             FROM rapport_contact_decisions
-            WHERE store_id = $1 AND (contact_id = $2 OR subject = $3)
-            """, [store, contactID, shopperID.map { "capture:\($0)" } ?? ""])
+            WHERE store_id = \(store) AND (contact_id = \(contactID) OR subject = \(subject))
+            """
+        ).decode((Date, String, String, String, String, String?, String, Date?, String).self)
         {
-            let decision = try row.decode(String.self, at: 1) ?? ""
-            var text = "\(decision.padding(toLength: 10, withPad: " ", startingAt: 0))\(try row.decode(String.self, at: 2) ?? "") (\(try row.decode(String.self, at: 3) ?? ""))"
-            if decision != "sent" { text += " — \(try row.decode(String.self, at: 4) ?? "")" }
-            if let notBefore = try row.decode(Date.self, at: 7) { text += ", not before \(notBefore.rfc3339)" }
-            if let command = try row.decode(String.self, at: 5) { text += "  [command \(command)]" }
-            text += "  [caused by \(try row.decode(String.self, at: 6) ?? ""), \(try row.decode(String.self, at: 8) ?? "")]"
-            facts.append((try row.decode(Date.self, at: 0) ?? .distantPast, 2, text))
+            var text = "\(decision.padding(toLength: 10, withPad: " ", startingAt: 0))\(template) (\(category))"
+            if decision != "sent" { text += " — \(reason)" }
+            if let notBefore { text += ", not before \(notBefore.rfc3339)" }
+            if let commandID { text += "  [command \(commandID)]" }
+            text += "  [caused by \(causationID), \(worker)]"
+            facts.append((decidedAt, 2, text))
         }
         facts += orders
         facts += try Self.steps(store: store, shopperID: shopperID, email: kind == "email" ? value : nil, connection: connection)
@@ -129,42 +134,41 @@ struct Explain: AsyncParsableCommand {
     /// What SurveyWorker knows of the shopper, where its tables are in this database: the churn risk as last scored and
     /// the profile (header lines), and each survey response (facts).
     static func survey(store: String, shopperID: Int64, connection: PostgresConnection) throws -> ([String], [(Date, Int, String)]) {
-        guard try connection.query("SELECT to_regclass('survey_profiles') IS NOT NULL").first?.decode(Bool.self, at: 0) == true else { return ([], []) }
+        guard try connection.query("SELECT to_regclass('survey_profiles') IS NOT NULL").first?.decode(Bool.self) ?? false else { return ([], []) }
         var header: [String] = []
         if let churn = try connection.query(
             """
             SELECT risk, band, overdue, expected_gap_days, orders, last_order_at, scored_at, win_back_after
-            FROM survey_churn WHERE store_id = $1 AND shopper_id = $2
-            """, [store, shopperID]
+            FROM survey_churn WHERE store_id = \(store) AND shopper_id = \(shopperID)
+            """
         ).first {
-            let risk = String(format: "%.2f", try churn.decode(Double.self, at: 0) ?? 0)
-            let overdue = String(format: "%.1f", try churn.decode(Double.self, at: 2) ?? 0)
-            let gap = String(format: "%.1f", try churn.decode(Double.self, at: 3) ?? 0)
-            var text = "churn: risk \(risk) (\(try churn.decode(String.self, at: 1) ?? "")), \(overdue)× overdue on an expected gap of \(gap) days, "
-                + "\(try churn.decode(Int.self, at: 4) ?? 0) orders, scored \(try churn.decode(Date.self, at: 6)?.rfc3339 ?? "")"
-            if try churn.decode(Date.self, at: 7) != nil { text += "; lapsed (one win-back for this silence)" }
+            let (risk, band, overdue, gap, orders, _, scoredAt, winBackAfter) = try churn.decode((Double, String, Double, Double, Int, Date, Date, Date?).self)
+            var text = "churn: risk \(String(format: "%.2f", risk)) (\(band)), \(String(format: "%.1f", overdue))× overdue on an expected gap of "
+                + "\(String(format: "%.1f", gap)) days, \(orders) orders, scored \(scoredAt.rfc3339)"
+            if winBackAfter != nil { text += "; lapsed (one win-back for this silence)" }
             header.append(text)
         }
         if let profile = try connection.query(
             """
             SELECT array_to_string(interests, ', '), habits::text, income_band, array_to_string(channels, ', '), channels IS NOT NULL, other::text, responses
-            FROM survey_profiles WHERE store_id = $1 AND shopper_id = $2
-            """, [store, shopperID]
+            FROM survey_profiles WHERE store_id = \(store) AND shopper_id = \(shopperID)
+            """
         ).first {
+            let (interests, habits, incomeBand, channels, hasChannels, other, responses) =
+                try profile.decode((String?, String, String?, String?, Bool, String, Int).self)
             let parts = [
-                try profile.decode(String.self, at: 0).map { "interests \($0)" },
-                try profile.decode(String.self, at: 1).flatMap { $0 == "{}" ? nil : "habits \($0)" },
-                try profile.decode(String.self, at: 2).map { "income band \($0)" },
-                try profile.decode(Bool.self, at: 4) == true ? "channels \(try profile.decode(String.self, at: 3).flatMap { $0.isEmpty ? nil : $0 } ?? "none")" : nil,
-                try profile.decode(String.self, at: 5).flatMap { $0 == "{}" ? nil : "other answers \($0)" },
+                interests.map { "interests \($0)" },
+                habits == "{}" ? nil : "habits \(habits)",
+                incomeBand.map { "income band \($0)" },
+                hasChannels ? "channels \(channels.flatMap { $0.isEmpty ? nil : $0 } ?? "none")" : nil,
+                other == "{}" ? nil : "other answers \(other)",
             ].compactMap { $0 }
-            header.append("profile (\(try profile.decode(Int.self, at: 6) ?? 0) surveys): " + parts.joined(separator: "; "))
+            header.append("profile (\(responses) surveys): " + parts.joined(separator: "; "))
         }
         let responses = try connection.query(
-            "SELECT submitted_at, survey_id, message_id FROM survey_responses WHERE store_id = $1 AND shopper_id = $2", [store, shopperID]
-        ).map { row in
-            (try row.decode(Date.self, at: 0) ?? .distantPast, 0,
-             "survey    \(try row.decode(String.self, at: 1) ?? "") answered  [message \(try row.decode(String.self, at: 2) ?? "")]")
+            "SELECT submitted_at, survey_id, message_id FROM survey_responses WHERE store_id = \(store) AND shopper_id = \(shopperID)"
+        ).decode((Date, String, String).self).map { submittedAt, surveyID, messageID in
+            (submittedAt, 0, "survey    \(surveyID) answered  [message \(messageID)]")
         }
         return (header, responses)
     }
@@ -173,20 +177,20 @@ struct Explain: AsyncParsableCommand {
     /// placed with the address asked about.
     static func orders(store: String, shopperID: Int64?, email: String?, connection: PostgresConnection) throws -> [(Date, Int, String)] {
         guard shopperID != nil || email != nil,
-            try connection.query("SELECT to_regclass('receipt_orders') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
+            try connection.query("SELECT to_regclass('receipt_orders') IS NOT NULL").first?.decode(Bool.self) ?? false
         else { return [] }
         var facts: [(Date, Int, String)] = []
-        for row in try connection.query(
+        for (orderID, status, placedAt, total, currency, messageID, items) in try connection.query(
             """
             SELECT o.order_id, o.status, o.placed_at, o.total, o.currency, o.message_id,
                    (SELECT count(*) FROM receipt_order_items i WHERE i.store_id = o.store_id AND i.order_id = o.order_id) AS items
-            FROM receipt_orders o WHERE o.store_id = $1 AND (o.shopper_id = $2 OR o.email = $3)
-            """, [store, shopperID, email])
+            FROM receipt_orders o WHERE o.store_id = \(store) AND (o.shopper_id = \(shopperID) OR o.email = \(email))
+            """
+        ).decode((String, String, Date, Int64?, String, String?, Int).self)
         {
-            let currency = try row.decode(String.self, "currency") ?? ""
-            let total = try row.decode(Int64.self, "total").map { Money(minorUnits: $0, currency: currency).text + " " + currency } ?? "no total"
-            let text = "order     \(try row.decode(String.self, "order_id") ?? "") \(try row.decode(String.self, "status") ?? ""): \(try row.decode(Int.self, "items") ?? 0) items, total \(total)  [message \(try row.decode(String.self, "message_id") ?? "")]"
-            facts.append((try row.decode(Date.self, "placed_at") ?? .distantPast, 0, text))
+            let totalText = total.map { Money(minorUnits: $0, currency: currency).text + " " + currency } ?? "no total"
+            let text = "order     \(orderID) \(status): \(items) items, total \(totalText)  [message \(messageID ?? "")]"
+            facts.append((placedAt, 0, text))
         }
         return facts
     }
@@ -197,14 +201,12 @@ struct Explain: AsyncParsableCommand {
         return try connection.query(
             """
             SELECT template, journey, order_id, state, reason, due_at FROM rapport_scheduled_steps
-            WHERE store_id = $1 AND (shopper_id = $2 OR email = $3)
-            """, [store, shopperID, email]
-        ).map { row in
-            let state = try row.decode(String.self, "state") ?? ""
-            let reason = try row.decode(String.self, "reason").map { state == "sent" ? "" : " — \($0)" } ?? ""
-            let order = try row.decode(String.self, "order_id").map { ", order \($0)" } ?? ""
-            return (try row.decode(Date.self, "due_at") ?? .distantPast, 3,
-                    "step      \(try row.decode(String.self, "template") ?? "") (\(try row.decode(String.self, "journey") ?? "")\(order)): \(state)\(reason)")
+            WHERE store_id = \(store) AND (shopper_id = \(shopperID) OR email = \(email))
+            """
+        ).decode((String, String, String?, String, String?, Date).self).map { template, journey, orderID, state, reason, dueAt in
+            let reasonText = reason.map { state == "sent" ? "" : " — \($0)" } ?? ""
+            let order = orderID.map { ", order \($0)" } ?? ""
+            return (dueAt, 3, "step      \(template) (\(journey)\(order)): \(state)\(reasonText)")
         }
     }
 }

@@ -50,21 +50,20 @@ struct EchoHandler: PipelineHandler {
         }
         let sequences = events.map { Int64($0.message.properties["sequence"]?.numberValue ?? 0) }
         try connection.execute(
-            """
-            INSERT INTO echo_effects (store_id, message_id, shopper_key, sequence, source_partition, source_offset)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::integer[], $6::bigint[])
-            """,
-            [
-                PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID)),
-                PostgresArray(events.map(\.message.shopperKey)), PostgresArray(sequences),
-                PostgresArray(events.map(\.source.topicPartition.partition)), PostgresArray(events.map(\.source.offset)),
-            ])
+            .insert(
+                into: "echo_effects", Array(zip(events, sequences)),
+                [
+                    .init("store_id", "text", \.0.message.storeID), .init("message_id", "text", \.0.message.messageID),
+                    .init("shopper_key", "text", \.0.message.shopperKey), .init("sequence", "bigint", \.1),
+                    .init("source_partition", "integer", \.0.source.topicPartition.partition), .init("source_offset", "bigint", \.0.source.offset),
+                ]))
         try connection.execute(
-            "INSERT INTO echo_audit (store_id, message_id, event, at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[])",
-            [
-                PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID)),
-                PostgresArray(events.map { $0.message.event ?? $0.message.kind.rawValue }), PostgresArray(events.map(\.message.timestamp)),
-            ])
+            .insert(
+                into: "echo_audit", events,
+                [
+                    .init("store_id", "text", \.message.storeID), .init("message_id", "text", \.message.messageID),
+                    .init("event", "text") { $0.message.event ?? $0.message.kind.rawValue }, .init("at", "timestamptz", \.message.timestamp),
+                ]))
         return zip(events, sequences).map { event, sequence in
             let message = event.message
             let id = CommandID.make(store: message.storeID, causation: message.messageID, name: "echo")

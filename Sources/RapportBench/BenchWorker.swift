@@ -186,11 +186,11 @@ final class BenchHarness {
         // Progress from the offsets the worker records: a tiny table, so polling it costs the run nothing.
         let rate = try await worker.drainRate(total: messages.count) {
             try await client.withConnection { connection in
-                guard try connection.query("SELECT to_regclass('rapport_consumer_offsets') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
+                guard try connection.query("SELECT to_regclass('rapport_consumer_offsets') IS NOT NULL").first?.decode(Bool.self) ?? false
                 else { return 0 }
                 return try connection.query(
-                    "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, topic]
-                ).first?.decode(Int.self, at: 0) ?? 0
+                    "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = \(group) AND topic = \(topic)"
+                ).first?.decode(Int.self) ?? 0
             }
         } settled: {
             try await settled(client)

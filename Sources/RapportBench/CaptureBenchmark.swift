@@ -82,7 +82,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
                             SELECT coalesce(sum(pg_prewarm(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                             WHERE n.nspname = current_schema() AND c.relkind = 'i'
                             """
-                        ).first?.decode(Int.self, at: 0) ?? 0
+                        ).first?.decode(Int.self) ?? 0
                     }
                     print(String(format: "  (prewarmed %.0f MB of indexes)", Double(blocks) * 8 / 1024))
                 }

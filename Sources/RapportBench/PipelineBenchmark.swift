@@ -110,8 +110,8 @@ struct PipelineBenchmark: AsyncParsableCommand {
 
     static func effects(_ client: PostgresClient) async throws -> Int {
         try await client.withConnection { connection in
-            guard try connection.query("SELECT to_regclass('echo_effects') IS NOT NULL").first?.decode(Bool.self, at: 0) == true else { return 0 }
-            return try connection.query("SELECT count(*) FROM echo_effects").first?.decode(Int.self, at: 0) ?? 0
+            guard try connection.query("SELECT to_regclass('echo_effects') IS NOT NULL").first?.decode(Bool.self) ?? false else { return 0 }
+            return try connection.query("SELECT count(*) FROM echo_effects").first?.decode(Int.self) ?? 0
         }
     }
 
@@ -192,21 +192,26 @@ struct PipelineBenchmark: AsyncParsableCommand {
             let start = ContinuousClock.now
             for index in 0..<count {
                 try connection.transaction {
+                    let (messageID, shopperKey) = ("n-\(index)", "naive/s-\(index % 1000)")
                     try connection.execute(
-                        "INSERT INTO rapport_processed_messages (group_id, store_id, message_id) VALUES ('naive', 'naive', $1)", ["n-\(index)"])
-                    try connection.execute(
-                        "INSERT INTO echo_effects (store_id, message_id, shopper_key, sequence, source_partition, source_offset) VALUES ('naive', $1, $2, $3, 0, $3)",
-                        ["n-\(index)", "naive/s-\(index % 1000)", index])
-                    try connection.execute(
-                        "INSERT INTO echo_audit (store_id, message_id, event, at) VALUES ('naive', $1, 'Product Viewed', now())", ["n-\(index)"])
-                    try connection.execute(
-                        "INSERT INTO rapport_outbox (group_id, source_topic, source_partition, topic, key, value, headers) VALUES ('naive', 'x', 0, 'y', NULL, $1, '\\x')",
-                        [PostgresBytes(Array(repeating: 0x61, count: 200))])
+                        "INSERT INTO rapport_processed_messages (group_id, store_id, message_id) VALUES ('naive', 'naive', \(messageID))")
                     try connection.execute(
                         """
-                        INSERT INTO rapport_consumer_offsets (group_id, topic, partition, next_offset) VALUES ('naive', 'x', 0, $1)
+                        INSERT INTO echo_effects (store_id, message_id, shopper_key, sequence, source_partition, source_offset)
+                        VALUES ('naive', \(messageID), \(shopperKey), \(index), 0, \(index))
+                        """)
+                    try connection.execute(
+                        "INSERT INTO echo_audit (store_id, message_id, event, at) VALUES ('naive', \(messageID), 'Product Viewed', now())")
+                    try connection.execute(
+                        """
+                        INSERT INTO rapport_outbox (group_id, source_topic, source_partition, topic, key, value, headers)
+                        VALUES ('naive', 'x', 0, 'y', NULL, \(PostgresBytes(Array(repeating: 0x61, count: 200))), '\\x')
+                        """)
+                    try connection.execute(
+                        """
+                        INSERT INTO rapport_consumer_offsets (group_id, topic, partition, next_offset) VALUES ('naive', 'x', 0, \(index + 1))
                         ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset
-                        """, [index + 1])
+                        """)
                 }
             }
             return Double(count) / (ContinuousClock.now - start).seconds

@@ -49,7 +49,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
             inspect: { database in
                 let client = database.client(logger: logger)
                 defer { client.close() }
-                scheduled = try await client.withConnection { try $0.query("SELECT count(*) FROM rapport_scheduled_steps").first?.decode(Int.self, at: 0) ?? 0 }
+                scheduled = try await client.withConnection { try $0.query("SELECT count(*) FROM rapport_scheduled_steps").first?.decode(Int.self) ?? 0 }
             })
         print(String(format: "  ReceiptWorker (3 items, model, receipt,     %8.0f orders/s   %3.0f %% of pipeline   peak RSS %5.1f MB",
                      receipt.rate, 100 * receipt.rate / echo.rate, receipt.peak))
@@ -95,15 +95,15 @@ struct ReceiptBenchmark: AsyncParsableCommand {
             try connection.execute(
                 """
                 INSERT INTO rapport_contacts (store_id, email, transactional_ok, marketing_consent, consent_level)
-                SELECT 'bench', 'c-' || n || '@example.com', true, true, 'single' FROM generate_series(1, $1::int) n
-                """, [steps])
+                SELECT 'bench', 'c-' || n || '@example.com', true, true, 'single' FROM generate_series(1, \(steps)::int) n
+                """)
             try connection.execute(
                 """
                 INSERT INTO rapport_scheduled_steps (store_id, group_id, journey, template, shopper_key, email, causation_id, order_id, data, due_at)
-                SELECT 'bench', $2, 'orientation', 'thank_you', 'bench/c-' || n, 'c-' || n || '@example.com', 'm-' || n, NULL,
+                SELECT 'bench', \(group), 'orientation', 'thank_you', 'bench/c-' || n, 'c-' || n || '@example.com', 'm-' || n, NULL,
                        '{"first_name": "Ana", "products": [{"product_id": "p-1", "name": "Tea"}]}', now() - interval '1 minute'
-                FROM generate_series(1, $1::int) n
-                """, [steps, group])
+                FROM generate_series(1, \(steps)::int) n
+                """)
         }
         let settings = FileManager.default.temporaryDirectory.appendingPathComponent("rapport-bench-settings-\(UInt32.random(in: 0...UInt32.max)).json")
         try Data(#"{"unknown_stores": "defaults", "defaults": {"pressure": [], "quiet_hours": null}}"#.utf8).write(to: settings)
@@ -116,7 +116,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
         defer { worker.stop() }
         let rate = try await worker.drainRate(total: steps) {
             try await client.withConnection {
-                try $0.query("SELECT count(*) FROM rapport_scheduled_steps WHERE state <> 'pending'").first?.decode(Int.self, at: 0) ?? 0
+                try $0.query("SELECT count(*) FROM rapport_scheduled_steps WHERE state <> 'pending'").first?.decode(Int.self) ?? 0
             }
         }
         worker.stop()
@@ -138,16 +138,16 @@ struct ReceiptBenchmark: AsyncParsableCommand {
             try connection.execute(
                 """
                 INSERT INTO receipt_orders (store_id, order_id, shopper_key, shopper_id, currency, status, placed_at, message_id, subtotal, total)
-                SELECT 'bench', 'o-' || n, 'bench/c-' || (n % $2::int), n % $2::int, 'EUR', 'completed', now() - ($1::int - n) * interval '5 seconds',
-                       'm-' || n, 3750, 3750
-                FROM generate_series(1, $1::int) n
-                """, [orders, customers])
+                SELECT 'bench', 'o-' || n, 'bench/c-' || (n % \(customers)::int), n % \(customers)::int, 'EUR', 'completed',
+                       now() - (\(orders)::int - n) * interval '5 seconds', 'm-' || n, 3750, 3750
+                FROM generate_series(1, \(orders)::int) n
+                """)
             try connection.execute(
                 """
                 INSERT INTO receipt_order_items (store_id, order_id, line, product_id, category, quantity, unit_price)
                 SELECT 'bench', 'o-' || n, l, 'p-' || p, 'c-' || (p % 50), 1, 1250
-                FROM generate_series(1, $1::int) n, generate_series(1, 3) l, LATERAL (SELECT floor(power(random(), 2) * 2000)::int + 0 * n + 0 * l AS p) r
-                """, [orders])
+                FROM generate_series(1, \(orders)::int) n, generate_series(1, 3) l, LATERAL (SELECT floor(power(random(), 2) * 2000)::int + 0 * n + 0 * l AS p) r
+                """)
             try connection.execute("ANALYZE")
         }
         let seeded = (ContinuousClock.now - seeding).seconds

@@ -37,7 +37,7 @@ struct SurveyBenchmark: AsyncParsableCommand {
                 defer { client.close() }
                 recommended = try await client.withConnection {
                     try $0.query("SELECT count(*) FROM rapport_contact_decisions WHERE template = 'recommend:post_survey' AND decision = 'sent'").first?
-                        .decode(Int.self, at: 0) ?? 0
+                        .decode(Int.self) ?? 0
                 }
             })
         print(String(format: "  SurveyWorker (response, profile, prefs,   %8.0f surveys/s  %3.0f %% of pipeline   peak RSS %5.1f MB",
@@ -66,16 +66,16 @@ struct SurveyBenchmark: AsyncParsableCommand {
         }
         let client = database.client(logger: logger)
         defer { client.close() }
-        let perCustomer = ordersEach(0) == ordersEach(1) ? "\(ordersEach(0))" : "1 + c % 4"
+        let perCustomer: PostgresQuery = ordersEach(0) == ordersEach(1) ? "\(ordersEach(0))::int" : "1 + c % 4"
         try await client.withConnection { connection in
-            try connection.execute("INSERT INTO rapport_shoppers (store_id, shopper_id) SELECT 'bench', c FROM generate_series(1, $1::int) c", [customers])
-            try connection.execute("SELECT setval(pg_get_serial_sequence('rapport_shoppers', 'shopper_id'), $1::int + 1, false)", [customers])
+            try connection.execute("INSERT INTO rapport_shoppers (store_id, shopper_id) SELECT 'bench', c FROM generate_series(1, \(customers)::int) c")
+            try connection.execute("SELECT setval(pg_get_serial_sequence('rapport_shoppers', 'shopper_id'), \(customers)::int + 1, false)")
             try connection.execute(
                 """
                 INSERT INTO rapport_identities (store_id, kind, value, shopper_id)
                 SELECT 'bench', k.kind, CASE k.kind WHEN 'user_id' THEN 'c-' || c ELSE 'c-' || c || '@example.com' END, c
-                FROM generate_series(1, $1::int) c, (VALUES ('user_id'), ('email')) AS k(kind)
-                """, [customers])
+                FROM generate_series(1, \(customers)::int) c, (VALUES ('user_id'), ('email')) AS k(kind)
+                """)
             // Customer c's k-th order: every 20 to 80 days, the last one up to 400 days ago.
             try connection.execute(
                 """
@@ -83,8 +83,8 @@ struct SurveyBenchmark: AsyncParsableCommand {
                 SELECT 'bench', 'o-' || c || '-' || k, 'bench/c-' || c, c, 'EUR', 'completed',
                        now() - ((c::bigint * 7919) % 400) * interval '1 day' - (k * (20 + (c * 31) % 60)) * interval '1 day', 'm-' || c || '-' || k,
                        3750, 2500 + (c % 5) * 1000, 'c-' || c || '@example.com'
-                FROM generate_series(1, $1::int) c, LATERAL generate_series(0, (\(perCustomer)) - 1) k
-                """, [customers])
+                FROM generate_series(1, \(customers)::int) c, LATERAL generate_series(0, (\(perCustomer)) - 1) k
+                """)
             if rebuild {
                 try connection.execute(
                     """
@@ -114,8 +114,8 @@ struct SurveyBenchmark: AsyncParsableCommand {
         }
         let client = database.client(logger: logger)
         let (orders, steps) = try await client.withConnection { connection in
-            (try connection.query("SELECT count(*) FROM receipt_orders").first?.decode(Int.self, at: 0) ?? 0,
-             try connection.query("SELECT count(*) FROM rapport_scheduled_steps WHERE template = 'win_back'").first?.decode(Int.self, at: 0) ?? 0)
+            (try connection.query("SELECT count(*) FROM receipt_orders").first?.decode(Int.self) ?? 0,
+             try connection.query("SELECT count(*) FROM rapport_scheduled_steps WHERE template = 'win_back'").first?.decode(Int.self) ?? 0)
         }
         client.close()
         print(String(format: "  re-scoring %d customers (%d orders, seeded in %.0f s): first pass %.1f s (%d win-backs scheduled), next pass %.1f s (%.0f customers/s)",

@@ -141,15 +141,19 @@ extension Demo {
                 let watermarks = try await reader.highWatermarks(for: partitions)
                 let state = try await postgres.withConnection { connection in
                     var consumed: [TopicPartition: Int64] = [:]
-                    for row in try connection.query("SELECT topic, partition, max(next_offset) FROM rapport_consumer_offsets GROUP BY 1, 2") {
-                        consumed[TopicPartition(topic: try row.decode(String.self, at: 0) ?? "", partition: try row.decode(Int32.self, at: 1) ?? -1)] =
-                            try row.decode(Int64.self, at: 2) ?? 0
+                    for (topic, partition, next) in try connection.query(
+                        "SELECT topic, partition, max(next_offset) FROM rapport_consumer_offsets GROUP BY 1, 2"
+                    ).decode((String, Int32, Int64).self)
+                    {
+                        consumed[TopicPartition(topic: topic, partition: partition)] = next
                     }
-                    let outbox = try connection.query("SELECT count(*) FROM rapport_outbox WHERE parked_at IS NULL").first?.decode(Int.self, at: 0) ?? 0
+                    let outbox = try connection.query("SELECT count(*) FROM rapport_outbox WHERE parked_at IS NULL").first?.decode(Int.self) ?? 0
                     let due = try connection.query(
-                        "SELECT count(*) FROM rapport_scheduled_steps WHERE store_id = $1 AND state = 'pending' AND due_at < now() + $2::int * interval '1 second'",
-                        [store, horizon]
-                    ).first?.decode(Int.self, at: 0) ?? 0
+                        """
+                        SELECT count(*) FROM rapport_scheduled_steps
+                        WHERE store_id = \(store) AND state = 'pending' AND due_at < now() + \(horizon)::int * interval '1 second'
+                        """
+                    ).first?.decode(Int.self) ?? 0
                     return (consumed, outbox, due)
                 }
                 let total = watermarks.values.reduce(0, +)
@@ -185,16 +189,16 @@ extension Demo {
                 try connection.query(
                     """
                     SELECT decision || ': ' || reason, string_agg(DISTINCT template, ', ' ORDER BY template), count(*) FROM rapport_contact_decisions
-                    WHERE store_id = $1 AND decision <> 'sent' GROUP BY 1
+                    WHERE store_id = \(store) AND decision <> 'sent' GROUP BY 1
                     UNION ALL
                     SELECT state || ': ' || reason, string_agg(DISTINCT template, ', ' ORDER BY template), count(*) FROM rapport_scheduled_steps s
-                    WHERE store_id = $1 AND state IN ('cancelled', 'dropped') AND NOT EXISTS (
+                    WHERE store_id = \(store) AND state IN ('cancelled', 'dropped') AND NOT EXISTS (
                         SELECT 1 FROM rapport_contact_decisions d
                         WHERE d.store_id = s.store_id AND d.causation_id = s.causation_id AND d.template = s.template)
                     GROUP BY 1
                     ORDER BY 3 DESC, 1
-                    """, [store]
-                ).map { (try $0.decode(String.self, at: 0) ?? "", try $0.decode(String.self, at: 1) ?? "", try $0.decode(Int.self, at: 2) ?? 0) }
+                    """
+                ).decode((String?, String, Int).self).map { decision, templates, count in (decision ?? "", templates, count) }
             }
             say("\n== summary for store \(store)")
             say("  email commands (\(templates.values.reduce(0, +))):")
