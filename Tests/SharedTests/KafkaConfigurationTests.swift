@@ -71,4 +71,10 @@ import Testing
         #expect(Duration.milliseconds(1500).milliseconds == 1500)
         #expect(Duration.microseconds(999).milliseconds == 0)
     }
+
+    @Test func anUnflaggedTimeoutFromLibrdkafkaIsRetriableButNothingFatalIs() {
+        #expect(KafkaError.isRetriable(.timedOut, flagged: false, fatal: false), "a seek that timed out waiting for the fetcher")
+        #expect(!KafkaError.isRetriable(.timedOut, flagged: true, fatal: true))
+        #expect(!KafkaError.isRetriable(.invalidArgument, flagged: false, fatal: false))
+    }
 }

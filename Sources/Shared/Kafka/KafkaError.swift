@@ -78,12 +78,22 @@ public struct KafkaError: Error, Sendable, Equatable, CustomStringConvertible {
     /// Takes ownership of an `rd_kafka_error_t`, keeping its flags, and destroys it.
     init(consuming error: OpaquePointer, _ context: String) {
         defer { rd_kafka_error_destroy(error) }
+        let code = Code(rd_kafka_error_code(error))
+        let fatal = rd_kafka_error_is_fatal(error) != 0
         self.init(
-            code: Code(rd_kafka_error_code(error)),
+            code: code,
             reason: "\(context): \(String(cString: rd_kafka_error_string(error)))",
-            isRetriable: rd_kafka_error_is_retriable(error) != 0,
-            isFatal: rd_kafka_error_is_fatal(error) != 0
+            isRetriable: Self.isRetriable(code, flagged: rd_kafka_error_is_retriable(error) != 0, fatal: fatal),
+            isFatal: fatal
         )
+    }
+
+    /// Whether an error librdkafka returned may pass: flagged so, or of a passing kind (``retriableCodes``), and not
+    /// fatal. The flag alone misses some: a seek that timed out waiting for the fetcher under load
+    /// (`_TIMED_OUT`, "Timed out waiting for 2 remaining partition seek(s)") comes unflagged, and was taken for a
+    /// permanent failure — the worker exited (scripts/chaos, an hour at 300 events/s).
+    static func isRetriable(_ code: Code, flagged: Bool, fatal: Bool) -> Bool {
+        !fatal && (flagged || retriableCodes.contains(code))
     }
 
     /// Codes that describe a passing condition rather than a bad request.

@@ -66,7 +66,7 @@ extension Pipeline {
             let assigned = consumer.assignment
             batch.removeAll { !assigned.contains($0.topicPartition) }
             guard !batch.isEmpty else {
-                try await resume(rewinding: rewind)
+                try await resumeRetrying(rewinding: rewind)
                 return
             }
         }

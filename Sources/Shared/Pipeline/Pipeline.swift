@@ -73,7 +73,7 @@ public final class Pipeline: Service, Sendable {
                 // Partitions were assigned during this poll, and it read from them already: a previous owner's
                 // leftovers must go out before any command of what follows them, so the batch is read again after
                 // the relay at the top of the loop.
-                try await consumer.seek(batch.firstOffsets.filter { consumer.assignment.contains($0.key) })
+                try await resumeRetrying(rewinding: batch.firstOffsets)
                 continue
             }
             guard !batch.isEmpty else {
@@ -125,6 +125,27 @@ public final class Pipeline: Service, Sendable {
         try await consumer.seek(offsets.filter { assigned.contains($0.key) })
         try consumer.resume(Array(assigned))
         health.setBackoff(false)
+    }
+
+    /// ``resume(rewinding:)`` until it succeeds: a seek the consumer does not finish in time (its fetcher busy) is
+    /// tried again after a backoff, polling with the partitions paused meanwhile, never left to stop the worker.
+    func resumeRetrying(rewinding offsets: [TopicPartition: Int64]) async throws {
+        var offsets = offsets
+        var attempt = 0
+        while true {
+            do {
+                try await resume(rewinding: offsets)
+                return
+            } catch where Self.isTransient(error) {
+                attempt += 1
+                metrics.retries(stage: "seek")
+                health.setBackoff(true)
+                logger.warning("moving partitions back failed; retrying", metadata: [LogKey.error: "\(error)"])
+                try consumer.pause(Array(consumer.assignment))
+                offsets.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: attempt - 1)))
+                guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
+            }
+        }
     }
 
     /// Whether `error` may pass by itself (a retriable PostgreSQL or Kafka error): the batch is tried again.
