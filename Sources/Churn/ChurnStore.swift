@@ -13,7 +13,7 @@ public enum ChurnStore {
 
     /// Whether ReceiptWorker's orders are in this database (a SurveyWorker without them has no customers to score).
     public static func ordersAvailable(connection: PostgresConnection) throws -> Bool {
-        try connection.query("SELECT to_regclass('receipt_orders') IS NOT NULL").first?.decode(Bool.self, at: 0) == true
+        try connection.query("SELECT to_regclass('receipt_orders') IS NOT NULL").first?.decode(Bool.self) ?? false
     }
 
     /// The stores with orders: a skip scan over the primary key, one probe per store.
@@ -26,27 +26,29 @@ public enum ChurnStore {
                 SELECT (SELECT min(o.store_id) FROM receipt_orders o WHERE o.store_id > s.store_id) FROM s WHERE s.store_id IS NOT NULL)
             SELECT store_id FROM s WHERE store_id IS NOT NULL
             """
-        ).compactMap { try $0.decode(String.self, at: 0) }
+        ).decode(String.self)
     }
 
-    /// The predicate of an order that stood at `$2` (placed by then, not yet ended).
-    static let standing = "o.shopper_id IS NOT NULL AND o.placed_at <= $2 AND (o.status = 'completed' OR o.ended_at > $2)"
+    /// The predicate of an order that stood at `asOf` (placed by then, not yet ended).
+    static func standing(_ asOf: Date) -> PostgresQuery {
+        "o.shopper_id IS NOT NULL AND o.placed_at <= \(asOf) AND (o.status = 'completed' OR o.ended_at > \(asOf))"
+    }
 
     /// The store's medians as of `asOf`: the first→second gap of customers with two orders, the customers' mean order
     /// value. One read of the store's orders.
     public static func baseline(store: String, asOf: Date, connection: PostgresConnection) throws -> StoreBaseline {
-        let row = try connection.query(
+        let (gap, value) = try connection.query(
             """
             WITH o AS (
                 SELECT o.shopper_id, o.placed_at, o.total,
                        row_number() OVER (PARTITION BY o.shopper_id ORDER BY o.placed_at, o.order_id) AS k
-                FROM receipt_orders o WHERE o.store_id = $1 AND \(standing))
+                FROM receipt_orders o WHERE o.store_id = \(store) AND \(standing(asOf)))
             SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.placed_at - f.placed_at) / 86400)
                     FROM o f JOIN o s ON s.shopper_id = f.shopper_id AND f.k = 1 AND s.k = 2),
                    (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY m) FROM (SELECT coalesce(avg(total), 0) AS m FROM o GROUP BY shopper_id) x)
-            """, [store, asOf]
-        ).first
-        return StoreBaseline(medianSecondOrderGapDays: try row?.decode(Double.self, at: 0), medianMeanValue: try row?.decode(Double.self, at: 1))
+            """
+        ).first?.decode((Double?, Double?).self) ?? (nil, nil)
+        return StoreBaseline(medianSecondOrderGapDays: gap, medianMeanValue: value)
     }
 
     /// Up to `limit` customers of `store` with shopper ids above `after`, in id order, summarised as of `asOf`
@@ -56,15 +58,11 @@ public enum ChurnStore {
             """
             SELECT o.shopper_id, count(*), min(o.placed_at), max(o.placed_at), coalesce(avg(o.total), 0)
             FROM receipt_orders o
-            WHERE o.store_id = $1 AND o.shopper_id > $3 AND \(standing)
-            GROUP BY o.shopper_id ORDER BY o.shopper_id LIMIT $4
-            """, [store, asOf, after, limit]
-        ).compactMap { row in
-            guard let shopper = try row.decode(Int64.self, at: 0), let orders = try row.decode(Int.self, at: 1), let first = try row.decode(Date.self, at: 2),
-                let last = try row.decode(Date.self, at: 3)
-            else { return nil }
-            return Customer(
-                shopperID: shopper, summary: OrderSummary(orders: orders, firstOrderAt: first, lastOrderAt: last, meanValue: try row.decode(Double.self, at: 4) ?? 0))
+            WHERE o.store_id = \(store) AND o.shopper_id > \(after) AND \(standing(asOf))
+            GROUP BY o.shopper_id ORDER BY o.shopper_id LIMIT \(limit)
+            """
+        ).decode((Int64, Int, Date, Date, Double).self).map { shopper, orders, first, last, meanValue in
+            Customer(shopperID: shopper, summary: OrderSummary(orders: orders, firstOrderAt: first, lastOrderAt: last, meanValue: meanValue))
         }
     }
 
@@ -86,16 +84,16 @@ public enum ChurnStore {
     public static func lastOrders(store: String, shoppers: [Int64], asOf: Date, connection: PostgresConnection) throws -> [Int64: Date] {
         guard !shoppers.isEmpty else { return [:] }
         var result: [Int64: Date] = [:]
-        for row in try connection.query(
+        for (shopper, at) in try connection.query(
             """
-            SELECT u.shopper_id, l.placed_at FROM unnest($3::bigint[]) AS u(shopper_id)
+            SELECT u.shopper_id, l.placed_at FROM unnest(\(PostgresArray(shoppers))::bigint[]) AS u(shopper_id)
             CROSS JOIN LATERAL (
                 SELECT o.placed_at FROM receipt_orders o
-                WHERE o.store_id = $1 AND o.shopper_id = u.shopper_id AND \(standing)
+                WHERE o.store_id = \(store) AND o.shopper_id = u.shopper_id AND \(standing(asOf))
                 ORDER BY o.placed_at DESC LIMIT 1) l
-            """, [store, asOf, PostgresArray(shoppers)])
-        {
-            if let shopper = try row.decode(Int64.self, at: 0), let at = try row.decode(Date.self, at: 1) { result[shopper] = at }
+            """
+        ).decode((Int64, Date).self) {
+            result[shopper] = at
         }
         return result
     }

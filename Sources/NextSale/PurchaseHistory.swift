@@ -13,22 +13,19 @@ public enum PurchaseHistory {
     public static func load(_ shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Int64: [PurchasedOrder]] {
         guard !shoppers.isEmpty else { return [:] }
         var orders: [Int64: [String: (placedAt: Date, products: [PurchasedOrder.Product])]] = [:]
-        for row in try connection.query(
+        for (key, order, placedAt, product, category) in try connection.query(
             """
             SELECT u.shopper_id, o.order_id, o.placed_at, i.product_id, i.category
-            FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
+            FROM unnest(\(PostgresArray(shoppers.map(\.store)))::text[], \(PostgresArray(shoppers.map(\.shopperID)))::bigint[]) AS u(store_id, shopper_id)
             CROSS JOIN LATERAL (
                 SELECT o.order_id, o.placed_at FROM receipt_orders o
                 WHERE o.store_id = u.store_id AND o.shopper_id = u.shopper_id AND o.status = 'completed' OFFSET 0) o
             CROSS JOIN LATERAL (
                 SELECT i.product_id, i.category, i.line FROM receipt_order_items i WHERE i.store_id = u.store_id AND i.order_id = o.order_id OFFSET 0) i
             ORDER BY u.shopper_id, o.placed_at, o.order_id, i.line
-            """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID))])
-        {
-            guard let key = try row.decode(Int64.self, at: 0), let order = try row.decode(String.self, at: 1), let placedAt = try row.decode(Date.self, at: 2),
-                let product = try row.decode(String.self, at: 3)
-            else { continue }
-            orders[key, default: [:]][order, default: (placedAt, [])].products.append(.init(id: product, category: try row.decode(String.self, at: 4)))
+            """
+        ).decode((Int64, String, Date, String, String?).self) {
+            orders[key, default: [:]][order, default: (placedAt, [])].products.append(.init(id: product, category: category))
         }
         return orders.mapValues { byID in
             PurchasedOrder.sequence(byID.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.placedAt, products: $0.value.products) })

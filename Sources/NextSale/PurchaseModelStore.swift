@@ -25,7 +25,7 @@ public enum PurchaseModelStore {
         func add(_ store: String, _ kind: String, _ entries: [(a: String, b: String?, count: Int)]) {
             let entries = entries.filter { $0.count != 0 }
             guard !entries.isEmpty else { return }
-            sets.append([store, kind, PostgresArray(entries.map(\.a)), PostgresArray(entries.map { $0.b as (any PostgresBindable)? }), PostgresArray(entries.map(\.count)), entries.count])
+            sets.append([store, kind, PostgresArray(entries.map(\.a)), PostgresArray(entries.map(\.b)), PostgresArray(entries.map(\.count)), entries.count])
         }
         for (store, change) in changes.sorted(by: { $0.key < $1.key }) {
             add(store, "orders", change.orders.map { ($0.key, change.categories[$0.key], $0.value) })
@@ -50,10 +50,11 @@ public enum PurchaseModelStore {
     ///   - now: The top sellers' 90 days end here.
     @discardableResult
     public static func fold(limit: Int, refreshAfter: Duration = .seconds(60), now: Date = Date(), connection: PostgresConnection) throws -> Int {
-        guard try connection.query("SELECT pg_try_advisory_xact_lock($1)", [foldLock]).first?.decode(Bool.self, at: 0) == true else { return 0 }
+        guard try connection.query("SELECT pg_try_advisory_xact_lock(\(foldLock))").first?.decode(Bool.self) ?? false else { return 0 }
         let (folded, stores) = try foldLocked(limit: limit, connection: connection)
         for store in stores {
-            let computed = try connection.query("SELECT max(computed_at) FROM receipt_top_sellers WHERE store_id = $1", [store]).first?.decode(Date.self, at: 0)
+            let computed = try connection.query("SELECT max(computed_at) AS computed_at FROM receipt_top_sellers WHERE store_id = \(store)").first?
+                .decode("computed_at", as: Date?.self) ?? nil
             if computed.map({ now.timeIntervalSince($0) >= refreshAfter.seconds }) ?? true { try refreshTopSellers(store: store, now: now, connection: connection) }
         }
         return folded
@@ -64,20 +65,21 @@ public enum PurchaseModelStore {
     /// - Throws: ``PostgresError``.
     public static func isFolded(connection: PostgresConnection) throws -> Bool {
         try connection.query("SELECT NOT EXISTS (SELECT FROM receipt_model_change_sets) AND NOT EXISTS (SELECT FROM receipt_model_changes)")
-            .first?.decode(Bool.self, at: 0) ?? false
+            .first?.decode(Bool.self) ?? false
     }
 
     /// Recomputes `store`'s top sellers of the 90 days up to `now`.
     static func refreshTopSellers(store: String, now: Date, connection: PostgresConnection) throws {
-        try connection.execute("DELETE FROM receipt_top_sellers WHERE store_id = $1", [store])
+        try connection.execute("DELETE FROM receipt_top_sellers WHERE store_id = \(store)")
+        let since = PurchaseCounts.day(now.addingTimeInterval(-NextSaleTuning.popularWindow))
+        let until = PurchaseCounts.day(now)
         try connection.execute(
             """
             INSERT INTO receipt_top_sellers (store_id, product_id, orders, computed_at)
-            SELECT $1, product_id, sum(orders), $4 FROM receipt_daily_sales
-            WHERE store_id = $1 AND day > $2::date AND day <= $3::date
+            SELECT \(store), product_id, sum(orders), \(now) FROM receipt_daily_sales
+            WHERE store_id = \(store) AND day > \(since)::date AND day <= \(until)::date
             GROUP BY product_id HAVING sum(orders) > 0 ORDER BY 3 DESC, 2 LIMIT \(NextSaleTuning.popular)
-            """,
-            [store, PurchaseCounts.day(now.addingTimeInterval(-NextSaleTuning.popularWindow)), PurchaseCounts.day(now), now])
+            """)
     }
 
     /// Folds; returns how many entries, and the stores whose daily sales changed. Rows a pod of the previous release
@@ -90,24 +92,26 @@ public enum PurchaseModelStore {
             SELECT store_id, kind, array_agg(a ORDER BY id), array_agg(b ORDER BY id), array_agg(count ORDER BY id), count(*) FROM legacy
             GROUP BY store_id, kind ORDER BY min(id)
             """)
-        func pairs(_ table: String, _ kind: String, _ first: String, _ second: String, count: String = "count", cast: String = "") -> String {
+        func pairs(
+            _ table: StaticString, _ kind: StaticString, _ first: StaticString, _ second: StaticString, count: StaticString = "count", cast: StaticString = ""
+        ) -> PostgresQuery {
             """
-            \(kind) AS (
-                INSERT INTO \(table) AS t (store_id, \(first), \(second), \(count))
-                SELECT store_id, a, b\(cast), sum(count) FROM moved WHERE kind = '\(kind)' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-                ON CONFLICT (store_id, \(first), \(second)) DO UPDATE SET \(count) = t.\(count) + EXCLUDED.\(count)
+            \(sql: kind) AS (
+                INSERT INTO \(sql: table) AS t (store_id, \(sql: first), \(sql: second), \(sql: count))
+                SELECT store_id, a, b\(sql: cast), sum(count) FROM moved WHERE kind = '\(sql: kind)' GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+                ON CONFLICT (store_id, \(sql: first), \(sql: second)) DO UPDATE SET \(sql: count) = t.\(sql: count) + EXCLUDED.\(sql: count)
                 RETURNING 1)
             """
         }
         // The oldest sets until `limit` entries are reached (the one crossing it included): the window reads ids and
         // lengths, never the arrays, of at most a thousand sets.
-        let sql = """
+        let query: PostgresQuery = """
             WITH sets AS (
                 DELETE FROM receipt_model_change_sets WHERE id IN (
                     SELECT id FROM (
                         SELECT id, sum(entries) OVER (ORDER BY id) - entries AS before
                         FROM receipt_model_change_sets ORDER BY id LIMIT 1000) oldest
-                    WHERE before < $1)
+                    WHERE before < \(limit))
                 RETURNING store_id, kind, a, b, count),
             moved AS (
                 SELECT s.store_id, s.kind, e.a, e.b, e.count FROM sets s CROSS JOIN LATERAL unnest(s.a, s.b, s.count) AS e(a, b, count)),
@@ -127,11 +131,11 @@ public enum PurchaseModelStore {
         // The upserts' sorts (by store and key) of a large chunk spill to disk at the default 4 MB: 10 MB of temporary
         // files for 308,000 entries (auto_explain).
         try connection.execute("SET LOCAL work_mem = '32MB'")
-        let row = try connection.query(sql, [limit]).first
-        let stores = try row?.decode(String.self, at: 1).map { text in
+        let (folded, daily) = try connection.query(query).first?.decode((Int, String?).self) ?? (0, nil)
+        let stores = daily.map { text in
             text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
         } ?? []
-        return (try row?.decode(Int.self, at: 0) ?? 0, stores)
+        return (folded, stores)
     }
 
     /// Replaces `store`'s model with `counts` (a rebuild from its orders), inside the caller's transaction, which
@@ -139,9 +143,9 @@ public enum PurchaseModelStore {
     /// in the orders it read — and every other fold waits.
     /// - Throws: ``PostgresError``.
     public static func replace(store: String, with counts: PurchaseCounts, connection: PostgresConnection) throws {
-        try connection.query("SELECT pg_advisory_xact_lock($1)", [foldLock])
+        try connection.query("SELECT pg_advisory_xact_lock(\(foldLock))")
         for table in ["receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales", "receipt_model_changes", "receipt_model_change_sets"] {
-            try connection.execute("DELETE FROM \(table) WHERE store_id = $1", [store])
+            try connection.execute("DELETE FROM \(identifier: table) WHERE store_id = \(store)")
         }
         try record([store: counts], connection: connection)
         while try foldLocked(limit: 100_000, connection: connection).0 > 0 {}
@@ -177,62 +181,63 @@ public struct PostgresCandidateSource: CandidateSource {
     /// What queries with these seeds, categories and interests read of `store`'s model.
     func slice(store: String, seeds: Set<String>, categories: Set<String>, interests: Set<String>) throws -> ModelSlice {
         var slice = ModelSlice()
-        func pairs(_ sql: String, _ keys: Set<String>) throws -> [String: [(String, Int)]] {
+        /// The (key, other, count) rows of `query` over `keys` (as the array it is given), by key.
+        func pairs(_ keys: Set<String>, _ query: (PostgresArray) -> PostgresQuery) throws -> [String: [(String, Int)]] {
             guard !keys.isEmpty else { return [:] }
             var found: [String: [(String, Int)]] = [:]
-            for row in try connection.query(sql, [store, PostgresArray(keys.sorted())]) {
-                guard let key = try row.decode(String.self, at: 0), let other = try row.decode(String.self, at: 1), let count = try row.decode(Int.self, at: 2)
-                else { continue }
+            for (key, other, count) in try connection.query(query(PostgresArray(keys.sorted()))).decode((String, String, Int).self) {
                 found[key, default: []].append((other, count))
             }
             return found
         }
         if !seeds.isEmpty {
-            for row in try connection.query(
-                "SELECT product_id, orders, followed FROM receipt_product_stats WHERE store_id = $1 AND product_id = ANY($2::text[])",
-                [store, PostgresArray(seeds.sorted())])
-            {
-                guard let product = try row.decode(String.self, at: 0) else { continue }
-                slice.orders[product] = try row.decode(Int.self, at: 1) ?? 0
-                slice.followed[product] = try row.decode(Int.self, at: 2) ?? 0
+            for (product, orders, followed) in try connection.query(
+                "SELECT product_id, orders, followed FROM receipt_product_stats WHERE store_id = \(store) AND product_id = ANY(\(PostgresArray(seeds.sorted()))::text[])"
+            ).decode((String, Int, Int).self) {
+                slice.orders[product] = orders
+                slice.followed[product] = followed
             }
         }
-        slice.successors = try pairs(
+        slice.successors = try pairs(seeds) { keys in
             """
-            SELECT u.product, t.to_product, t.count FROM unnest($2::text[]) AS u(product)
+            SELECT u.product, t.to_product, t.count FROM unnest(\(keys)::text[]) AS u(product)
             CROSS JOIN LATERAL (
                 SELECT t.to_product, t.count FROM receipt_transitions t
-                WHERE t.store_id = $1 AND t.from_product = u.product AND t.count > 0
+                WHERE t.store_id = \(store) AND t.from_product = u.product AND t.count > 0
                 ORDER BY t.count DESC, t.to_product LIMIT \(NextSaleTuning.successorsPerSeed)) t
             ORDER BY 1, 3 DESC, 2
-            """, seeds)
-        slice.together = try pairs(
             """
-            SELECT u.product, t.to_product, t.count FROM unnest($2::text[]) AS u(product)
+        }
+        slice.together = try pairs(seeds) { keys in
+            """
+            SELECT u.product, t.to_product, t.count FROM unnest(\(keys)::text[]) AS u(product)
             CROSS JOIN LATERAL (
                 SELECT t.to_product, t.count FROM receipt_copurchases t
-                WHERE t.store_id = $1 AND t.from_product = u.product AND t.count > 0
+                WHERE t.store_id = \(store) AND t.from_product = u.product AND t.count > 0
                 ORDER BY t.count DESC, t.to_product LIMIT \(NextSaleTuning.togetherPerSeed)) t
             ORDER BY 1, 3 DESC, 2
-            """, seeds)
-        slice.nextCategories = try pairs(
             """
-            SELECT u.category, c.to_category, c.count FROM unnest($2::text[]) AS u(category)
+        }
+        slice.nextCategories = try pairs(categories) { keys in
+            """
+            SELECT u.category, c.to_category, c.count FROM unnest(\(keys)::text[]) AS u(category)
             CROSS JOIN LATERAL (
                 SELECT c.to_category, c.count FROM receipt_category_transitions c
-                WHERE c.store_id = $1 AND c.from_category = u.category AND c.count > 0
+                WHERE c.store_id = \(store) AND c.from_category = u.category AND c.count > 0
                 ORDER BY c.count DESC, c.to_category LIMIT \(NextSaleTuning.nextCategories)) c
             ORDER BY 1, 3 DESC, 2
-            """, categories)
-        slice.byCategory = try pairs(
             """
-            SELECT u.category, p.product_id, p.orders FROM unnest($2::text[]) AS u(category)
+        }
+        slice.byCategory = try pairs(Set(slice.nextCategories.values.flatMap { $0.map(\.0) }).union(interests)) { keys in
+            """
+            SELECT u.category, p.product_id, p.orders FROM unnest(\(keys)::text[]) AS u(category)
             CROSS JOIN LATERAL (
                 SELECT p.product_id, p.orders FROM receipt_product_stats p
-                WHERE p.store_id = $1 AND p.category = u.category AND p.orders > 0
+                WHERE p.store_id = \(store) AND p.category = u.category AND p.orders > 0
                 ORDER BY p.orders DESC, p.product_id LIMIT \(NextSaleTuning.productsPerCategory)) p
             ORDER BY 1, 3 DESC, 2
-            """, Set(slice.nextCategories.values.flatMap { $0.map(\.0) }).union(interests))
+            """
+        }
         slice.popular = try topSellers(store: store)
         return slice
     }
@@ -241,23 +246,17 @@ public struct PostgresCandidateSource: CandidateSource {
     /// or, before any has, from the daily sales.
     func topSellers(store: String) throws -> [(String, Int)] {
         let cached = try connection.query(
-            "SELECT product_id, orders FROM receipt_top_sellers WHERE store_id = $1 ORDER BY orders DESC, product_id LIMIT \(NextSaleTuning.popular)", [store]
-        ).compactMap { row -> (String, Int)? in
-            guard let product = try row.decode(String.self, at: 0), let orders = try row.decode(Int.self, at: 1) else { return nil }
-            return (product, orders)
-        }
+            "SELECT product_id, orders FROM receipt_top_sellers WHERE store_id = \(store) ORDER BY orders DESC, product_id LIMIT \(NextSaleTuning.popular)"
+        ).decode((String, Int).self)
         guard cached.isEmpty else { return cached }
         let since = PurchaseCounts.day(asOf.addingTimeInterval(-NextSaleTuning.popularWindow))
         let until = PurchaseCounts.day(asOf)
         return try connection.query(
             """
             SELECT product_id, sum(orders)::bigint FROM receipt_daily_sales
-            WHERE store_id = $1 AND day > $2::date AND day <= $3::date
+            WHERE store_id = \(store) AND day > \(since)::date AND day <= \(until)::date
             GROUP BY product_id HAVING sum(orders) > 0 ORDER BY 2 DESC, 1 LIMIT \(NextSaleTuning.popular)
-            """, [store, since, until]
-        ).compactMap { row in
-            guard let product = try row.decode(String.self, at: 0), let orders = try row.decode(Int.self, at: 1) else { return nil }
-            return (product, orders)
-        }
+            """
+        ).decode((String, Int).self)
     }
 }

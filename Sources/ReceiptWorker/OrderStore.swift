@@ -23,20 +23,16 @@ enum OrderStore {
         guard !keys.isEmpty else { return [:] }
         let list = Array(keys)
         var found: [Key: Recorded] = [:]
-        for row in try connection.query(
+        for (store, order, shopper, status, placedAt) in try connection.query(
             """
             SELECT u.store_id, u.order_id, o.shopper_id, o.status, o.placed_at
-            FROM unnest($1::text[], $2::text[]) AS u(store_id, order_id)
+            FROM unnest(\(PostgresArray(list.map(\.storeID)))::text[], \(PostgresArray(list.map(\.orderID)))::text[]) AS u(store_id, order_id)
             CROSS JOIN LATERAL (
                 SELECT o.shopper_id, o.status, o.placed_at FROM receipt_orders o WHERE o.store_id = u.store_id AND o.order_id = u.order_id
                 OFFSET 0) o  -- a probe per key, never a flattened join (see PurchaseHistory.load)
-            """, [PostgresArray(list.map(\.storeID)), PostgresArray(list.map(\.orderID))])
-        {
-            guard let store = try row.decode(String.self, "store_id"), let order = try row.decode(String.self, "order_id"),
-                let status = try row.decode(String.self, "status"),
-                let placedAt = try row.decode(Date.self, "placed_at")
-            else { continue }
-            found[Key(storeID: store, orderID: order)] = Recorded(shopperID: try row.decode(Int64.self, "shopper_id"), status: status, placedAt: placedAt)
+            """
+        ).decode((String, String, Int64?, String, Date).self) {
+            found[Key(storeID: store, orderID: order)] = Recorded(shopperID: shopper, status: status, placedAt: placedAt)
         }
         return found
     }
@@ -49,28 +45,25 @@ enum OrderStore {
     ) throws {
         guard !orders.isEmpty else { return }
         let sorted = orders.sorted { ($0.event.message.storeID, $0.order.orderID) < ($1.event.message.storeID, $1.order.orderID) }
-        func optional<T: PostgresBindable>(_ values: [T?]) -> PostgresArray { PostgresArray(values as [(any PostgresBindable)?]) }
         let inserted = try connection.query(
-            """
-            INSERT INTO receipt_orders (store_id, order_id, shopper_key, currency, status, placed_at, message_id, user_id, anonymous_id, email,
-                                        first_name, last_name, locale, subtotal, tax, shipping, discount, total, coupon, ended_at, shopper_id)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[], $8::text[], $9::text[],
-                                 $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], $16::bigint[], $17::bigint[],
-                                 $18::bigint[], $19::text[], $20::timestamptz[], $21::bigint[])
-            ON CONFLICT (store_id, order_id) DO NOTHING
-            RETURNING order_id
-            """,
-            [
-                PostgresArray(sorted.map(\.event.message.storeID)), PostgresArray(sorted.map(\.order.orderID)), PostgresArray(sorted.map(\.event.message.shopperKey)),
-                PostgresArray(sorted.map(\.order.currency)), PostgresArray(sorted.map(\.status)), PostgresArray(sorted.map(\.event.message.timestamp)),
-                PostgresArray(sorted.map(\.event.message.messageID)), optional(sorted.map(\.event.message.userID)),
-                optional(sorted.map(\.event.message.anonymousID)), optional(sorted.map { $0.order.email?.value }), optional(sorted.map(\.order.firstName)),
-                optional(sorted.map(\.order.lastName)), optional(sorted.map { $0.event.message.context["locale"]?.stringValue }),
-                PostgresArray(sorted.map(\.order.subtotal.minorUnits)), optional(sorted.map { $0.order.tax?.minorUnits }),
-                optional(sorted.map { $0.order.shipping?.minorUnits }), optional(sorted.map { $0.order.discount?.minorUnits }),
-                PostgresArray(sorted.map(\.order.total.minorUnits)), optional(sorted.map(\.order.coupon)), optional(sorted.map(\.endedAt)),
-                PostgresArray(sorted.map(\.shopperID)),
-            ]
+            .insert(
+                into: "receipt_orders", sorted,
+                [
+                    .init("store_id", "text", \.event.message.storeID), .init("order_id", "text", \.order.orderID),
+                    .init("shopper_key", "text", \.event.message.shopperKey), .init("currency", "text", \.order.currency), .init("status", "text", \.status),
+                    .init("placed_at", "timestamptz", \.event.message.timestamp), .init("message_id", "text", \.event.message.messageID),
+                    .init("user_id", "text", \.event.message.userID), .init("anonymous_id", "text", \.event.message.anonymousID),
+                    .init("email", "text") { $0.order.email?.value }, .init("first_name", "text", \.order.firstName),
+                    .init("last_name", "text", \.order.lastName), .init("locale", "text") { $0.event.message.context["locale"]?.stringValue },
+                    .init("subtotal", "bigint", \.order.subtotal.minorUnits), .init("tax", "bigint") { $0.order.tax?.minorUnits },
+                    .init("shipping", "bigint") { $0.order.shipping?.minorUnits }, .init("discount", "bigint") { $0.order.discount?.minorUnits },
+                    .init("total", "bigint", \.order.total.minorUnits), .init("coupon", "text", \.order.coupon), .init("ended_at", "timestamptz", \.endedAt),
+                    .init("shopper_id", "bigint", \.shopperID),
+                ],
+                then: """
+                    ON CONFLICT (store_id, order_id) DO NOTHING
+                    RETURNING order_id
+                    """)
         ).count
         guard inserted == sorted.count else {
             throw PostgresError(
@@ -83,17 +76,15 @@ enum OrderStore {
         }
         guard !items.isEmpty else { return }
         try connection.execute(
-            """
-            INSERT INTO receipt_order_items (store_id, order_id, line, product_id, category, quantity, unit_price, name, sku, brand, variant, url, image_url)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::integer[], $4::text[], $5::text[], $6::integer[], $7::bigint[], $8::text[], $9::text[],
-                                 $10::text[], $11::text[], $12::text[], $13::text[])
-            """,
-            [
-                PostgresArray(items.map(\.store)), PostgresArray(items.map(\.order)), PostgresArray(items.map(\.line)),
-                PostgresArray(items.map(\.item.productID)), optional(items.map(\.item.category)), PostgresArray(items.map(\.item.quantity)),
-                optional(items.map { $0.item.unitPrice?.minorUnits }), optional(items.map(\.item.name)), optional(items.map(\.item.sku)),
-                optional(items.map(\.item.brand)), optional(items.map(\.item.variant)), optional(items.map(\.item.url)), optional(items.map(\.item.imageURL)),
-            ])
+            .insert(
+                into: "receipt_order_items", items,
+                [
+                    .init("store_id", "text", \.store), .init("order_id", "text", \.order), .init("line", "integer", \.line),
+                    .init("product_id", "text", \.item.productID), .init("category", "text", \.item.category), .init("quantity", "integer", \.item.quantity),
+                    .init("unit_price", "bigint") { $0.item.unitPrice?.minorUnits }, .init("name", "text", \.item.name), .init("sku", "text", \.item.sku),
+                    .init("brand", "text", \.item.brand), .init("variant", "text", \.item.variant), .init("url", "text", \.item.url),
+                    .init("image_url", "text", \.item.imageURL),
+                ]))
     }
 
     /// Marks recorded orders refunded or cancelled.
@@ -103,9 +94,10 @@ enum OrderStore {
         try connection.execute(
             """
             UPDATE receipt_orders o SET status = u.status, ended_at = u.ended_at
-            FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(store_id, order_id, status, ended_at)
+            FROM unnest(
+                \(PostgresArray(sorted.map(\.key.storeID)))::text[], \(PostgresArray(sorted.map(\.key.orderID)))::text[], \(PostgresArray(sorted.map(\.status)))::text[],
+                \(PostgresArray(sorted.map(\.at)))::timestamptz[]) AS u(store_id, order_id, status, ended_at)
             WHERE o.store_id = u.store_id AND o.order_id = u.order_id AND o.status = 'completed'
-            """,
-            [PostgresArray(sorted.map(\.key.storeID)), PostgresArray(sorted.map(\.key.orderID)), PostgresArray(sorted.map(\.status)), PostgresArray(sorted.map(\.at))])
+            """)
     }
 }

@@ -28,17 +28,14 @@ struct Rebuild: AsyncParsableCommand {
     static func rebuild(store: String, connection: PostgresConnection) throws -> (customers: Int, orders: Int) {
         try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         var histories: [String: [String: (Date, [PurchasedOrder.Product])]] = [:]
-        for row in try connection.query(
+        for (key, order, at, product, category) in try connection.query(
             """
             SELECT coalesce(o.shopper_id::text, o.shopper_key), o.order_id, o.placed_at, i.product_id, i.category
             FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id
-            WHERE o.store_id = $1 AND o.status = 'completed' ORDER BY i.line
-            """, [store])
-        {
-            guard let key = try row.decode(String.self, at: 0), let order = try row.decode(String.self, at: 1), let at = try row.decode(Date.self, at: 2),
-                let product = try row.decode(String.self, at: 3)
-            else { continue }
-            histories[key, default: [:]][order, default: (at, [])].1.append(.init(id: product, category: try row.decode(String.self, at: 4)))
+            WHERE o.store_id = \(store) AND o.status = 'completed' ORDER BY i.line
+            """
+        ).decode((String, String, Date, String, String?).self) {
+            histories[key, default: [:]][order, default: (at, [])].1.append(.init(id: product, category: category))
         }
         var counts = PurchaseCounts()
         var orders = 0

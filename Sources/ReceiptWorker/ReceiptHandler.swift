@@ -329,23 +329,19 @@ struct ReceiptHandler: PipelineHandler {
     static func waitingThankYous(_ shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Int64: [ScheduledStep]] {
         guard !shoppers.isEmpty else { return [:] }
         var waiting: [Int64: [ScheduledStep]] = [:]
-        for row in try connection.query(
+        for (store, shopper, causation, order, data, due) in try connection.query(
             """
-            SELECT s.store_id, s.shopper_id, s.causation_id, s.order_id, s.data::text, s.due_at
-            FROM unnest($1::text[], $2::bigint[]) AS u(store_id, shopper_id)
+            SELECT s.store_id, s.shopper_id, s.causation_id, s.order_id, s.data, s.due_at
+            FROM unnest(\(PostgresArray(shoppers.map(\.store)))::text[], \(PostgresArray(shoppers.map(\.shopperID)))::bigint[]) AS u(store_id, shopper_id)
             JOIN rapport_scheduled_steps s ON s.store_id = u.store_id AND s.shopper_id = u.shopper_id
-            WHERE s.template = $3 AND s.state = 'pending'
+            WHERE s.template = \(EmailTemplate.thankYou.name) AND s.state = 'pending'
             ORDER BY s.step_id
-            """, [PostgresArray(shoppers.map(\.store)), PostgresArray(shoppers.map(\.shopperID)), EmailTemplate.thankYou.name])
-        {
-            guard let store = try row.decode(String.self, at: 0), let shopper = try row.decode(Int64.self, at: 1),
-                let causation = try row.decode(String.self, at: 2), let due = try row.decode(Date.self, at: 5)
-            else { continue }
-            let data = try row.decode(String.self, at: 4).flatMap { try? JSONValue.parse(Array($0.utf8)[...]).objectValue } ?? [:]
+            """
+        ).decode((String, Int64, String, String?, JSONValue, Date).self) {
             waiting[shopper, default: []].append(
                 ScheduledStep(
                     storeID: store, journey: Journey.name, template: EmailTemplate.thankYou.name, shopperKey: "", shopperID: shopper, email: nil,
-                    causationID: causation, orderID: try row.decode(String.self, at: 3), data: data, dueAt: due))
+                    causationID: causation, orderID: order, data: data.objectValue ?? [:], dueAt: due))
         }
         return waiting
     }

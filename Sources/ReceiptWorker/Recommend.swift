@@ -61,7 +61,7 @@ struct Recommend: AsyncParsableCommand {
     static func recommendations(store: String, shopper: Shopper, limit: Int, now: Date, connection: PostgresConnection) throws -> Result<JSONValue, Problem> {
         let (column, value) =
             if let userID = shopper.userID { ("user_id", userID) } else if let email = shopper.email { ("email", email) } else { ("anonymous_id", shopper.anonymousID ?? "") }
-        guard try connection.query("SELECT 1 FROM receipt_orders WHERE store_id = $1 LIMIT 1", [store]).count > 0 else {
+        guard try connection.query("SELECT 1 FROM receipt_orders WHERE store_id = \(store) LIMIT 1").count > 0 else {
             return .failure(Problem(message: "no store \(store): it has no orders"))
         }
         // The shared shopper that identity resolves to, as every worker resolves it (a guest's orders and their logged-in

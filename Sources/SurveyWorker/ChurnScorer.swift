@@ -62,8 +62,8 @@ final class ChurnScorer: PeriodicJob {
         let started = ContinuousClock.now
         let result: (Int, [String: [RiskBand: Int]])? = try await postgres.withConnection { connection in
             guard try ChurnStore.ordersAvailable(connection: connection) else { return nil }
-            guard try connection.query("SELECT pg_try_advisory_lock($1)", [Self.lock]).first?.decode(Bool.self, at: 0) == true else { return nil }
-            defer { _ = try? connection.query("SELECT pg_advisory_unlock($1)", [Self.lock]) }
+            guard try connection.query("SELECT pg_try_advisory_lock(\(Self.lock))").first?.decode(Bool.self) ?? false else { return nil }
+            defer { _ = try? connection.query("SELECT pg_advisory_unlock(\(Self.lock))") }
             var total = 0
             var bands: [String: [RiskBand: Int]] = [:]
             for store in try ChurnStore.stores(connection: connection) {
@@ -104,11 +104,10 @@ final class ChurnScorer: PeriodicJob {
     ) throws -> [ChurnRisk] {
         let ids = customers.map(\.shopperID)
         var lapsed: [Int64: Date] = [:]  // shopper → the last order their scheduled win-back follows
-        for row in try connection.query(
-            "SELECT shopper_id, win_back_after FROM survey_churn WHERE store_id = $1 AND shopper_id = ANY($2::bigint[]) AND win_back_after IS NOT NULL",
-            [store, PostgresArray(ids)])
-        {
-            if let shopper = try row.decode(Int64.self, at: 0), let after = try row.decode(Date.self, at: 1) { lapsed[shopper] = after }
+        for (shopper, after) in try connection.query(
+            "SELECT shopper_id, win_back_after FROM survey_churn WHERE store_id = \(store) AND shopper_id = ANY(\(PostgresArray(ids))::bigint[]) AND win_back_after IS NOT NULL"
+        ).decode((Int64, Date).self) {
+            lapsed[shopper] = after
         }
         let risks = customers.map { ChurnRisk($0.summary, baseline: baseline, asOf: now) }
         var ended: [Int64] = []
@@ -149,20 +148,18 @@ final class ChurnScorer: PeriodicJob {
             """
             INSERT INTO survey_churn AS c (store_id, shopper_id, orders, first_order_at, last_order_at, expected_gap_days, overdue, risk, band, scored_at,
                                            win_back_after)
-            SELECT $1, u.* FROM unnest($2::bigint[], $3::int[], $4::timestamptz[], $5::timestamptz[], $6::float8[], $7::float8[], $8::float8[], $9::text[],
-                                       $10::timestamptz[], $11::timestamptz[])
+            SELECT \(store), u.* FROM unnest(
+                \(PostgresArray(ids))::bigint[], \(PostgresArray(customers.map(\.summary.orders)))::int[],
+                \(PostgresArray(customers.map(\.summary.firstOrderAt)))::timestamptz[], \(PostgresArray(customers.map(\.summary.lastOrderAt)))::timestamptz[],
+                \(PostgresArray(risks.map(\.expectedGapDays)))::float8[], \(PostgresArray(risks.map(\.overdue)))::float8[], \(PostgresArray(risks.map(\.risk)))::float8[],
+                \(PostgresArray(risks.map(\.band.rawValue)))::text[], \(PostgresArray(customers.map { _ in now }))::timestamptz[],
+                \(PostgresArray(ids.map { lapsed[$0] }))::timestamptz[])
                  AS u(shopper_id, orders, first_order_at, last_order_at, expected_gap_days, overdue, risk, band, scored_at, win_back_after)
             ON CONFLICT (store_id, shopper_id) DO UPDATE
             SET orders = EXCLUDED.orders, first_order_at = EXCLUDED.first_order_at, last_order_at = EXCLUDED.last_order_at,
                 expected_gap_days = EXCLUDED.expected_gap_days, overdue = EXCLUDED.overdue, risk = EXCLUDED.risk, band = EXCLUDED.band,
                 scored_at = EXCLUDED.scored_at, win_back_after = EXCLUDED.win_back_after
-            """,
-            [
-                store, PostgresArray(ids), PostgresArray(customers.map(\.summary.orders)), PostgresArray(customers.map(\.summary.firstOrderAt)),
-                PostgresArray(customers.map(\.summary.lastOrderAt)), PostgresArray(risks.map(\.expectedGapDays)), PostgresArray(risks.map(\.overdue)),
-                PostgresArray(risks.map(\.risk)), PostgresArray(risks.map(\.band.rawValue)), PostgresArray(customers.map { _ in now }),
-                PostgresArray(ids.map { lapsed[$0] } as [(any PostgresBindable)?]),
-            ])
+            """)
         return risks
     }
 

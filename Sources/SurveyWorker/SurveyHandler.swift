@@ -48,18 +48,15 @@ struct SurveyHandler: PipelineHandler {
         for index in respondents.indices { respondents[index].shopperID = resolution.shoppers[index] }
 
         try connection.execute(
-            """
-            INSERT INTO survey_responses (store_id, message_id, survey_id, shopper_key, shopper_id, answers, submitted_at)
-            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::jsonb[], $7::timestamptz[])
-            ON CONFLICT (store_id, message_id) DO NOTHING
-            """,
-            [
-                PostgresArray(respondents.map(\.message.storeID)), PostgresArray(respondents.map(\.message.messageID)),
-                PostgresArray(respondents.map(\.submission.surveyID)), PostgresArray(respondents.map(\.message.shopperKey)),
-                PostgresArray(respondents.map(\.shopperID)),
-                PostgresArray(respondents.map { String(decoding: JSONValue.object($0.submission.answers).encoded(), as: UTF8.self) }),
-                PostgresArray(respondents.map(\.message.timestamp)),
-            ])
+            .insert(
+                into: "survey_responses", respondents,
+                [
+                    .init("store_id", "text", \.message.storeID), .init("message_id", "text", \.message.messageID),
+                    .init("survey_id", "text", \.submission.surveyID), .init("shopper_key", "text", \.message.shopperKey),
+                    .init("shopper_id", "bigint", \.shopperID), .init("answers", "jsonb") { JSONValue.object($0.submission.answers) },
+                    .init("submitted_at", "timestamptz", \.message.timestamp),
+                ],
+                then: "ON CONFLICT (store_id, message_id) DO NOTHING"))
         var shoppers: [Int64: String] = [:]  // shopper → store
         for respondent in respondents { shoppers[respondent.shopperID] = respondent.message.storeID }
         let keys = shoppers.sorted { $0.key < $1.key }.map { (store: $0.value, shopperID: $0.key) }
