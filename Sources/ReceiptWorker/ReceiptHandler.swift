@@ -304,9 +304,10 @@ struct ReceiptHandler: PipelineHandler {
         try Self.cancel(endings.filter { !superseded($0) }, connection: connection)
         if !latest.isEmpty {
             let customers = latest.sorted { $0.key < $1.key }
+            let (stores, shoppers, causations) =
+                (PostgresArray(customers.map(\.value.store)), PostgresArray(customers.map(\.key)), PostgresArray(customers.map(\.value.causation)))
             try StepStore.cancel(
-                where: "(store_id, shopper_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[])) AND causation_id <> ALL($3::text[])",
-                [PostgresArray(customers.map(\.value.store)), PostgresArray(customers.map(\.key)), PostgresArray(customers.map(\.value.causation))],
+                where: "(store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) AND causation_id <> ALL(\(causations)::text[])",
                 templates: [EmailTemplate.thankYou.name], reason: "superseded_by_newer_order", connection: connection)
             try StepStore.retime(
                 template: EmailTemplate.nextSale.name, shoppers: customers.map { ($0.value.store, $0.key, $0.value.nextSaleAt) }, connection: connection)
@@ -320,8 +321,8 @@ struct ReceiptHandler: PipelineHandler {
             let keys = endings.filter { $0.status == status }.map(\.key)
             guard !keys.isEmpty else { continue }
             try StepStore.cancel(
-                where: "(store_id, order_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
-                [PostgresArray(keys.map(\.storeID)), PostgresArray(keys.map(\.orderID))], reason: "order_\(status)", connection: connection)
+                where: "(store_id, order_id) IN (SELECT * FROM unnest(\(PostgresArray(keys.map(\.storeID)))::text[], \(PostgresArray(keys.map(\.orderID)))::text[]))",
+                reason: "order_\(status)", connection: connection)
         }
     }
 

@@ -125,7 +125,7 @@ final class ChurnScorer: PeriodicJob {
         }
         if !ended.isEmpty {
             try StepStore.cancel(
-                where: "store_id = $1 AND shopper_id = ANY($2::bigint[])", [store, PostgresArray(ended)], templates: [EmailTemplate.winBack.name],
+                where: "store_id = \(store) AND shopper_id = ANY(\(PostgresArray(ended))::bigint[])", templates: [EmailTemplate.winBack.name],
                 reason: "ordered_again", connection: connection)
         }
         if !starting.isEmpty {

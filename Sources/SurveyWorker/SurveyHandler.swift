@@ -90,9 +90,8 @@ struct SurveyHandler: PipelineHandler {
         }
         guard !nothing.isEmpty else { return }
         try StepStore.cancel(
-            where: "(store_id, shopper_id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))",
-            [PostgresArray(nothing.map(\.store)), PostgresArray(nothing.map(\.shopperID))], templates: [EmailTemplate.walkWithMe.name],
-            reason: "no_chosen_channels", as: .dropped, connection: connection)
+            where: "(store_id, shopper_id) IN (SELECT * FROM unnest(\(PostgresArray(nothing.map(\.store)))::text[], \(PostgresArray(nothing.map(\.shopperID)))::bigint[]))",
+            templates: [EmailTemplate.walkWithMe.name], reason: "no_chosen_channels", as: .dropped, connection: connection)
     }
 
     /// The `post_survey` recommendation and the acknowledgement of each recent survey.

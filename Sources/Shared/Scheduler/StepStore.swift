@@ -45,13 +45,6 @@ public enum StepStore {
             """)
     }
 
-    /// ``cancel(where:templates:reason:as:connection:)`` with the condition's values as `$1…` of `parameters`.
-    @discardableResult
-    public static func cancel(where condition: String, _ parameters: [(any PostgresBindable)?], templates: [String]? = nil, reason: String,
-                              as ending: Ending = .cancelled, connection: PostgresConnection) throws -> Int {
-        try cancel(where: PostgresQuery(unsafeSQL: condition, binds: parameters), templates: templates, reason: reason, as: ending, connection: connection)
-    }
-
     /// Moves each shopper's pending steps of `template` to be due at the shopper's new time.
     /// - Throws: ``PostgresError``.
     public static func retime(template: String, shoppers: [(store: String, shopperID: Int64, dueAt: Date)], connection: PostgresConnection) throws {
