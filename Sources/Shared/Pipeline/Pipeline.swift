@@ -60,11 +60,7 @@ public final class Pipeline: Service, Sendable {
             } catch where Self.isTransient(error) {
                 // The partitions stay marked: their leftovers are relayed before anything new is processed.
                 relayFailures += 1
-                metrics.retries(stage: "relay")
-                health.setBackoff(true)
-                logger.warning("relaying the outbox failed; retrying", metadata: [LogKey.error: "\(error)"])
-                try consumer.pause(Array(consumer.assignment))
-                relayRewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: relayFailures - 1)))
+                relayRewind.mergeMinimum(try await backOff("relay", attempt: relayFailures, "relaying the outbox failed; retrying", error: error))
                 continue
             }
             let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxBytes: configuration.batchMaxBytes, maxWait: configuration.batchWait)
@@ -127,6 +123,17 @@ public final class Pipeline: Service, Sendable {
         health.setBackoff(false)
     }
 
+    /// Backs off after the `attempt`th transient failure at `stage`: counts and logs it, pauses the partitions and
+    /// waits out the backoff's delay while polling.
+    /// - Returns: The first offset per partition of anything the polls returned anyway; it is read again later.
+    func backOff(_ stage: String, attempt: Int, _ message: Logger.Message, error: any Error) async throws -> [TopicPartition: Int64] {
+        metrics.retries(stage: stage)
+        health.setBackoff(true)
+        logger.warning(message, metadata: [LogKey.error: "\(error)"])
+        try consumer.pause(Array(consumer.assignment))
+        return try await waitPolling(configuration.backoff.delay(attempt: attempt - 1))
+    }
+
     /// ``resume(rewinding:)`` until it succeeds: a seek the consumer does not finish in time (its fetcher busy) is
     /// tried again after a backoff, polling with the partitions paused meanwhile, never left to stop the worker.
     func resumeRetrying(rewinding offsets: [TopicPartition: Int64]) async throws {
@@ -138,11 +145,7 @@ public final class Pipeline: Service, Sendable {
                 return
             } catch where Self.isTransient(error) {
                 attempt += 1
-                metrics.retries(stage: "seek")
-                health.setBackoff(true)
-                logger.warning("moving partitions back failed; retrying", metadata: [LogKey.error: "\(error)"])
-                try consumer.pause(Array(consumer.assignment))
-                offsets.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: attempt - 1)))
+                offsets.mergeMinimum(try await backOff("seek", attempt: attempt, "moving partitions back failed; retrying", error: error))
                 guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             }
         }
