@@ -57,10 +57,7 @@ extension Pipeline {
                 }
             }
             retry += 1
-            metrics.retries(stage: "batch")
-            health.setBackoff(true)
-            try consumer.pause(Array(consumer.assignment))
-            rewind.mergeMinimum(try await waitPolling(configuration.backoff.delay(attempt: retry - 1)))
+            rewind.mergeMinimum(try await backOff("batch", attempt: retry))
             guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             // Partitions revoked meanwhile belong to another member now, which resumes from their recorded offsets.
             let assigned = consumer.assignment

@@ -60,7 +60,8 @@ public final class Pipeline: Service, Sendable {
             } catch where Self.isTransient(error) {
                 // The partitions stay marked: their leftovers are relayed before anything new is processed.
                 relayFailures += 1
-                relayRewind.mergeMinimum(try await backOff("relay", attempt: relayFailures, "relaying the outbox failed; retrying", error: error))
+                logger.warning("relaying the outbox failed; retrying", metadata: [LogKey.error: "\(error)"])
+                relayRewind.mergeMinimum(try await backOff("relay", attempt: relayFailures))
                 continue
             }
             let batch = try await consumer.poll(maxMessages: configuration.batchSize, maxBytes: configuration.batchMaxBytes, maxWait: configuration.batchWait)
@@ -123,13 +124,12 @@ public final class Pipeline: Service, Sendable {
         health.setBackoff(false)
     }
 
-    /// Backs off after the `attempt`th transient failure at `stage`: counts and logs it, pauses the partitions and
-    /// waits out the backoff's delay while polling.
+    /// Backs off after the `attempt`th failure at `stage` (the caller has logged it): counts it, pauses the partitions
+    /// and waits out the backoff's delay while polling.
     /// - Returns: The first offset per partition of anything the polls returned anyway; it is read again later.
-    func backOff(_ stage: String, attempt: Int, _ message: Logger.Message, error: any Error) async throws -> [TopicPartition: Int64] {
+    func backOff(_ stage: String, attempt: Int) async throws -> [TopicPartition: Int64] {
         metrics.retries(stage: stage)
         health.setBackoff(true)
-        logger.warning(message, metadata: [LogKey.error: "\(error)"])
         try consumer.pause(Array(consumer.assignment))
         return try await waitPolling(configuration.backoff.delay(attempt: attempt - 1))
     }
@@ -145,7 +145,8 @@ public final class Pipeline: Service, Sendable {
                 return
             } catch where Self.isTransient(error) {
                 attempt += 1
-                offsets.mergeMinimum(try await backOff("seek", attempt: attempt, "moving partitions back failed; retrying", error: error))
+                logger.warning("moving partitions back failed; retrying", metadata: [LogKey.error: "\(error)"])
+                offsets.mergeMinimum(try await backOff("seek", attempt: attempt))
                 guard !Task.isShuttingDownGracefully, !Task.isCancelled else { return }
             }
         }
