@@ -214,18 +214,14 @@ public enum ShopperResolver {
         func value(_ kind: ShopperIdentity.Kind) -> PostgresArray {
             PostgresArray(events.map { event in event.identities.first { $0.kind == kind }?.value })
         }
-        let rows: PostgresRows
-        do {
-            let stores = PostgresArray(events.map(\.store))
-            rows = try connection.query(
-                """
-                SELECT n, shopper_id FROM rapport_resolve_shoppers(\(stores)::text[], \(value(.userID))::text[], \(value(.anonymousID))::text[],
-                                                                   \(value(.email))::text[])
-                ORDER BY n
-                """)
-        } catch let error as PostgresError where error.sqlState == PostgresError.uniqueViolation {
-            throw PostgresError(code: .concurrentInsert, message: "another transaction linked some of these identities meanwhile: \(error.message)")
-        }
+        let stores = PostgresArray(events.map(\.store))
+        let rows = try connection.queryInsertingNew(
+            "identities",
+            """
+            SELECT n, shopper_id FROM rapport_resolve_shoppers(\(stores)::text[], \(value(.userID))::text[], \(value(.anonymousID))::text[],
+                                                               \(value(.email))::text[])
+            ORDER BY n
+            """)
         let ids = try rows.decode((Int, Int64).self).map(\.1)
         guard ids.count == events.count else { throw PostgresError(code: .decoding, message: "resolved \(ids.count) of \(events.count) events") }
         return ids

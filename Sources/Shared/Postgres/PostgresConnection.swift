@@ -119,8 +119,19 @@ public final class PostgresConnection: @unchecked Sendable {
     /// - Throws: ``PostgresError``.
     @discardableResult
     public func insertNew(_ what: String, _ sql: String, _ parameters: [(any PostgresBindable)?]) throws -> Int {
+        try Self.reportingConcurrentInsert(of: what) { try execute(sql, parameters) }
+    }
+
+    /// ``insertNew(_:_:_:)`` for a statement that returns rows: a function that inserts what it found missing
+    /// (`rapport_resolve_shoppers`), an `INSERT … RETURNING`.
+    public func queryInsertingNew(_ what: String, _ query: PostgresQuery) throws -> PostgresRows {
+        try Self.reportingConcurrentInsert(of: what) { try self.query(query) }
+    }
+
+    /// `work`, its unique violation reported as the retriable ``PostgresError/Code/concurrentInsert``.
+    private static func reportingConcurrentInsert<T>(of what: String, _ work: () throws -> T) throws -> T {
         do {
-            return try execute(sql, parameters)
+            return try work()
         } catch let error as PostgresError where error.sqlState == PostgresError.uniqueViolation {
             throw PostgresError(code: .concurrentInsert, message: "another transaction created some of these \(what) meanwhile: \(error.message)")
         }
