@@ -25,16 +25,14 @@ enum OffsetStore {
     static func record(_ offsets: [TopicPartition: Int64], groupID: String, connection: PostgresConnection) throws {
         guard !offsets.isEmpty else { return }
         let entries = offsets.sorted { $0.key < $1.key }
+        // The group once, as a scalar: a column of it would repeat it per partition.
         try connection.execute(
-            .insert(
-                into: "rapport_consumer_offsets", entries,
-                [
-                    .init("group_id", "text") { _ in groupID }, .init("topic", "text", \.key.topic), .init("partition", "integer", \.key.partition),
-                    .init("next_offset", "bigint", \.value),
-                ],
-                then: """
-                    ON CONFLICT (group_id, topic, partition) DO UPDATE
-                    SET next_offset = greatest(t.next_offset, EXCLUDED.next_offset), updated_at = now()
-                    """))
+            """
+            INSERT INTO rapport_consumer_offsets AS t (group_id, topic, partition, next_offset)
+            SELECT \(groupID), u.topic, u.partition, u.next_offset
+            FROM \(.unnest(entries, [.init("topic", "text", \.key.topic), .init("partition", "integer", \.key.partition), .init("next_offset", "bigint", \.value)]))
+            ON CONFLICT (group_id, topic, partition) DO UPDATE
+            SET next_offset = greatest(t.next_offset, EXCLUDED.next_offset), updated_at = now()
+            """)
     }
 }
