@@ -16,7 +16,7 @@ struct CaptureWorker: WorkerDefinition {
         makeHandler: { topics, environment in try CaptureHandler(topics: topics, environment: environment) }
     )
 
-    static var subcommands: [any ParsableCommand.Type] { [Explain.self] }
+    static var subcommands: [any ParsableCommand.Type] { [ExplainCommand.self] }
 
     static func main() async {
         await WorkerCommand<Self>.main()

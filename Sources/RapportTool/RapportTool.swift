@@ -1,11 +1,12 @@
 import ArgumentParser
+import Shared
 
-/// Operator and test tooling around Rapport's Kafka topics.
+/// Operator and test tooling: Rapport's Kafka topics, the demo, and the fleet's `explain`.
 @main
 struct RapportTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rapport-tool",
-        abstract: "Produce to and consume from Rapport's Kafka topics, and play the demo (KAFKA_* variables configure the client).",
-        subcommands: [Produce.self, Consume.self, Demo.self]
+        abstract: "Produce to and consume from Rapport's Kafka topics, play the demo, explain a shopper (KAFKA_* and DATABASE_URL configure it).",
+        subcommands: [Produce.self, Consume.self, Demo.self, ExplainCommand.self]
     )
 }
