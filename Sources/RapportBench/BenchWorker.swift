@@ -66,6 +66,15 @@ struct BenchWorker {
 }
 
 /// A benchmark that could not run to the end.
+extension Logger {
+    /// The benchmark's logger: quiet, its output is the figures on stdout.
+    static var bench: Logger {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .critical
+        return logger
+    }
+}
+
 struct BenchError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
@@ -113,6 +122,17 @@ struct HarnessOptions: ParsableArguments {
     /// A harness with these options.
     func harness(logger: Logger) throws -> BenchHarness {
         try BenchHarness(partitions: partitions, batchSize: batchSize, producerBatchBytes: producerBatchBytes, logger: logger)
+    }
+
+    /// Starts a worker benchmark: its first line (`rapport-bench <name> — cores, <detail>, these options`), then the
+    /// pipeline's own figure on the same harness (EchoWorker draining `events`), the yardstick the worker is read against.
+    func start(_ name: String, detail: String, events: Int, logger: Logger) async throws -> (harness: BenchHarness, echo: (rate: Double, peak: Double)) {
+        let harness = try harness(logger: logger)
+        print("rapport-bench \(name) — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(detail), \(summary)")
+        let echo = try await harness.pipelineRate(events: events)
+        print(String(format: "  pipeline (EchoWorker: 2 rows + 1 command)   %8.0f events/s   peak RSS %5.1f MB", echo.rate, echo.peak))
+        fflush(nil)
+        return (harness, echo)
     }
 
     /// For a benchmark's first line.

@@ -42,8 +42,7 @@ struct CaptureBenchmark: AsyncParsableCommand {
     var workerLog: String?
 
     mutating func run() async throws {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
+        let logger = Logger.bench
         let sizes = shoppers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !sizes.isEmpty, sizes.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--shoppers takes whole numbers, comma-separated") }
         let seed = try String(contentsOfFile: seedScript, encoding: .utf8)

@@ -41,8 +41,7 @@ struct FoundationBenchmark: AsyncParsableCommand {
     var skipPostgres = false
 
     mutating func run() async throws {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
+        let logger = Logger.bench
         print("rapport-bench foundation — \(ProcessInfo.processInfo.activeProcessorCount) cores")
         print("Kafka: librdkafka \(String(cString: rd_kafka_version_str())) mock cluster in-process, 1 broker, \(partitions) partitions, \(messages) messages of \(messageSize) B")
         print("  median of \(runs) runs, each on fresh topics; the Swift and bare measurements alternate")

@@ -16,33 +16,27 @@ struct PipelineBenchmark: AsyncParsableCommand {
     @Option(help: "Events for the throughput run.")
     var events = 100_000
 
-    @Option(help: "Partitions of the input and command topics.")
-    var partitions = 8
-
-    @Option(help: "The worker's BATCH_SIZE.")
-    var batchSize = 2000
-
     @Option(help: "The worker's BATCH_TRANSACTIONS (transactions per batch, by partition).")
     var batchTransactions = 3
-
-    @Option(help: "Offered events per second in the latency run.")
-    var rate = 5000
-
-    @Option(help: "Seconds of the latency run.")
-    var latencySeconds = 10
-
-    @Option(help: "Events for the naive one-transaction-per-event baseline.")
-    var naiveEvents = 3000
 
     @Option(help: "Write the worker's debug log (per-batch timings) to this file.")
     var workerLog: String?
 
-    @Option(help: "fetch.wait.max.ms of the worker's and the latency reader's consumers (the mock broker holds an empty fetch this long even when data arrives).")
-    var fetchWaitMs = 10
+    @Option(help: "Events for the naive one-transaction-per-event baseline.")
+    var naiveEvents = 3000
+
+    @OptionGroup var harnessOptions: HarnessOptions
+
+    @OptionGroup var latency: LatencyOptions
+
+    var partitions: Int { harnessOptions.partitions }
+    var batchSize: Int { harnessOptions.batchSize }
+    var rate: Int { latency.rate }
+    var latencySeconds: Int { latency.seconds }
+    var fetchWaitMs: Int { latency.fetchWaitMs }
 
     mutating func run() async throws {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
+        let logger = Logger.bench
         let database = try await BenchDatabase(prefix: "rapport_bench", logger: logger)
         let url = database.url
 
@@ -51,10 +45,12 @@ struct PipelineBenchmark: AsyncParsableCommand {
         try cluster.createTopic("bench-events-dlq", partitions: 1)
         var kafka = KafkaConfiguration()
         kafka.bootstrapServers = [cluster.bootstrapServers]
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
+        var producerKafka = kafka
+        if let bytes = harnessOptions.producerBatchBytes { producerKafka.properties["batch.size"] = String(bytes) }
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: producerKafka), logger: logger)
 
         print("rapport-bench pipeline — \(ProcessInfo.processInfo.activeProcessorCount) cores, EchoWorker (2 rows + 1 command per event), BATCH_SIZE \(batchSize), BATCH_TRANSACTIONS \(batchTransactions)")
-        print("Kafka: mock cluster in this process, \(partitions) partitions; PostgreSQL: \(database.name), defaults (fsync on)")
+        print("Kafka: mock cluster in this process, \(partitions) partitions\(harnessOptions.producerBatchBytes.map { ", backlog in record batches of \($0) bytes" } ?? ""); PostgreSQL: \(database.name), defaults (fsync on)")
 
         // Throughput: a backlog of events, drained by the worker.
         for start in stride(from: 0, to: events, by: 10_000) {
@@ -220,4 +216,16 @@ struct PipelineBenchmark: AsyncParsableCommand {
 
     // MARK: - Helpers
 
+}
+
+/// The latency run's options: the offered rate and how long it lasts, and how long the consumers' fetches wait.
+struct LatencyOptions: ParsableArguments {
+    @Option(name: .customLong("rate"), help: "Offered events per second in the latency run.")
+    var rate = 5000
+
+    @Option(name: .customLong("latency-seconds"), help: "Seconds of the latency run.")
+    var seconds = 10
+
+    @Option(help: "fetch.wait.max.ms of the worker's and the latency reader's consumers (the mock broker holds an empty fetch this long even when data arrives).")
+    var fetchWaitMs = 10
 }

@@ -26,12 +26,8 @@ struct ReceiptBenchmark: AsyncParsableCommand {
     @OptionGroup var harnessOptions: HarnessOptions
 
     mutating func run() async throws {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
-        let harness = try harnessOptions.harness(logger: logger)
-        print("rapport-bench receipt — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(orders) orders, \(harnessOptions.summary)")
-        let echo = try await harness.pipelineRate(events: orders)
-        print(String(format: "  pipeline (EchoWorker: 2 rows + 1 command)   %8.0f events/s   peak RSS %5.1f MB", echo.rate, echo.peak))
+        let logger = Logger.bench
+        let (harness, echo) = try await harnessOptions.start("receipt", detail: "\(orders) orders", events: orders, logger: logger)
         let count = orders
         var scheduled = 0
         let receipt = try await harness.drain(

@@ -19,13 +19,8 @@ struct SurveyBenchmark: AsyncParsableCommand {
     @OptionGroup var harnessOptions: HarnessOptions
 
     mutating func run() async throws {
-        var logger = Logger(label: "bench")
-        logger.logLevel = .critical
-        let harness = try harnessOptions.harness(logger: logger)
-        print("rapport-bench survey — \(ProcessInfo.processInfo.activeProcessorCount) cores, \(surveys) surveys, \(harnessOptions.summary)")
-        let echo = try await harness.pipelineRate(events: surveys)
-        print(String(format: "  pipeline (EchoWorker: 2 rows + 1 command)   %8.0f events/s   peak RSS %5.1f MB", echo.rate, echo.peak))
-        fflush(nil)
+        let logger = Logger.bench
+        let (harness, echo) = try await harnessOptions.start("survey", detail: "\(surveys) surveys", events: surveys, logger: logger)
         let count = surveys, buyers = max(surveys / 2, 1)
         var recommended = 0
         let survey = try await harness.drain(
