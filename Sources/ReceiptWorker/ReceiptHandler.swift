@@ -41,7 +41,7 @@ struct ReceiptHandler: PipelineHandler {
         var source: MessagePosition
         /// The buyer: the shared shopper their identities resolve to.
         var shopperID: Int64 = 0
-        var status = "completed"
+        var status = OrderStatus.completed
         var endedAt: Date?
         /// Its place in the batch's timeline of arrivals and endings.
         var arrivedAt = 0
@@ -67,12 +67,12 @@ struct ReceiptHandler: PipelineHandler {
         let recorded = try OrderStore.recorded(keys, connection: connection)
         var newOrders: [OrderStore.Key: NewOrder] = [:]
         var arrival: [OrderStore.Key] = []
-        var ended: [(key: OrderStore.Key, status: String, at: Date)] = []
+        var ended: [(key: OrderStore.Key, status: OrderStatus, at: Date)] = []
         var customers: [Int64: String] = [:]  // shopper → store
         // The batch's arrivals and endings in partition order: the journey of an order is decided as it stood when it
         // arrived, whatever later events of the same batch do to it (a refund seconds later ends its journey; it does
         // not take back its receipt).
-        var timeline: [(key: OrderStore.Key, ending: String?)] = []
+        var timeline: [(key: OrderStore.Key, ending: OrderStatus?)] = []
         for inbound in events {
             let event = inbound.event
             let store = event.message.storeID
@@ -85,13 +85,13 @@ struct ReceiptHandler: PipelineHandler {
                 timeline.append((key, nil))
             case .refunded(let id), .cancelled(let id):
                 let key = OrderStore.Key(storeID: store, orderID: id)
-                let status = if case .refunded = event.action { "refunded" } else { "cancelled" }
-                if var new = newOrders[key], new.status == "completed" {
+                let status: OrderStatus = if case .refunded = event.action { .refunded } else { .cancelled }
+                if var new = newOrders[key], new.status == .completed {
                     new.status = status
                     new.endedAt = event.message.timestamp
                     newOrders[key] = new
                     timeline.append((key, status))
-                } else if let old = recorded[key], old.status == "completed", !ended.contains(where: { $0.key == key }) {
+                } else if let old = recorded[key], old.status == .completed, !ended.contains(where: { $0.key == key }) {
                     ended.append((key, status, event.message.timestamp))
                     if let shopper = old.shopperID { customers[shopper] = store }
                     timeline.append((key, status))
@@ -225,7 +225,7 @@ struct ReceiptHandler: PipelineHandler {
     /// A refund or cancellation of the batch, at its place in the batch's timeline.
     struct Ending {
         var key: OrderStore.Key
-        var status: String
+        var status: OrderStatus
         var index: Int
         /// Where the order it ends arrived in the timeline; -1 for an order recorded before the batch.
         var orderArrivedAt: Int
@@ -317,12 +317,12 @@ struct ReceiptHandler: PipelineHandler {
 
     /// Ends the pending steps of the orders `endings` refunded or cancelled, each with its reason.
     private static func cancel(_ endings: [Ending], connection: PostgresConnection) throws {
-        for status in ["refunded", "cancelled"] {
+        for status in OrderStatus.endings {
             let keys = endings.filter { $0.status == status }.map(\.key)
             guard !keys.isEmpty else { continue }
             try StepStore.cancel(
                 where: "(store_id, order_id) IN (SELECT * FROM unnest(\(PostgresArray(keys.map(\.storeID)))::text[], \(PostgresArray(keys.map(\.orderID)))::text[]))",
-                reason: "order_\(status)", connection: connection)
+                reason: status.stepCancellationReason, connection: connection)
         }
     }
 

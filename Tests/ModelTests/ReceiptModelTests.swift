@@ -46,4 +46,11 @@ import Testing
         let together = PurchaseCounts(customer: [Self.order("o4", days: 0, "X", "Y", "X")])
         #expect(together.together == [Pair("X", "Y"): 1, Pair("Y", "X"): 1] && together.orders == ["X": 1, "Y": 1], "a product once per order")
     }
+
+    @Test func orderStatusesAreTheColumnsTextAndNothingElse() {
+        #expect(OrderStatus.allCases.map(\.rawValue) == ["completed", "refunded", "cancelled"], "receipt_orders.status CHECK")
+        #expect(OrderStatus(postgresText: "refunded") == .refunded && OrderStatus(postgresText: "shipped") == nil)
+        #expect(OrderStatus.cancelled.postgresText == "cancelled")
+        #expect(OrderStatus.endings == [.refunded, .cancelled] && OrderStatus.endings.map(\.stepCancellationReason) == ["order_refunded", "order_cancelled"])
+    }
 }
