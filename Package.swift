@@ -171,7 +171,7 @@ let package = Package(
         // The workers' pure models, without PostgreSQL or Kafka: `swift test --filter '^ModelTests\.'` needs no servers.
         .testTarget(
             name: "ModelTests",
-            dependencies: ["Shared", "InboundEvents", "CaptureWorker", "ReceiptWorker", "NextSale", "ConsentScenarios"],
+            dependencies: ["Shared", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "ConsentScenarios"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -2,6 +2,23 @@ import Foundation
 import InboundEvents
 import Shared
 
+/// How an order stands (`receipt_orders.status`): recorded `completed`, ended once by a refund or a cancellation.
+enum OrderStatus: String, Sendable, CaseIterable {
+    case completed, refunded, cancelled
+
+    /// The statuses an order can end with, in the order their journey steps are cancelled.
+    static let endings: [OrderStatus] = [.refunded, .cancelled]
+
+    /// Why the pending journey steps of an order that ended this way are cancelled (`order_refunded`).
+    var stepCancellationReason: String { "order_\(rawValue)" }
+}
+
+/// The column's text, at the SQL boundary: bound as its raw value, read back from it (an unknown text fails to decode).
+extension OrderStatus: PostgresBindable, PostgresDecodable, PostgresColumnDecodable {
+    func appendPostgresText(to text: inout [UInt8]) { text.append(contentsOf: rawValue.utf8) }
+    init?(postgresText: String) { self.init(rawValue: postgresText) }
+}
+
 /// ReceiptWorker's orders (`receipt_orders`, `receipt_order_items`): what a batch reads and writes about them.
 enum OrderStore {
     /// An order's key: `order_id` is unique within a store.
@@ -14,7 +31,7 @@ enum OrderStore {
     struct Recorded: Equatable {
         /// Its shared shopper; `nil` once erased.
         var shopperID: Int64?
-        var status: String
+        var status: OrderStatus
         var placedAt: Date
     }
 
@@ -31,7 +48,7 @@ enum OrderStore {
                 SELECT o.shopper_id, o.status, o.placed_at FROM receipt_orders o WHERE o.store_id = u.store_id AND o.order_id = u.order_id
                 OFFSET 0) o  -- a probe per key, never a flattened join (see PurchaseHistory.load)
             """
-        ).decode((String, String, Int64?, String, Date).self) {
+        ).decode((String, String, Int64?, OrderStatus, Date).self) {
             found[Key(storeID: store, orderID: order)] = Recorded(shopperID: shopper, status: status, placedAt: placedAt)
         }
         return found
@@ -41,7 +58,7 @@ enum OrderStore {
     /// - Throws: A retriable ``PostgresError`` when another transaction recorded one of them meanwhile (the same order
     ///   under two message ids on two partitions): the batch runs again and finds it recorded.
     static func insert(
-        _ orders: [(event: ReceiptEvent, order: ReceiptEvent.Order, shopperID: Int64, status: String, endedAt: Date?)], connection: PostgresConnection
+        _ orders: [(event: ReceiptEvent, order: ReceiptEvent.Order, shopperID: Int64, status: OrderStatus, endedAt: Date?)], connection: PostgresConnection
     ) throws {
         guard !orders.isEmpty else { return }
         let sorted = orders.sorted { ($0.event.message.storeID, $0.order.orderID) < ($1.event.message.storeID, $1.order.orderID) }
@@ -88,7 +105,7 @@ enum OrderStore {
     }
 
     /// Marks recorded orders refunded or cancelled.
-    static func end(_ ended: [(key: Key, status: String, at: Date)], connection: PostgresConnection) throws {
+    static func end(_ ended: [(key: Key, status: OrderStatus, at: Date)], connection: PostgresConnection) throws {
         guard !ended.isEmpty else { return }
         let sorted = ended.sorted { ($0.key.storeID, $0.key.orderID) < ($1.key.storeID, $1.key.orderID) }
         try connection.execute(

@@ -33,8 +33,8 @@ struct JourneySteps: StepHandler {
             let key = step.email.map { Contacts.Key(storeID: step.storeID, email: $0) }
             let contact = key.flatMap { contacts[$0] }
             let template = EmailTemplate.named(step.template)
-            if let orderID = step.orderID, let order = orders[OrderStore.Key(storeID: step.storeID, orderID: orderID)], order.status != "completed" {
-                outcomes[index] = StepOutcome(.cancelled, reason: "order_\(order.status)")
+            if let orderID = step.orderID, let order = orders[OrderStore.Key(storeID: step.storeID, orderID: orderID)], order.status != .completed {
+                outcomes[index] = StepOutcome(.cancelled, reason: order.status.stepCancellationReason)
             } else if template == nil {
                 outcomes[index] = StepOutcome(.dropped, reason: "unknown_template")
             } else if let key, let contact, let template {
