@@ -39,15 +39,16 @@ import Testing
             _ = try await producer.send(ids.map(event)).map { try $0.get() }
         }
 
+        /// Starts `executable` on the world's cluster, database and group, with `extra` settings of its own.
         @discardableResult
-        func startWorker() throws -> ChildProcess {
+        func startWorker(_ executable: String = "EchoWorker", _ extra: [String: String] = [:]) throws -> ChildProcess {
             let worker = try ChildProcess(
-                "EchoWorker", [],
+                executable, [],
                 environment: [
                     "KAFKA_BROKERS": cluster.bootstrapServers, "DATABASE_URL": databaseURL, "SHOPPER_EVENTS_TOPIC": "in",
                     "EMAIL_COMMANDS_TOPIC": "out", "RECOMMENDATION_COMMANDS_TOPIC": "recs", "KAFKA_GROUP_ID": group, "HTTP_PORT": "0",
                     "LOG_FORMAT": "json", "BATCH_WAIT_MS": "50", "KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-                ])
+                ].merging(extra) { _, new in new })
             workers.append(worker)
             return worker
         }
@@ -79,6 +80,16 @@ import Testing
             let messages = try await reader.readToEnd([TopicPartition(topic: topic, partition: 0)], from: nil, timeout: .seconds(30))
             try await reader.close()
             return messages
+        }
+
+        /// Uses up the rest of the Produce errors pushed onto the cluster (at most `count`), one request each, by a
+        /// producer of the test's own.
+        func useUpRefusals(_ count: Int) async throws {
+            var refused = 0
+            while case .failure = try await producer.send([KafkaOutboundMessage(topic: "junk", key: nil, value: [1])])[0] {
+                refused += 1
+                try #require(refused < count)
+            }
         }
 
         func causes(_ messages: [KafkaMessage]) -> [String] {
@@ -117,12 +128,7 @@ import Testing
             try await eventually("the row parked", timeout: .seconds(60)) {
                 try await world.count("SELECT count(*) FROM rapport_outbox WHERE parked_at IS NOT NULL") == 1
             }
-            // The rest of the refusals used up by a producer of the test's own, one request each.
-            var refused = 0
-            while case .failure = try await world.producer.send([KafkaOutboundMessage(topic: "junk", key: nil, value: [1])])[0] {
-                refused += 1
-                try #require(refused < 40)
-            }
+            try await world.useUpRefusals(40)
 
             try await world.publish(["m-2", "m-3"])
             try await world.waitUntilConsumed(to: 3)

@@ -5,7 +5,8 @@ import ServiceLifecycle
 
 extension Pipeline {
     /// Publishes outbox rows and deletes each once delivered. Every failure is classified
-    /// (``KafkaError/publishDisposition``), and none stops the worker's loop:
+    /// (``KafkaError/publishDisposition``, settled by ``OutboxPublisher/settle(_:_:)``, as the scheduler's are), and
+    /// none stops the worker's loop:
     /// - retriable: sent again after a backoff, polling meanwhile (liveness holds, readiness says `not_in_backoff`);
     /// - permanent for the message: never sent again as it is — a dead letter goes again at once as a truncated copy
     ///   of half its weight, a command becomes a dead letter itself (`handler_failure`); a row that no copy of can be
@@ -34,48 +35,17 @@ extension Pipeline {
             if let made = first {
                 (results, deleted, first) = (made.results, made.deleted, nil)
             } else {
-                let messages = pending.map(\.message)
-                results = try await health.waiting(upTo: configuration.publishBound) { try await producer.send(messages) }
+                let sending = pending
+                results = try await health.waiting(upTo: configuration.publishBound) { try await publisher.send(sending) }
             }
-            var delivered: [Int64] = []
-            var again: [Outbox.Row] = []
-            var wait = false
-            var blocked: (topic: String, error: KafkaError)?
-            var lastError: KafkaError?
-            for (row, result) in zip(pending, results) {
-                guard case .failure(let error) = result else {
-                    delivered.append(row.id)
-                    continue
-                }
-                let disposition = error.publishDisposition
-                metrics.publishFailure(topic: row.message.topic, disposition: disposition)
-                switch disposition {
-                case .fatal:
-                    throw error
-                case .retriable:
-                    again.append(row)
-                    wait = true
-                    lastError = error
-                case .permanentForWorker:
-                    again.append(row)
-                    wait = true
-                    blocked = (row.message.topic, error)
-                case .permanentForMessage:
-                    if let replacement = replacement(for: row, refusedWith: error) {
-                        // Sent again at once: the copy is a different message, not a retry of this one.
-                        again.append(replacement)
-                    } else {
-                        try await park(row, reason: "\(error)")
-                    }
-                }
-            }
-            if !deleted { try await deleteDelivered(delivered, paused: &paused, rewind: &rewind) }
-            pending = again
-            guard wait else { continue }
+            let round = try await publisher.settle(pending, results)
+            if !deleted { try await deleteDelivered(round.delivered, paused: &paused, rewind: &rewind) }
+            pending = round.again.map(\.row)
+            guard round.wait else { continue }
 
             attempt += 1
             metrics.retries(stage: "publish")
-            if let blocked {
+            if let blocked = round.blocked {
                 let reason = Self.blockedReason(topic: blocked.topic, error: blocked.error, settings: configuration.topicSettings)
                 health.setPublishBlocked(reason)
                 Gauge(label: "rapport_publish_blocked").record(1)
@@ -88,7 +58,7 @@ extension Pipeline {
             } else {
                 health.setPublishBlocked(nil)
                 health.setBackoff(true)
-                logger.warning("publishing failed; retrying", metadata: [LogKey.error: "\(lastError.map { "\($0)" } ?? "")", LogKey.messages: "\(pending.count)"])
+                logger.warning("publishing failed; retrying", metadata: [LogKey.error: "\(round.lastError.map { "\($0)" } ?? "")", LogKey.messages: "\(pending.count)"])
             }
             guard try await backOffPolling(attempt: attempt, paused: &paused, rewind: &rewind) else {
                 logger.info("shutting down with outbox rows unpublished; the partitions' next owner relays them", metadata: [LogKey.messages: "\(pending.count)"])
@@ -139,47 +109,6 @@ extension Pipeline {
                 return
             }
         }
-    }
-
-    /// What to send instead of a row the broker or producer refused for good: a dead letter cut to half its weight,
-    /// or — for a command — a dead letter carrying the command; `nil` when no smaller form exists.
-    func replacement(for row: Outbox.Row, refusedWith error: KafkaError) -> Outbox.Row? {
-        var row = row
-        guard let commandID = row.commandID else {
-            guard !row.message.value.isEmpty, let smaller = row.message.truncatedDeadLetter(toFit: row.message.wireSize / 2) else { return nil }
-            logger.warning(
-                "dead letter refused; sending a truncated copy",
-                metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(error)", LogKey.bytes: "\(smaller.wireSize)"])
-            row.message = smaller
-            return row
-        }
-        let command = row.message
-        var deadLetter = KafkaOutboundMessage(
-            topic: configuration.deadLetterTopic, key: command.key, value: command.value,
-            headers: command.headers
-                + DeadLetter.headers(
-                    reason: .handlerFailure,
-                    message: "command \(commandID) (\(command.wireSize) bytes) refused by topic \(command.topic): \(error.code.name)",
-                    source: row.source, offset: row.sourceOffset, worker: configuration.worker, failedAt: Date())
-                + [KafkaHeader(key: "dlq.command.topic", text: command.topic), KafkaHeader(key: "dlq.command.id", text: commandID)])
-        if deadLetter.wireSize > configuration.producerMessageLimit {
-            guard let truncated = deadLetter.truncatedDeadLetter(toFit: configuration.producerMessageLimit) else { return nil }
-            deadLetter = truncated
-        }
-        logger.warning(
-            "command refused; dead-lettering it", metadata: [LogKey.kafkaTopic: "\(command.topic)", LogKey.error: "\(error)", LogKey.commandID: "\(commandID)"])
-        row.message = deadLetter
-        row.commandID = nil
-        return row
-    }
-
-    /// Keeps a row that no form of can be published, and moves on.
-    private func park(_ row: Outbox.Row, reason: String) async throws {
-        logger.error(
-            "outbox row parked: no form of it can be published",
-            metadata: [LogKey.kafkaTopic: "\(row.message.topic)", LogKey.error: "\(reason)", LogKey.outboxID: "\(row.id)"])
-        Counter(label: "rapport_outbox_parked_total", dimensions: [("topic", row.message.topic)]).increment()
-        try await postgres.withConnection { try Outbox.park(row.id, reason: reason, connection: $0) }
     }
 
     /// The readiness reason and log line for a topic the worker cannot publish to: what is wrong and what to change.

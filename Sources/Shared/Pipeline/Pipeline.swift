@@ -23,6 +23,8 @@ public final class Pipeline: Service, Sendable {
     private let handler: ErasedHandler?
     let health: WorkerHealth
     let metrics: PipelineMetrics
+    /// Sends the outbox rows and settles each result, under the one policy the scheduler publishes with too.
+    let publisher: OutboxPublisher
     let logger: Logger
 
     /// A pipeline. `consumer` must have been created with `rebalance` as its rebalance listener. Without a `handler`
@@ -39,6 +41,7 @@ public final class Pipeline: Service, Sendable {
         self.handler = handler.map { ErasedHandler($0) }
         self.health = health
         self.metrics = PipelineMetrics(topic: configuration.inputTopic)
+        self.publisher = OutboxPublisher(configuration: configuration, producer: producer, postgres: postgres, logger: logger)
         self.logger = logger
     }
 

@@ -67,8 +67,8 @@ public enum WorkerApp {
             handler: handler, health: health, logger: logger)
         let own = try descriptor.makeServices(
             WorkerContext(
-                postgres: postgres, producer: producer, groupID: configuration.consumer.groupID, topics: configuration.topics, environment: environment,
-                logger: logger))
+                postgres: postgres, producer: producer, groupID: configuration.consumer.groupID, pipeline: pipelineConfiguration,
+                topics: configuration.topics, environment: environment, logger: logger))
         let watchdog = DrainWatchdog(drainTimeout: configuration.drainTimeout, logger: logger)
         let services: [any Service] = [postgres, probes, healthCheck, retention, statistics, pipeline] + own + [watchdog]
         var group = ServiceGroupConfiguration(services: services, logger: logger)

@@ -72,6 +72,9 @@ public struct WorkerContext: Sendable {
     public var producer: KafkaProducer
     /// The worker's consumer group (`KAFKA_GROUP_ID`): it also names the worker's scheduled steps and outbox rows.
     public var groupID: String
+    /// The worker's pipeline configuration: what publishing the outbox needs beside the producer (its dead-letter
+    /// topic, its name, the producer's message limit), for a service that writes commands of its own.
+    public var pipeline: PipelineConfiguration
     public var topics: Topics
     public var environment: Environment
     public var logger: Logger
@@ -85,7 +88,7 @@ extension WorkerContext {
         guard try environment.choice("SCHEDULER_ENABLED", default: "true", among: ["true", "false"]) == "true" else { return nil }
         let interval = try environment.integer("SCHEDULER_INTERVAL_MS", default: 1000, in: 10...3_600_000)
         return PeriodicService(
-            Scheduler(postgres: postgres, producer: producer, groupID: groupID, handler: handler, interval: .milliseconds(interval), logger: logger),
+            Scheduler(postgres: postgres, producer: producer, pipeline: pipeline, handler: handler, interval: .milliseconds(interval), logger: logger),
             logger: logger)
     }
 }

@@ -7,7 +7,8 @@ import Synchronization
 /// LOCKED`, a batch at a time) and, in one transaction, asks the worker's ``StepHandler`` to decide each as of now
 /// (the conversation policy at the moment of sending, exit conditions), writes the commands to the outbox, records
 /// the decisions and moves each step to its new state. Then it publishes its outbox rows and deletes what was
-/// delivered.
+/// delivered, through the pipeline's ``OutboxPublisher``: a command the broker refuses for good is dead-lettered
+/// (`handler_failure`, on the worker's dead-letter topic) or parked, as the pipeline's own commands are.
 ///
 /// Any number of replicas emit each step once: a step is claimed under a row lock and settled in the transaction
 /// that writes its command. A crash between that commit and the publish loses nothing: the outbox rows stay, under a
@@ -16,13 +17,14 @@ import Synchronization
 ///
 /// Metrics: `rapport_scheduler_steps_due`, `rapport_scheduler_lag_seconds` (now − the oldest due step; both counted
 /// every 5 s),
-/// `rapport_scheduler_steps_claimed_total`, `rapport_scheduler_steps_total{outcome}`.
+/// `rapport_scheduler_steps_claimed_total`, `rapport_scheduler_steps_total{outcome}`; and the publisher's
+/// `rapport_publish_failures_total{topic,disposition}` and `rapport_outbox_parked_total{topic}`.
 public final class Scheduler: PeriodicJob {
     /// Where the scheduler's outbox rows say they came from: no input partition.
     public static let source = TopicPartition(topic: "@scheduler", partition: 0)
 
     private let postgres: PostgresClient
-    private let producer: KafkaProducer
+    private let publisher: OutboxPublisher
     private let groupID: String
     private let handler: any StepHandler
     private let clock: @Sendable () -> Date
@@ -32,18 +34,21 @@ public final class Scheduler: PeriodicJob {
     private let logger: Logger
 
     /// - Parameters:
-    ///   - groupID: The worker's consumer group: it owns the steps its handler scheduled.
+    ///   - pipeline: The worker's pipeline configuration: its consumer group owns the steps its handler scheduled, and
+    ///     a command refused for good becomes a dead letter on its dead-letter topic, in its name, cut to its
+    ///     producer's limit — as the pipeline's own commands do.
     ///   - clock: What "now" is (injectable: tests move time by hand). Default: the system clock.
     ///   - interval: How long an idle scheduler waits before looking again. Default: 1 s.
     ///   - batchSize: Steps claimed per transaction. Default: 500.
     ///   - lease: How long a published-but-not-yet-deleted outbox row is left to its publisher. Default: 60 s.
     public init(
-        postgres: PostgresClient, producer: KafkaProducer, groupID: String, handler: any StepHandler, clock: @escaping @Sendable () -> Date = { Date() },
-        interval: Duration = .seconds(1), batchSize: Int = 500, lease: Duration = .seconds(60), logger: Logger
+        postgres: PostgresClient, producer: KafkaProducer, pipeline: PipelineConfiguration, handler: any StepHandler,
+        clock: @escaping @Sendable () -> Date = { Date() }, interval: Duration = .seconds(1), batchSize: Int = 500, lease: Duration = .seconds(60),
+        logger: Logger
     ) {
         self.postgres = postgres
-        self.producer = producer
-        self.groupID = groupID
+        self.publisher = OutboxPublisher(configuration: pipeline, producer: producer, postgres: postgres, logger: logger)
+        self.groupID = pipeline.groupID
         self.handler = handler
         self.clock = clock
         self.interval = interval
@@ -129,35 +134,31 @@ public final class Scheduler: PeriodicJob {
         return (claimed, rows)
     }
 
-    /// Publishes outbox rows whose lease this scheduler holds and deletes the delivered ones. A row the broker refuses
-    /// for good is parked with the reason; any other failure leaves it leased, for a relay once the lease runs out.
-    /// - Returns: Whether every row was delivered.
+    /// Publishes outbox rows whose lease this scheduler holds and deletes the delivered ones, settling each failure as
+    /// the pipeline does (``OutboxPublisher/settle(_:_:)``): a row refused for good goes again at once as its
+    /// replacement (a command as a `handler_failure` dead letter) or, when no form of it can be published, is parked;
+    /// a fatal error is thrown (the worker exits; the outbox keeps the rows). A passing failure, or a topic the worker
+    /// cannot write to, leaves the row under its lease: the scheduler does not wait in place as the pipeline does (it
+    /// holds no partitions), and whichever replica relays once the lease has run out sends it again.
+    /// - Returns: Whether nothing was left for a relay: every row delivered, dead-lettered or parked.
     @discardableResult
     func publish(_ rows: [Outbox.Row]) async throws -> Bool {
-        guard !rows.isEmpty else { return true }
-        let results = try await producer.send(rows.map(\.message))
-        var delivered: [Int64] = []
-        var failed = false
-        for (row, result) in zip(rows, results) {
-            switch result {
-            case .success:
-                delivered.append(row.id)
-            case .failure(let error):
-                failed = true
-                if error.publishDisposition == .permanentForMessage {
-                    try await postgres.withConnection { try Outbox.park(row.id, reason: "\(error)", connection: $0) }
-                    logger.error("a scheduled command cannot be published; parked in the outbox", metadata: [
-                        LogKey.outboxID: "\(row.id)", LogKey.commandID: "\(row.commandID ?? "")", LogKey.error: "\(error)",
-                    ])
-                } else {
-                    logger.warning("a scheduled command was not published; relayed again once its lease runs out",
-                                   metadata: [LogKey.outboxID: "\(row.id)", LogKey.error: "\(error)"])
-                }
+        var pending = rows
+        var settled = true
+        while !pending.isEmpty {
+            let round = try await publisher.settle(pending, try await publisher.send(pending))
+            let delivered = round.delivered
+            if !delivered.isEmpty { try await postgres.withConnection { try Outbox.delete(delivered, connection: $0) } }
+            if round.wait {
+                settled = false
+                let error = round.blocked?.error ?? round.lastError
+                logger.warning(
+                    "scheduled commands not published; relayed again once their lease runs out",
+                    metadata: [LogKey.error: "\(error.map { "\($0)" } ?? "")", LogKey.messages: "\(round.again.count { !$0.replacement })"])
             }
+            pending = round.again.filter(\.replacement).map(\.row)
         }
-        let done = delivered
-        try await postgres.withConnection { try Outbox.delete(done, connection: $0) }
-        return !failed
+        return settled
     }
 
     /// Relays the outbox rows of scheduled steps whose lease has run out (a publish that failed, a crash between the

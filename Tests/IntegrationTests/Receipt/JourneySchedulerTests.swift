@@ -37,7 +37,9 @@ final class ManualClock: Sendable {
         topics.recommendationCommands = fixture.recommendationsTopic
         let postgres = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 2)
         let scheduler = Scheduler(
-            postgres: postgres, producer: fixture.producer, groupID: group ?? fixture.group, handler: JourneySteps(stores: directory, topics: topics),
+            postgres: postgres, producer: fixture.producer,
+            pipeline: PipelineConfiguration(worker: "ReceiptWorker", groupID: group ?? fixture.group, inputTopic: fixture.inputTopic),
+            handler: JourneySteps(stores: directory, topics: topics),
             clock: { clock.now }, batchSize: batchSize, lease: lease, logger: TestEnvironment.logger)
         return (scheduler, postgres)
     }

@@ -361,7 +361,9 @@ import Testing
             let postgres = TestEnvironment.postgres(url: fixture.databaseURL, poolSize: 2)
             defer { postgres.close() }
             let scheduler = Scheduler(
-                postgres: postgres, producer: fixture.producer, groupID: fixture.group, handler: WinBackSteps(stores: directory, topics: topics),
+                postgres: postgres, producer: fixture.producer,
+                pipeline: PipelineConfiguration(worker: "SurveyWorker", groupID: fixture.group, inputTopic: fixture.inputTopic),
+                handler: WinBackSteps(stores: directory, topics: topics),
                 clock: { clock.now }, logger: TestEnvironment.logger)
             try await scheduler.tick()
             let outcome = try await Self.winBackOutcomes(fixture)
