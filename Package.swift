@@ -176,7 +176,9 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["Shared", "KafkaTesting", "ConsentScenarios", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn"],
+            dependencies: [
+                "Shared", "KafkaTesting", "ConsentScenarios", "InboundEvents", "CaptureWorker", "ReceiptWorker", "SurveyWorker", "NextSale", "Churn",
+            ],
             swiftSettings: strict
         ),
     ]

@@ -175,7 +175,9 @@ struct CaptureHandler: PipelineHandler {
                     ]))
         }
         if !model.interests.isEmpty {
-            let interests = model.interests.sorted { ($0.key.storeID, $0.key.shopperID, $0.key.kind, $0.key.item) < ($1.key.storeID, $1.key.shopperID, $1.key.kind, $1.key.item) }
+            let interests = model.interests.sorted {
+                ($0.key.storeID, $0.key.shopperID, $0.key.kind, $0.key.item) < ($1.key.storeID, $1.key.shopperID, $1.key.kind, $1.key.item)
+            }
             try connection.execute(
                 .insert(
                     into: "capture_interests", as: "i", interests,

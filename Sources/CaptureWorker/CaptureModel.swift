@@ -133,7 +133,8 @@ struct CaptureModel {
         touchedShoppers.insert(shopperID)
         shopper.userID = message.userID ?? shopper.userID
         shopper.anonymousID = message.anonymousID ?? shopper.anonymousID
-        timeline.append(TimelineEntry(storeID: message.storeID, shopperID: shopperID, messageID: message.messageID, event: message.event ?? "identify", occurredAt: at))
+        timeline.append(
+            TimelineEntry(storeID: message.storeID, shopperID: shopperID, messageID: message.messageID, event: message.event ?? "identify", occurredAt: at))
 
         // The address the event is about becomes the shopper's (the latest one given wins).
         var contactKey = shopper.email.map { ContactKey(storeID: message.storeID, email: $0) }
@@ -272,7 +273,8 @@ struct CaptureModel {
             current.permission.marketing = false
             current.permission.awaitingConfirmation = false
             if current.permission.suppression == nil { current.permission.suppression = .marketing }
-            withdrawHeldWelcome(shopper: &shopper, contact: current, message: message, reason: event.action == .unsubscribed ? "unsubscribed" : "marked_as_spam")
+            withdrawHeldWelcome(
+                shopper: &shopper, contact: current, message: message, reason: event.action == .unsubscribed ? "unsubscribed" : "marked_as_spam")
             contact = current
 
         case .bounced(let hard):
@@ -290,7 +292,8 @@ struct CaptureModel {
         case .erasureRequested:
             withdrawHeldWelcome(shopper: &shopper, contact: contact, message: message, reason: "erased")
             erasures.append(
-                Erasure(storeID: message.storeID, shopperID: shopperID, contactID: contact?.contactID, email: shopper.email, keepHash: settings.keepErasureHash))
+                Erasure(storeID: message.storeID, shopperID: shopperID, contactID: contact?.contactID, email: shopper.email, keepHash: settings.keepErasureHash)
+            )
             shopper.erased = true
             shopper.email = nil
             contact?.permission.erased = true
@@ -385,7 +388,8 @@ struct CaptureModel {
         }
         decisions.append(
             ContactDecisionLog.Entry(
-                storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), worker: Self.worker, template: template, decision: decision,
+                storeID: message.storeID, contactID: contact.contactID, subject: Self.subject(shopper), worker: Self.worker, template: template,
+                decision: decision,
                 commandID: commandID, causationID: causation, decidedAt: at))
         return decision == .send
     }

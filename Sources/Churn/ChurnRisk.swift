@@ -77,7 +77,9 @@ public struct ChurnRisk: Sendable, Equatable {
         expectedGapDays = max(expected, Self.minimumGapDays)
         overdue = max(0, asOf.timeIntervalSince(summary.lastOrderAt) / 86_400) / expectedGapDays
         let relativeValue = baseline.medianMeanValue > 0 ? max(0, summary.meanValue) / baseline.medianMeanValue : 1
-        let l = log1p(overdue), f = log(n), m = log1p(relativeValue)
+        let l = log1p(overdue)
+        let f = log(n)
+        let m = log1p(relativeValue)
         let z = 1.18 + 0.45 * l - 1.55 * f + 0.25 * l * f - 0.38 * m
         risk = min(1, 0.7 + 0.3 * overdue) / (1 + exp(-z))
         band = RiskBand(risk: risk)

@@ -37,17 +37,18 @@ public enum ChurnStore {
     /// The store's medians as of `asOf`: the first→second gap of customers with two orders, the customers' mean order
     /// value. One read of the store's orders.
     public static func baseline(store: String, asOf: Date, connection: PostgresConnection) throws -> StoreBaseline {
-        let (gap, value) = try connection.query(
-            """
-            WITH o AS (
-                SELECT o.shopper_id, o.placed_at, o.total,
-                       row_number() OVER (PARTITION BY o.shopper_id ORDER BY o.placed_at, o.order_id) AS k
-                FROM receipt_orders o WHERE o.store_id = \(store) AND \(standing(asOf)))
-            SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.placed_at - f.placed_at) / 86400)
-                    FROM o f JOIN o s ON s.shopper_id = f.shopper_id AND f.k = 1 AND s.k = 2),
-                   (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY m) FROM (SELECT coalesce(avg(total), 0) AS m FROM o GROUP BY shopper_id) x)
-            """
-        ).first?.decode((Double?, Double?).self) ?? (nil, nil)
+        let (gap, value) =
+            try connection.query(
+                """
+                WITH o AS (
+                    SELECT o.shopper_id, o.placed_at, o.total,
+                           row_number() OVER (PARTITION BY o.shopper_id ORDER BY o.placed_at, o.order_id) AS k
+                    FROM receipt_orders o WHERE o.store_id = \(store) AND \(standing(asOf)))
+                SELECT (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM s.placed_at - f.placed_at) / 86400)
+                        FROM o f JOIN o s ON s.shopper_id = f.shopper_id AND f.k = 1 AND s.k = 2),
+                       (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY m) FROM (SELECT coalesce(avg(total), 0) AS m FROM o GROUP BY shopper_id) x)
+                """
+            ).first?.decode((Double?, Double?).self) ?? (nil, nil)
         return StoreBaseline(medianSecondOrderGapDays: gap, medianMeanValue: value)
     }
 

@@ -14,7 +14,8 @@ struct EchoWorker: WorkerDefinition {
         inputTopic: { $0.shopperEvents },
         migrations: { try Migration.load(component: "echo", bundle: .module) },
         makeHandler: { topics, environment in
-            EchoHandler(commandsTopic: topics.emailCommands, failing: Set((try environment.string("ECHO_FAIL_EVENTS") ?? "").split(separator: ",").map(String.init)))
+            EchoHandler(
+                commandsTopic: topics.emailCommands, failing: Set((try environment.string("ECHO_FAIL_EVENTS") ?? "").split(separator: ",").map(String.init)))
         }
     )
 

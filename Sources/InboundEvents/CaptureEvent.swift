@@ -65,7 +65,9 @@ package struct CaptureEvent: Sendable, Equatable {
             let offerCode = try EventFields.identifier("offer_code", in: properties, path: "properties.offer_code")
             var consent: Consent?
             if let value = properties["consent"], value != .null {
-                guard let object = value.objectValue else { throw DecodeFailure(.schemaViolation, "properties.consent must be an object, not a \(value.typeName)") }
+                guard let object = value.objectValue else {
+                    throw DecodeFailure(.schemaViolation, "properties.consent must be an object, not a \(value.typeName)")
+                }
                 guard let marketingValue = object["marketing"], let marketing = marketingValue.boolValue else {
                     throw DecodeFailure(.schemaViolation, "properties.consent.marketing is required and must be true or false")
                 }
@@ -96,7 +98,9 @@ package struct CaptureEvent: Sendable, Equatable {
             if let items = try EventFields.array("products", in: properties, path: "properties.products", limit: Self.maximumProducts) {
                 for (index, item) in items.enumerated() {
                     guard let object = item.objectValue else { throw DecodeFailure(.schemaViolation, "properties.products[\(index)] must be an object") }
-                    if let id = try EventFields.identifier("product_id", in: object, path: "properties.products[\(index)].product_id"), !id.isEmpty { products.append(id) }
+                    if let id = try EventFields.identifier("product_id", in: object, path: "properties.products[\(index)].product_id"), !id.isEmpty {
+                        products.append(id)
+                    }
                 }
             }
             action = .checkoutStarted(products: products.uniqued())

@@ -94,10 +94,13 @@ package struct ReceiptEvent: Sendable, Equatable {
         func money(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> Money? {
             guard let value = object[key], value != .null else { return nil }
             let money: Money? =
-                if let number = value.numberValue { Money(number, currency: currency) } else if let text = value.stringValue { Money(decimalText: text, currency: currency) } else { nil }
+                if let number = value.numberValue { Money(number, currency: currency) } else if let text = value.stringValue {
+                    Money(decimalText: text, currency: currency)
+                } else { nil }
             guard let money else {
                 if value.numberValue != nil || value.stringValue != nil {
-                    throw DecodeFailure(.schemaViolation, "\(path) must be a decimal amount within ±\(Money(minorUnits: Money.maximumMinorUnits, currency: currency).text)")
+                    throw DecodeFailure(
+                        .schemaViolation, "\(path) must be a decimal amount within ±\(Money(minorUnits: Money.maximumMinorUnits, currency: currency).text)")
                 }
                 throw DecodeFailure(.schemaViolation, "\(path) must be a number, not a \(value.typeName)")
             }
@@ -107,7 +110,9 @@ package struct ReceiptEvent: Sendable, Equatable {
             var total = Money(minorUnits: 0, currency: currency)
             for amount in amounts {
                 guard let amount else { continue }
-                guard let next = total.adding(amount) else { throw DecodeFailure(.schemaViolation, "\(path) is out of range: the amounts add up to more than the largest amount kept") }
+                guard let next = total.adding(amount) else {
+                    throw DecodeFailure(.schemaViolation, "\(path) is out of range: the amounts add up to more than the largest amount kept")
+                }
                 total = next
             }
             return total
@@ -171,7 +176,8 @@ package struct ReceiptEvent: Sendable, Equatable {
             orderID: orderID, currency: currency, items: items, subtotal: subtotal, tax: tax, shipping: shipping, discount: discount,
             total: try money("total", in: properties, path: "properties.total") ?? revenue ?? computed,
             coupon: try EventFields.identifier("coupon", in: properties, path: "properties.coupon"),
-            email: try EventFields.address(propertyEmail ?? contextEmail, path: propertyEmail != nil ? "properties.email" : "context.traits.email", required: false),
+            email: try EventFields.address(
+                propertyEmail ?? contextEmail, path: propertyEmail != nil ? "properties.email" : "context.traits.email", required: false),
             firstName: firstName ?? firstNameSnake, lastName: lastName ?? lastNameSnake)
     }
 }

@@ -53,9 +53,12 @@ public enum PurchaseModelStore {
         guard try connection.query("SELECT pg_try_advisory_xact_lock(\(foldLock))").first?.decode(Bool.self) ?? false else { return 0 }
         let (folded, stores) = try foldLocked(limit: limit, connection: connection)
         for store in stores {
-            let computed = try connection.query("SELECT max(computed_at) AS computed_at FROM receipt_top_sellers WHERE store_id = \(store)").first?
+            let computed =
+                try connection.query("SELECT max(computed_at) AS computed_at FROM receipt_top_sellers WHERE store_id = \(store)").first?
                 .decode("computed_at", as: Date?.self) ?? nil
-            if computed.map({ now.timeIntervalSince($0) >= refreshAfter.seconds }) ?? true { try refreshTopSellers(store: store, now: now, connection: connection) }
+            if computed.map({ now.timeIntervalSince($0) >= refreshAfter.seconds }) ?? true {
+                try refreshTopSellers(store: store, now: now, connection: connection)
+            }
         }
         return folded
     }
@@ -132,9 +135,12 @@ public enum PurchaseModelStore {
         // files for 308,000 entries (auto_explain).
         try connection.execute("SET LOCAL work_mem = '32MB'")
         let (folded, daily) = try connection.query(query).first?.decode((Int, String?).self) ?? (0, nil)
-        let stores = daily.map { text in
-            text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
-        } ?? []
+        let stores =
+            daily.map { text in
+                text.trimmingCharacters(in: CharacterSet(charactersIn: "{}")).split(separator: ",").map {
+                    $0.trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+                }
+            } ?? []
         return (folded, stores)
     }
 
@@ -144,7 +150,10 @@ public enum PurchaseModelStore {
     /// - Throws: ``PostgresError``.
     public static func replace(store: String, with counts: PurchaseCounts, connection: PostgresConnection) throws {
         try connection.query("SELECT pg_advisory_xact_lock(\(foldLock))")
-        for table in ["receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales", "receipt_model_changes", "receipt_model_change_sets"] {
+        for table in [
+            "receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales",
+            "receipt_model_changes", "receipt_model_change_sets",
+        ] {
             try connection.execute("DELETE FROM \(identifier: table) WHERE store_id = \(store)")
         }
         try record([store: counts], connection: connection)

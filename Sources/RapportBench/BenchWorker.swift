@@ -116,7 +116,10 @@ struct HarnessOptions: ParsableArguments {
     @Option(help: "The workers' BATCH_SIZE.")
     var batchSize = 2000
 
-    @Option(help: "The backlog's record batches at most this many bytes (librdkafka's batch.size; default 1 MB). Storefronts publishing as shoppers act send small batches; 1 MB batches reach the worker one or two partitions per batch.")
+    @Option(
+        help:
+            "The backlog's record batches at most this many bytes (librdkafka's batch.size; default 1 MB). Storefronts publishing as shoppers act send small batches; 1 MB batches reach the worker one or two partitions per batch."
+    )
     var producerBatchBytes: Int?
 
     /// A harness with these options.

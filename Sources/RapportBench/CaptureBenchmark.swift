@@ -35,7 +35,10 @@ struct CaptureBenchmark: AsyncParsableCommand {
     @Option(help: "The seed script.")
     var seedScript = "scripts/sql/seed-shoppers.sql"
 
-    @Flag(help: "After seeding, read the seeded tables' indexes into shared buffers (pg_prewarm, as far as they hold them): a warm database rather than one just loaded.")
+    @Flag(
+        help:
+            "After seeding, read the seeded tables' indexes into shared buffers (pg_prewarm, as far as they hold them): a warm database rather than one just loaded."
+    )
     var prewarm = false
 
     @Option(help: "Keep CaptureWorker's debug log (its `batch done` lines time each batch's stages) in this file; each run overwrites it.")
@@ -51,41 +54,43 @@ struct CaptureBenchmark: AsyncParsableCommand {
 
         /// Drains `backlog` with `executable` on a fresh database, seeded with `stored` shoppers first where asked.
         func drain(_ executable: String, stored: Int, backlog: @escaping (String) -> [KafkaOutboundMessage]) async throws -> (rate: Double, peak: Double) {
-            try await harness.drain(executable, inputVariable: "SHOPPER_EVENTS_TOPIC", log: executable == "CaptureWorker" ? workerLog : nil, prepare: { database, group in
-                guard stored > 0 else { return }
-                let migrate = try BenchWorker(executable, arguments: ["migrate"], environment: ["DATABASE_URL": database.url])
-                try migrate.waitForSuccess()
-                let script = seed.replacingOccurrences(of: ":shoppers", with: String(stored))
-                    .replacingOccurrences(of: ":'store'", with: PostgresConnection.quoteLiteral("bench"))
-                    .replacingOccurrences(of: ":'group'", with: PostgresConnection.quoteLiteral(group))
-                let seeding = ContinuousClock.now
-                let client = database.client(logger: logger)
-                defer { client.close() }
-                try await client.withConnection { try $0.executeScript(script) }
-                print(String(format: "  (seeded %d stored shoppers in %.0f s)", stored, (ContinuousClock.now - seeding).seconds))
-                // The seed's writes flushed before the clock starts: otherwise the checkpoints that gigabytes of seeding
-                // set off run during the measured drain, writing the seed's pages beside the worker's on the same disk
-                // and cores. Needs superuser or pg_checkpoint; a database that refuses is measured as it is.
-                let flushing = ContinuousClock.now
-                do {
-                    _ = try await client.withConnection { try $0.execute("CHECKPOINT") }
-                    print(String(format: "  (checkpoint after seeding: %.0f s)", (ContinuousClock.now - flushing).seconds))
-                } catch {
-                    print("  (no checkpoint after seeding: \(error); the seed's checkpoints may fall inside the run)")
-                }
-                if prewarm {
-                    let blocks = try await client.withConnection { connection in
-                        try connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-                        return try connection.query(
-                            """
-                            SELECT coalesce(sum(pg_prewarm(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                            WHERE n.nspname = current_schema() AND c.relkind = 'i'
-                            """
-                        ).first?.decode(Int.self) ?? 0
+            try await harness.drain(
+                executable, inputVariable: "SHOPPER_EVENTS_TOPIC", log: executable == "CaptureWorker" ? workerLog : nil,
+                prepare: { database, group in
+                    guard stored > 0 else { return }
+                    let migrate = try BenchWorker(executable, arguments: ["migrate"], environment: ["DATABASE_URL": database.url])
+                    try migrate.waitForSuccess()
+                    let script = seed.replacingOccurrences(of: ":shoppers", with: String(stored))
+                        .replacingOccurrences(of: ":'store'", with: PostgresConnection.quoteLiteral("bench"))
+                        .replacingOccurrences(of: ":'group'", with: PostgresConnection.quoteLiteral(group))
+                    let seeding = ContinuousClock.now
+                    let client = database.client(logger: logger)
+                    defer { client.close() }
+                    try await client.withConnection { try $0.executeScript(script) }
+                    print(String(format: "  (seeded %d stored shoppers in %.0f s)", stored, (ContinuousClock.now - seeding).seconds))
+                    // The seed's writes flushed before the clock starts: otherwise the checkpoints that gigabytes of seeding
+                    // set off run during the measured drain, writing the seed's pages beside the worker's on the same disk
+                    // and cores. Needs superuser or pg_checkpoint; a database that refuses is measured as it is.
+                    let flushing = ContinuousClock.now
+                    do {
+                        _ = try await client.withConnection { try $0.execute("CHECKPOINT") }
+                        print(String(format: "  (checkpoint after seeding: %.0f s)", (ContinuousClock.now - flushing).seconds))
+                    } catch {
+                        print("  (no checkpoint after seeding: \(error); the seed's checkpoints may fall inside the run)")
                     }
-                    print(String(format: "  (prewarmed %.0f MB of indexes)", Double(blocks) * 8 / 1024))
-                }
-            }, backlog: backlog)
+                    if prewarm {
+                        let blocks = try await client.withConnection { connection in
+                            try connection.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+                            return try connection.query(
+                                """
+                                SELECT coalesce(sum(pg_prewarm(c.oid)), 0)::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                                WHERE n.nspname = current_schema() AND c.relkind = 'i'
+                                """
+                            ).first?.decode(Int.self) ?? 0
+                        }
+                        print(String(format: "  (prewarmed %.0f MB of indexes)", Double(blocks) * 8 / 1024))
+                    }
+                }, backlog: backlog)
         }
 
         let events = self.events
@@ -107,7 +112,9 @@ struct CaptureBenchmark: AsyncParsableCommand {
                     }
                 }
                 let name = mix.rawValue.padding(toLength: 10, withPad: " ", startingAt: 0)
-                print(String(format: "  %15d   ", size) + name + String(format: "  %8.0f   %9.0f %%   %6.1f MB", result.rate, 100 * result.rate / echo.rate, result.peak))
+                print(
+                    String(format: "  %15d   ", size) + name
+                        + String(format: "  %8.0f   %9.0f %%   %6.1f MB", result.rate, 100 * result.rate / echo.rate, result.peak))
                 fflush(nil)  // a long run's rows show as they come
             }
         }
@@ -148,7 +155,9 @@ struct CaptureBenchmark: AsyncParsableCommand {
             switch roll {
             case 0..<70:
                 name = "Product Viewed"
-                body["properties"] = .object(["product_id": .string("p-\(Int.random(in: 0..<2000, using: &generator))"), "category": .string("c-\(shopper % 40)")])
+                body["properties"] = .object([
+                    "product_id": .string("p-\(Int.random(in: 0..<2000, using: &generator))"), "category": .string("c-\(shopper % 40)"),
+                ])
             case 70..<78:
                 name = "Product Added"
                 body["properties"] = .object(["product_id": .string("p-\(Int.random(in: 0..<2000, using: &generator))")])
@@ -156,7 +165,9 @@ struct CaptureBenchmark: AsyncParsableCommand {
                 name = "Email Captured"
                 body["properties"] = .object([
                     "email": .string(email), "source": .string("popup"), "offer_code": .string("WELCOME10"),
-                    "consent": .object(["marketing": .bool(true), "opt_in_level": .string("single"), "text": .string("Yes please"), "text_version": .string("1")]),
+                    "consent": .object([
+                        "marketing": .bool(true), "opt_in_level": .string("single"), "text": .string("Yes please"), "text_version": .string("1"),
+                    ]),
                 ])
             case 86..<91:
                 name = "identify"

@@ -13,7 +13,8 @@ struct ChurnBenchmark: ParsableCommand {
         commandName: "churn",
         abstract: "ROC AUC of churn risk, the RFM quintile sum and recency on purchase histories (CSV: shopper, time[, amount]).")
 
-    @Argument(help: "A CSV file: shopper, order time (yyyy-MM-dd… or RFC 3339)[, amount]; a shopper's lines with one time are one order; a header line is skipped.")
+    @Argument(
+        help: "A CSV file: shopper, order time (yyyy-MM-dd… or RFC 3339)[, amount]; a shopper's lines with one time are one order; a header line is skipped.")
     var file: String?
 
     @Flag(help: "Instead of a file: planted histories (customers who buy at their own rate until they silently leave).")
@@ -35,7 +36,8 @@ struct ChurnBenchmark: ParsableCommand {
 
     func run() throws {
         let orders: [String: [(Date, Double)]]
-        let calibration: Date, holdout: Date
+        let calibration: Date
+        let holdout: Date
         if planted {
             orders = Self.plantedHistories()
             calibration = Self.day(calibrationEnd ?? "2024-12-31")!
@@ -48,8 +50,10 @@ struct ChurnBenchmark: ParsableCommand {
         let result = Self.evaluate(orders, calibrationEnd: calibration, holdoutEnd: holdout)
         print("rapport-bench churn — \(planted ? "planted histories" : file ?? "")")
         print("  calibration to \(calibration.rfc3339), holdout to \(holdout.rfc3339)")
-        print(String(format: "  %d customers, %d did not buy in the holdout (%.1f %%); store's median first→second gap %.1f days",
-                     result.customers, result.lapsed, 100 * Double(result.lapsed) / Double(max(result.customers, 1)), result.baseline.medianSecondOrderGapDays))
+        print(
+            String(
+                format: "  %d customers, %d did not buy in the holdout (%.1f %%); store's median first→second gap %.1f days",
+                result.customers, result.lapsed, 100 * Double(result.lapsed) / Double(max(result.customers, 1)), result.baseline.medianSecondOrderGapDays))
         print("  ROC AUC for \"did not buy in the holdout\"")
         for (name, auc) in [("churn risk (Rapport)", result.risk), ("RFM quintile sum", result.rfm), ("recency alone", result.recency)] {
             print("    " + name.padding(toLength: 24, withPad: " ", startingAt: 0) + String(format: "%.4f", auc))
@@ -74,8 +78,10 @@ struct ChurnBenchmark: ParsableCommand {
             let bought = placed.contains { $0.0 > calibrationEnd && $0.0 <= holdoutEnd }
             if known.count > 1 { secondGaps.append(known[1].0.timeIntervalSince(first.0) / 86_400) }
             summaries.append(
-                (OrderSummary(orders: known.count, firstOrderAt: first.0, lastOrderAt: last.0, meanValue: known.map(\.1).reduce(0, +) / Double(known.count)),
-                 !bought))
+                (
+                    OrderSummary(orders: known.count, firstOrderAt: first.0, lastOrderAt: last.0, meanValue: known.map(\.1).reduce(0, +) / Double(known.count)),
+                    !bought
+                ))
         }
         var result = Result()
         result.customers = summaries.count
@@ -88,7 +94,9 @@ struct ChurnBenchmark: ParsableCommand {
         let recency = summaries.map { calibrationEnd.timeIntervalSince($0.summary.lastOrderAt) }
         result.recency = rocAUC(recency, labels)
         // RFM: quintiles 1–5 of recency (recent is 5), frequency and monetary value, summed; a high sum is a good customer.
-        let r = quintiles(recency.map { -$0 }), f = quintiles(summaries.map { Double($0.summary.orders) }), m = quintiles(summaries.map(\.summary.meanValue))
+        let r = quintiles(recency.map { -$0 })
+        let f = quintiles(summaries.map { Double($0.summary.orders) })
+        let m = quintiles(summaries.map(\.summary.meanValue))
         result.rfm = rocAUC(summaries.indices.map { -Double(r[$0] + f[$0] + m[$0]) }, labels)
         return result
     }
@@ -114,7 +122,8 @@ struct ChurnBenchmark: ParsableCommand {
             for k in start...end { ranks[order[k]] = average }
             start = end + 1
         }
-        let positives = Double(positive.filter { $0 }.count), negatives = Double(positive.count) - positives
+        let positives = Double(positive.filter { $0 }.count)
+        let negatives = Double(positive.count) - positives
         guard positives > 0, negatives > 0 else { return .nan }
         let sum = zip(ranks, positive).filter(\.1).map(\.0).reduce(0, +)
         return (sum - positives * (positives + 1) / 2) / (positives * negatives)
@@ -149,15 +158,18 @@ struct ChurnBenchmark: ParsableCommand {
         func exponential(_ mean: Double) -> Double { -mean * log(uniform()) }
         // Gamma(shape k, scale θ) by Marsaglia and Tsang (k ≥ 1).
         func gamma(_ k: Double, _ theta: Double) -> Double {
-            let d = k - 1.0 / 3, c = 1 / sqrt(9 * d)
+            let d = k - 1.0 / 3
+            let c = 1 / sqrt(9 * d)
             while true {
-                let u1 = uniform(), u2 = uniform()
+                let u1 = uniform()
+                let u2 = uniform()
                 let x = sqrt(-2 * log(u1)) * cos(2 * .pi * u2)
                 let v = pow(1 + c * x, 3)
                 if v > 0, log(uniform()) < 0.5 * x * x + d - d * v + d * log(v) { return d * v * theta }
             }
         }
-        let start = day("2024-01-01")!, end = day("2025-06-30")!
+        let start = day("2024-01-01")!
+        let end = day("2025-06-30")!
         var customers: [String: [(Date, Double)]] = [:]
         for customer in 0..<20_000 {
             let ratePerDay = gamma(1.2, 1.0 / 60)  // mean: one order every ~50 days

@@ -43,7 +43,9 @@ struct FoundationBenchmark: AsyncParsableCommand {
     mutating func run() async throws {
         let logger = Logger.bench
         print("rapport-bench foundation — \(ProcessInfo.processInfo.activeProcessorCount) cores")
-        print("Kafka: librdkafka \(String(cString: rd_kafka_version_str())) mock cluster in-process, 1 broker, \(partitions) partitions, \(messages) messages of \(messageSize) B")
+        print(
+            "Kafka: librdkafka \(String(cString: rd_kafka_version_str())) mock cluster in-process, 1 broker, \(partitions) partitions, \(messages) messages of \(messageSize) B"
+        )
         print("  median of \(runs) runs, each on fresh topics; the Swift and bare measurements alternate")
         let cluster = try MockKafkaCluster(brokers: 1, logger: logger)
         let bootstrap = cluster.bootstrapServers
@@ -64,8 +66,13 @@ struct FoundationBenchmark: AsyncParsableCommand {
             swiftConsume.append(try await consumeSwift(bootstrap: bootstrap, topic: swiftTopic, logger: logger))
             bareConsume.append(try consumeBare(bootstrap: bootstrap, topic: bareTopic))
         }
-        print(String(format: "  produce Swift layer, 1 send in flight   %10.0f msg/s   (each send waits for its %d reports)", Double(messages) / median(sequential), produceBatch))
-        report("produce", swift: median(swiftProduce), bare: median(bareProduce), unit: "msg/s", count: messages, note: "\(inFlight) sends of \(produceBatch) in flight")
+        print(
+            String(
+                format: "  produce Swift layer, 1 send in flight   %10.0f msg/s   (each send waits for its %d reports)", Double(messages) / median(sequential),
+                produceBatch))
+        report(
+            "produce", swift: median(swiftProduce), bare: median(bareProduce), unit: "msg/s", count: messages,
+            note: "\(inFlight) sends of \(produceBatch) in flight")
         report("consume", swift: median(swiftConsume), bare: median(bareConsume), unit: "msg/s", count: messages, note: "batches of 10000")
         withExtendedLifetime(cluster) {}
 
@@ -156,9 +163,11 @@ struct FoundationBenchmark: AsyncParsableCommand {
         var kafka = KafkaConfiguration()
         kafka.bootstrapServers = [bootstrap]
         let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "bench-swift"), logger: logger)
-        try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<Int32(partitions)).map {
-            (TopicPartition(topic: topic, partition: $0), Int64?.some(Int64(RD_KAFKA_OFFSET_BEGINNING)))
-        }))
+        try consumer.assign(
+            Dictionary(
+                uniqueKeysWithValues: (0..<Int32(partitions)).map {
+                    (TopicPartition(topic: topic, partition: $0), Int64?.some(Int64(RD_KAFKA_OFFSET_BEGINNING)))
+                }))
         // The clock starts with the first message, as in the bare loop: joining and the first fetch are not measured.
         _ = try await consumer.poll(maxMessages: 1, maxWait: .seconds(30))
         let start = ContinuousClock.now

@@ -31,8 +31,10 @@ struct NextSaleBenchmark: ParsableCommand {
         let (customers, source) = try planted ? (Self.plantedHistories(), "planted histories") : (Self.read(file ?? ""), file ?? "")
         let result = Self.evaluate(customers, limit: limit)
         print("rapport-bench nextsale — \(source)")
-        print(String(format: "  %d customers, %d orders, %d products; %d held-out orders with a product new to the customer",
-                     result.customers, result.orders, result.products, result.tested))
+        print(
+            String(
+                format: "  %d customers, %d orders, %d products; %d held-out orders with a product new to the customer",
+                result.customers, result.orders, result.products, result.tested))
         func row(_ name: String, _ first: String, _ second: String) {
             print("  " + name.padding(toLength: 28, withPad: " ", startingAt: 0) + first.leftPadded(11) + second.leftPadded(12))
         }
@@ -41,7 +43,9 @@ struct NextSaleBenchmark: ParsableCommand {
         row("popularity (top sellers)", String(format: "%.2f %%", 100 * result.popular.hit), String(format: "%.2f %%", 100 * result.popular.recall))
         row("popularity, last 90 days", String(format: "%.2f %%", 100 * result.recent.hit), String(format: "%.2f %%", 100 * result.recent.recall))
         func ratio(_ name: String, _ baseline: Score) {
-            row(name, String(format: "%.2f×", result.model.hit / max(baseline.hit, 1e-9)), String(format: "%.2f×", result.model.recall / max(baseline.recall, 1e-9)))
+            row(
+                name, String(format: "%.2f×", result.model.hit / max(baseline.hit, 1e-9)),
+                String(format: "%.2f×", result.model.recall / max(baseline.recall, 1e-9)))
         }
         ratio("model ÷ popularity", result.popular)
         ratio("model ÷ popularity, 90 days", result.recent)
@@ -96,7 +100,9 @@ struct NextSaleBenchmark: ParsableCommand {
         let popular = ranked(training.orders)
         let lately = training.sales(within: NextSaleTuning.popularWindow, endingAt: asOf)
         let recent = ranked(lately) + popular.filter { lately[$0] == nil }
-        var model = Score(), popularity = Score(), recency = Score()
+        var model = Score()
+        var popularity = Score()
+        var recency = Score()
         for (history, next) in tests {
             let bought = Set(history.flatMap { $0.products.map(\.id) })
             let relevant = Set(next.products.map(\.id)).subtracting(bought)

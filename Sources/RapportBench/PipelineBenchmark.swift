@@ -49,8 +49,12 @@ struct PipelineBenchmark: AsyncParsableCommand {
         if let bytes = harnessOptions.producerBatchBytes { producerKafka.properties["batch.size"] = String(bytes) }
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: producerKafka), logger: logger)
 
-        print("rapport-bench pipeline — \(ProcessInfo.processInfo.activeProcessorCount) cores, EchoWorker (2 rows + 1 command per event), BATCH_SIZE \(batchSize), BATCH_TRANSACTIONS \(batchTransactions)")
-        print("Kafka: mock cluster in this process, \(partitions) partitions\(harnessOptions.producerBatchBytes.map { ", backlog in record batches of \($0) bytes" } ?? ""); PostgreSQL: \(database.name), defaults (fsync on)")
+        print(
+            "rapport-bench pipeline — \(ProcessInfo.processInfo.activeProcessorCount) cores, EchoWorker (2 rows + 1 command per event), BATCH_SIZE \(batchSize), BATCH_TRANSACTIONS \(batchTransactions)"
+        )
+        print(
+            "Kafka: mock cluster in this process, \(partitions) partitions\(harnessOptions.producerBatchBytes.map { ", backlog in record batches of \($0) bytes" } ?? ""); PostgreSQL: \(database.name), defaults (fsync on)"
+        )
 
         // Throughput: a backlog of events, drained by the worker.
         for start in stride(from: 0, to: events, by: 10_000) {
@@ -65,15 +69,21 @@ struct PipelineBenchmark: AsyncParsableCommand {
 
         // Latency: a fixed offered rate; each event's send time against its command's arrival.
         let latencies = try await measureLatency(producer: producer, kafka: kafka, logger: logger)
-        print(String(format: "  latency at %d events/s      p50 %6.1f ms   p99 %6.1f ms   (%d events; fetch.wait.max.ms %d)", rate, latencies.p50, latencies.p99, latencies.count, fetchWaitMs))
+        print(
+            String(
+                format: "  latency at %d events/s      p50 %6.1f ms   p99 %6.1f ms   (%d events; fetch.wait.max.ms %d)", rate, latencies.p50, latencies.p99,
+                latencies.count, fetchWaitMs))
         let peak = worker.peakResidentMegabytes
         worker.stop()
         print(String(format: "  worker peak RSS               %10.1f MB", peak))
 
         // Limits and baseline, on the same tables.
         let copyRate = try await measureCopy(client)
-        print(String(format: "  limit: COPY of the same rows  %10.0f events/s   pipeline at %.0f %% of it (goal ≥ 50 %%)", copyRate, 100 * pipelineRate / copyRate))
-        let consumeRate = Double(events) / (try BareKafka.consume(bootstrap: cluster.bootstrapServers, topic: "bench-events", partitions: partitions, count: events))
+        print(
+            String(
+                format: "  limit: COPY of the same rows  %10.0f events/s   pipeline at %.0f %% of it (goal ≥ 50 %%)", copyRate, 100 * pipelineRate / copyRate))
+        let consumeRate =
+            Double(events) / (try BareKafka.consume(bootstrap: cluster.bootstrapServers, topic: "bench-events", partitions: partitions, count: events))
         print(String(format: "  limit: bare librdkafka consume %9.0f msg/s", consumeRate))
         let naiveRate = try await measureNaive(client)
         print(String(format: "  baseline: a transaction/event %9.0f events/s   pipeline is %.0f× that", naiveRate, pipelineRate / naiveRate))
@@ -117,9 +127,11 @@ struct PipelineBenchmark: AsyncParsableCommand {
         var readerConfiguration = KafkaConsumerConfiguration(kafka: kafka, groupID: "bench-latency")
         readerConfiguration.fetchWait = .milliseconds(fetchWaitMs)
         let consumer = try KafkaConsumer(configuration: readerConfiguration, logger: logger)
-        try consumer.assign(Dictionary(uniqueKeysWithValues: (0..<Int32(partitions)).map {
-            (TopicPartition(topic: "bench-commands", partition: $0), Int64?.some(Int64(RD_KAFKA_OFFSET_END)))
-        }))
+        try consumer.assign(
+            Dictionary(
+                uniqueKeysWithValues: (0..<Int32(partitions)).map {
+                    (TopicPartition(topic: "bench-commands", partition: $0), Int64?.some(Int64(RD_KAFKA_OFFSET_END)))
+                }))
         _ = try await consumer.poll(maxMessages: 1, maxWait: .milliseconds(500))
         let total = rate * latencySeconds
         let tick = 100  // sends per second
@@ -226,6 +238,7 @@ struct LatencyOptions: ParsableArguments {
     @Option(name: .customLong("latency-seconds"), help: "Seconds of the latency run.")
     var seconds = 10
 
-    @Option(help: "fetch.wait.max.ms of the worker's and the latency reader's consumers (the mock broker holds an empty fetch this long even when data arrives).")
+    @Option(
+        help: "fetch.wait.max.ms of the worker's and the latency reader's consumers (the mock broker holds an empty fetch this long even when data arrives).")
     var fetchWaitMs = 10
 }

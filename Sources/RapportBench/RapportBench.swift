@@ -6,7 +6,10 @@ struct RapportBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rapport-bench",
         abstract: "Measure Rapport's throughput (build with -c release; see docs/benchmarks.md).",
-        subcommands: [FoundationBenchmark.self, PipelineBenchmark.self, CaptureBenchmark.self, ReceiptBenchmark.self, NextSaleBenchmark.self, ChurnBenchmark.self, SurveyBenchmark.self],
+        subcommands: [
+            FoundationBenchmark.self, PipelineBenchmark.self, CaptureBenchmark.self, ReceiptBenchmark.self, NextSaleBenchmark.self, ChurnBenchmark.self,
+            SurveyBenchmark.self,
+        ],
         defaultSubcommand: FoundationBenchmark.self
     )
 }

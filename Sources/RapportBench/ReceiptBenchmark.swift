@@ -47,8 +47,10 @@ struct ReceiptBenchmark: AsyncParsableCommand {
                 defer { client.close() }
                 scheduled = try await client.withConnection { try $0.query("SELECT count(*) FROM rapport_scheduled_steps").first?.decode(Int.self) ?? 0 }
             })
-        print(String(format: "  ReceiptWorker (3 items, model, receipt,     %8.0f orders/s   %3.0f %% of pipeline   peak RSS %5.1f MB",
-                     receipt.rate, 100 * receipt.rate / echo.rate, receipt.peak))
+        print(
+            String(
+                format: "  ReceiptWorker (3 items, model, receipt,     %8.0f orders/s   %3.0f %% of pipeline   peak RSS %5.1f MB",
+                receipt.rate, 100 * receipt.rate / echo.rate, receipt.peak))
         print("                 recommendation, journey)     (\(scheduled) journey steps scheduled)")
         fflush(nil)
         if steps > 0 {
@@ -159,7 +161,9 @@ struct ReceiptBenchmark: AsyncParsableCommand {
             let started = ContinuousClock.now
             let count = try await client.withConnection { connection in
                 let history = try PurchaseHistory.load([("bench", key)], connection: connection)[key] ?? []
-                let candidates = try PostgresCandidateSource(connection: connection, asOf: Date()).candidates(for: [CandidateQuery(storeID: "bench", history: history)])
+                let candidates = try PostgresCandidateSource(connection: connection, asOf: Date()).candidates(for: [
+                    CandidateQuery(storeID: "bench", history: history)
+                ])
                 return Recommender.rank(candidates[0], excluding: Set(history.flatMap { $0.products.map(\.id) }), limit: 10).count
             }
             latencies.append((ContinuousClock.now - started).seconds * 1000)
@@ -167,8 +171,10 @@ struct ReceiptBenchmark: AsyncParsableCommand {
         }
         latencies.sort()
         func percentile(_ p: Double) -> Double { latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))] }
-        print(String(format: "  recommend, %d stored orders (seeded in %.0f s, rebuilt in %.0f s): p50 %.1f ms, p99 %.1f ms over %d shoppers",
-                     orders, seeded, rebuilt, percentile(0.5), percentile(0.99), samples))
+        print(
+            String(
+                format: "  recommend, %d stored orders (seeded in %.0f s, rebuilt in %.0f s): p50 %.1f ms, p99 %.1f ms over %d shoppers",
+                orders, seeded, rebuilt, percentile(0.5), percentile(0.99), samples))
         client.close()
         try await database.drop()
     }

@@ -21,7 +21,8 @@ struct SurveyBenchmark: AsyncParsableCommand {
     mutating func run() async throws {
         let logger = Logger.bench
         let (harness, echo) = try await harnessOptions.start("survey", detail: "\(surveys) surveys", events: surveys, logger: logger)
-        let count = surveys, buyers = max(surveys / 2, 1)
+        let count = surveys
+        let buyers = max(surveys / 2, 1)
         var recommended = 0
         let survey = try await harness.drain(
             "SurveyWorker", inputVariable: "SURVEY_EVENTS_TOPIC", extraEnvironment: ["SCHEDULER_ENABLED": "false", "CHURN_RESCORE_SECONDS": "0"],
@@ -35,8 +36,10 @@ struct SurveyBenchmark: AsyncParsableCommand {
                         .decode(Int.self) ?? 0
                 }
             })
-        print(String(format: "  SurveyWorker (response, profile, prefs,   %8.0f surveys/s  %3.0f %% of pipeline   peak RSS %5.1f MB",
-                     survey.rate, 100 * survey.rate / echo.rate, survey.peak))
+        print(
+            String(
+                format: "  SurveyWorker (response, profile, prefs,   %8.0f surveys/s  %3.0f %% of pipeline   peak RSS %5.1f MB",
+                survey.rate, 100 * survey.rate / echo.rate, survey.peak))
         print("                post_survey recommendation)   (\(recommended) recommendations sent)")
         fflush(nil)
         if customers > 0 { try await rescoring(logger: logger) }
@@ -91,7 +94,9 @@ struct SurveyBenchmark: AsyncParsableCommand {
             }
             try connection.execute("ANALYZE")
         }
-        if rebuild { try BenchWorker("ReceiptWorker", arguments: ["rebuild", "--store", "bench"], environment: ["DATABASE_URL": database.url]).waitForSuccess() }
+        if rebuild {
+            try BenchWorker("ReceiptWorker", arguments: ["rebuild", "--store", "bench"], environment: ["DATABASE_URL": database.url]).waitForSuccess()
+        }
     }
 
     /// One `SurveyWorker rescore` pass over `customers` customers (1 to 4 orders each), twice: the first schedules the
@@ -104,17 +109,23 @@ struct SurveyBenchmark: AsyncParsableCommand {
         var times: [Double] = []
         for _ in 0..<2 {
             let started = ContinuousClock.now
-            try BenchWorker("SurveyWorker", arguments: ["rescore"], environment: ["DATABASE_URL": database.url, "KAFKA_GROUP_ID": "bench-survey"]).waitForSuccess()
+            try BenchWorker("SurveyWorker", arguments: ["rescore"], environment: ["DATABASE_URL": database.url, "KAFKA_GROUP_ID": "bench-survey"])
+                .waitForSuccess()
             times.append((ContinuousClock.now - started).seconds)
         }
         let client = database.client(logger: logger)
         let (orders, steps) = try await client.withConnection { connection in
-            (try connection.query("SELECT count(*) FROM receipt_orders").first?.decode(Int.self) ?? 0,
-             try connection.query("SELECT count(*) FROM rapport_scheduled_steps WHERE template = 'win_back'").first?.decode(Int.self) ?? 0)
+            (
+                try connection.query("SELECT count(*) FROM receipt_orders").first?.decode(Int.self) ?? 0,
+                try connection.query("SELECT count(*) FROM rapport_scheduled_steps WHERE template = 'win_back'").first?.decode(Int.self) ?? 0
+            )
         }
         client.close()
-        print(String(format: "  re-scoring %d customers (%d orders, seeded in %.0f s): first pass %.1f s (%d win-backs scheduled), next pass %.1f s (%.0f customers/s)",
-                     customers, orders, seeded, times[0], steps, times[1], Double(customers) / times[1]))
+        print(
+            String(
+                format:
+                    "  re-scoring %d customers (%d orders, seeded in %.0f s): first pass %.1f s (%d win-backs scheduled), next pass %.1f s (%.0f customers/s)",
+                customers, orders, seeded, times[0], steps, times[1], Double(customers) / times[1]))
         try await database.drop()
     }
 }

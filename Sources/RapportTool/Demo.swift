@@ -143,17 +143,17 @@ extension Demo {
                     var consumed: [TopicPartition: Int64] = [:]
                     for (topic, partition, next) in try connection.query(
                         "SELECT topic, partition, max(next_offset) FROM rapport_consumer_offsets GROUP BY 1, 2"
-                    ).decode((String, Int32, Int64).self)
-                    {
+                    ).decode((String, Int32, Int64).self) {
                         consumed[TopicPartition(topic: topic, partition: partition)] = next
                     }
                     let outbox = try connection.query("SELECT count(*) FROM rapport_outbox WHERE parked_at IS NULL").first?.decode(Int.self) ?? 0
-                    let due = try connection.query(
-                        """
-                        SELECT count(*) FROM rapport_scheduled_steps
-                        WHERE store_id = \(store) AND state = 'pending' AND due_at < now() + \(horizon)::int * interval '1 second'
-                        """
-                    ).first?.decode(Int.self) ?? 0
+                    let due =
+                        try connection.query(
+                            """
+                            SELECT count(*) FROM rapport_scheduled_steps
+                            WHERE store_id = \(store) AND state = 'pending' AND due_at < now() + \(horizon)::int * interval '1 second'
+                            """
+                        ).first?.decode(Int.self) ?? 0
                     return (consumed, outbox, due)
                 }
                 let total = watermarks.values.reduce(0, +)

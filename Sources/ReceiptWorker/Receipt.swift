@@ -1,6 +1,6 @@
 import Foundation
-import NextSale
 import InboundEvents
+import NextSale
 import Shared
 
 /// The bountiful receipt's `data` (CONTRACT.md): the receipt first — items, quantities, amounts as decimal strings in

@@ -1,6 +1,6 @@
 import Foundation
-import NextSale
 import InboundEvents
+import NextSale
 import Shared
 
 /// ReceiptWorker's behaviour: for a batch of `checkout-events`, record orders (once per store and order id, whatever
@@ -73,9 +73,11 @@ struct ReceiptHandler: PipelineHandler {
             let (stores, shoppers, causations) =
                 (PostgresArray(latest.map(\.storeID)), PostgresArray(latest.map(\.shopperID)), PostgresArray(latest.map(\.causationID)))
             try StepStore.cancel(
-                where: "(store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) AND causation_id <> ALL(\(causations)::text[])",
+                where:
+                    "(store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) AND causation_id <> ALL(\(causations)::text[])",
                 templates: [EmailTemplate.thankYou.name], reason: "superseded_by_newer_order", connection: connection)
-            try StepStore.retime(template: EmailTemplate.nextSale.name, shoppers: latest.map { ($0.storeID, $0.shopperID, $0.nextSaleAt) }, connection: connection)
+            try StepStore.retime(
+                template: EmailTemplate.nextSale.name, shoppers: latest.map { ($0.storeID, $0.shopperID, $0.nextSaleAt) }, connection: connection)
         }
         try Self.cancel(output.endingsAfterSupersession, connection: connection)
         try ContactDecisionLog.record(output.decisions, connection: connection)
@@ -87,7 +89,8 @@ struct ReceiptHandler: PipelineHandler {
             let keys = endings.filter { $0.status == status }.map(\.key)
             guard !keys.isEmpty else { continue }
             try StepStore.cancel(
-                where: "(store_id, order_id) IN (SELECT * FROM unnest(\(PostgresArray(keys.map(\.storeID)))::text[], \(PostgresArray(keys.map(\.orderID)))::text[]))",
+                where:
+                    "(store_id, order_id) IN (SELECT * FROM unnest(\(PostgresArray(keys.map(\.storeID)))::text[], \(PostgresArray(keys.map(\.orderID)))::text[]))",
                 reason: status.stepCancellationReason, connection: connection)
         }
     }

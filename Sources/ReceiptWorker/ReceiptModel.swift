@@ -32,7 +32,8 @@ struct ReceiptModel {
         /// The order as the next-sale model sees it.
         var purchased: PurchasedOrder {
             PurchasedOrder(
-                orderID: order.orderID, placedAt: event.message.timestamp, products: order.items.map { PurchasedOrder.Product(id: $0.productID, category: $0.category) })
+                orderID: order.orderID, placedAt: event.message.timestamp,
+                products: order.items.map { PurchasedOrder.Product(id: $0.productID, category: $0.category) })
         }
     }
 
@@ -188,7 +189,8 @@ struct ReceiptModel {
 
     /// Whether `new` is history: old enough that it starts no conversation.
     private func isStale(_ new: NewOrder) -> Bool {
-        ConversationPolicy(settings: stores.settings(for: new.event.message.storeID)).staleness(of: new.event.message.timestamp, processedAt: processedAt) != nil
+        ConversationPolicy(settings: stores.settings(for: new.event.message.storeID)).staleness(of: new.event.message.timestamp, processedAt: processedAt)
+            != nil
     }
 
     /// The order's place in the history it arrived to, when it starts or continues a conversation.
@@ -217,7 +219,10 @@ struct ReceiptModel {
     /// arrival order: its customer's history after the batch, leaning towards the interests a survey stated.
     func candidateQueries(preferences: [Int64: ShopperPreferences]) -> [(key: OrderStore.Key, query: CandidateQuery)] {
         orders.filter { !isStale($0) }.map { new in
-            (new.key, CandidateQuery(storeID: new.event.message.storeID, history: after[new.shopperID] ?? [], interests: preferences[new.shopperID]?.interests ?? []))
+            (
+                new.key,
+                CandidateQuery(storeID: new.event.message.storeID, history: after[new.shopperID] ?? [], interests: preferences[new.shopperID]?.interests ?? [])
+            )
         }
     }
 
@@ -305,7 +310,9 @@ struct ReceiptModel {
         let endings = timeline.enumerated().compactMap { index, entry -> Ending? in
             entry.ending.map { status in
                 let new = newOrders[entry.key]
-                return Ending(key: entry.key, status: status, index: index, orderArrivedAt: new?.arrivedAt ?? -1, shopperID: new?.shopperID ?? recorded[entry.key]?.shopperID)
+                return Ending(
+                    key: entry.key, status: status, index: index, orderArrivedAt: new?.arrivedAt ?? -1,
+                    shopperID: new?.shopperID ?? recorded[entry.key]?.shopperID)
             }
         }
         output.endings = endings.filter { !superseded($0) }

@@ -20,7 +20,8 @@ struct ReceiptWorker: WorkerDefinition {
             let fold = try context.environment.integer("MODEL_FOLD_INTERVAL_MS", default: 1000, in: 10...3_600_000)
             let refresh = try context.environment.integer("TOP_SELLERS_REFRESH_SECONDS", default: 60, in: 0...86_400)
             var services: [any Service] = [
-                PeriodicService(ModelCompactor(postgres: context.postgres, interval: .milliseconds(fold), refreshAfter: .seconds(refresh)), logger: context.logger)
+                PeriodicService(
+                    ModelCompactor(postgres: context.postgres, interval: .milliseconds(fold), refreshAfter: .seconds(refresh)), logger: context.logger)
             ]
             // The orientation journey's steps, emitted when due.
             if let scheduler = try context.scheduler(

@@ -60,7 +60,9 @@ struct Recommend: AsyncParsableCommand {
     /// The answer's JSON, or why there is none (an unknown store or shopper).
     static func recommendations(store: String, shopper: Shopper, limit: Int, now: Date, connection: PostgresConnection) throws -> Result<JSONValue, Problem> {
         let (column, value) =
-            if let userID = shopper.userID { ("user_id", userID) } else if let email = shopper.email { ("email", email) } else { ("anonymous_id", shopper.anonymousID ?? "") }
+            if let userID = shopper.userID { ("user_id", userID) } else if let email = shopper.email { ("email", email) } else {
+                ("anonymous_id", shopper.anonymousID ?? "")
+            }
         guard try connection.query("SELECT 1 FROM receipt_orders WHERE store_id = \(store) LIMIT 1").count > 0 else {
             return .failure(Problem(message: "no store \(store): it has no orders"))
         }

@@ -34,7 +34,8 @@ final class ChurnScorer: PeriodicJob {
     static let lock: Int64 = 0x7261_7070_6368_726E  // "rappchrn"
 
     init(
-        postgres: PostgresClient, stores: StoreDirectory, groupID: String, interval: Duration, chunk: Int = 5_000, clock: @escaping @Sendable () -> Date = { Date() },
+        postgres: PostgresClient, stores: StoreDirectory, groupID: String, interval: Duration, chunk: Int = 5_000,
+        clock: @escaping @Sendable () -> Date = { Date() },
         logger: Logger
     ) {
         self.postgres = postgres
@@ -47,7 +48,12 @@ final class ChurnScorer: PeriodicJob {
     }
 
     func round() async throws -> PeriodicRound {
-        if try await pass() == nil, !warnedMissing.withLock({ warned in defer { warned = true }; return warned }) {
+        if try await pass() == nil,
+            !warnedMissing.withLock({ warned in
+                defer { warned = true }
+                return warned
+            })
+        {
             logger.warning("churn risk needs ReceiptWorker's orders (receipt_orders) in this database; nothing to score yet")
         }
         return .done
@@ -88,7 +94,9 @@ final class ChurnScorer: PeriodicJob {
         var labelled: [String: [RiskBand: Int]] = [:]
         for (store, counts) in bands { labelled[self.stores.metricLabel(for: store), default: [:]].merge(counts, uniquingKeysWith: +) }
         for (store, counts) in labelled {
-            for band in RiskBand.allCases { Gauge(label: "rapport_churn_customers", dimensions: [("store", store), ("band", band.rawValue)]).record(counts[band] ?? 0) }
+            for band in RiskBand.allCases {
+                Gauge(label: "rapport_churn_customers", dimensions: [("store", store), ("band", band.rawValue)]).record(counts[band] ?? 0)
+            }
         }
         let seconds = (ContinuousClock.now - started).seconds
         Gauge(label: "rapport_churn_pass_seconds").record(seconds)
@@ -135,7 +143,8 @@ final class ChurnScorer: PeriodicJob {
                     let shopper = entry.customer.shopperID
                     let identities = known[shopper] ?? ShopperResolver.Known()
                     return ScheduledStep(
-                        storeID: store, journey: journey, template: EmailTemplate.winBack.name, shopperKey: identities.shopperKey(store: store), shopperID: shopper,
+                        storeID: store, journey: journey, template: EmailTemplate.winBack.name, shopperKey: identities.shopperKey(store: store),
+                        shopperID: shopper,
                         email: identities.email, causationID: causation(shopper: shopper, lastOrderAt: entry.customer.summary.lastOrderAt), orderID: nil,
                         data: [
                             "last_order_at": .string(entry.customer.summary.lastOrderAt.rfc3339), "orders": .number(Double(entry.customer.summary.orders)),

@@ -1,7 +1,7 @@
 import Churn
 import Foundation
-import NextSale
 import InboundEvents
+import NextSale
 import Shared
 
 /// SurveyWorker's behaviour: for a batch of `survey-events`, store each response as given (append-only), derive each
@@ -60,7 +60,8 @@ struct SurveyHandler: PipelineHandler {
         let modelAvailable = try ChurnStore.ordersAvailable(connection: connection)
         let histories = modelAvailable ? try PurchaseHistory.load(recent.map { ($0.message.storeID, $0.shopperID) }, connection: connection) : [:]
         let queries = model.candidateQueries(histories: histories)
-        let candidates = modelAvailable ? try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries) : queries.map { _ in Candidates() }
+        let candidates =
+            modelAvailable ? try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries) : queries.map { _ in Candidates() }
 
         let output = model.apply(addresses: addresses, contacts: contacts, modelAvailable: modelAvailable, histories: histories, candidates: candidates)
 
@@ -68,7 +69,8 @@ struct SurveyHandler: PipelineHandler {
         let dropped = output.walkWithMeDropped
         if !dropped.isEmpty {
             try StepStore.cancel(
-                where: "(store_id, shopper_id) IN (SELECT * FROM unnest(\(PostgresArray(dropped.map(\.store)))::text[], \(PostgresArray(dropped.map(\.shopperID)))::bigint[]))",
+                where:
+                    "(store_id, shopper_id) IN (SELECT * FROM unnest(\(PostgresArray(dropped.map(\.store)))::text[], \(PostgresArray(dropped.map(\.shopperID)))::bigint[]))",
                 templates: [EmailTemplate.walkWithMe.name], reason: "no_chosen_channels", as: .dropped, connection: connection)
         }
         try ContactDecisionLog.record(output.decisions, connection: connection)

@@ -176,7 +176,8 @@ struct SurveyModel {
                 continue
             }
             // An answer to the shopper's own action: permission applies, the pressure caps do not.
-            let decision = ConversationPolicy(settings: settings).decide(template, for: contact.permission, at: message.timestamp, direct: true, sentMarketing: [])
+            let decision = ConversationPolicy(settings: settings).decide(
+                template, for: contact.permission, at: message.timestamp, direct: true, sentMarketing: [])
             var commandID: String?
             if decision == .send {
                 let command = EmailCommand.make(

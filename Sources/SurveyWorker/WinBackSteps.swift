@@ -31,7 +31,8 @@ struct WinBackSteps: StepHandler {
         let preferences = try ShopperPreferences.load(shoppers, connection: connection)
         let queries = steps.map { step in
             CandidateQuery(
-                storeID: step.storeID, history: step.shopperID.flatMap { histories[$0] } ?? [], interests: step.shopperID.flatMap { preferences[$0]?.interests } ?? [])
+                storeID: step.storeID, history: step.shopperID.flatMap { histories[$0] } ?? [],
+                interests: step.shopperID.flatMap { preferences[$0]?.interests } ?? [])
         }
         let found = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries)
 
@@ -51,8 +52,11 @@ struct WinBackSteps: StepHandler {
             {
                 outcomes[index] = StepOutcome(.dropped, reason: reason)
             } else if let key, let contact = contacts[key] {
-                if case .suppressed(let reason) = ConversationPolicy(settings: settings).decide(.winBack, for: contact.permission, at: now, direct: true, sentMarketing: []) {
-                    outcomes[index] = StepOutcome(.suppressed, reason: reason, decisions: [entry(step, contact: contact, decision: .suppressed(reason: reason), command: nil, now: now)])
+                if case .suppressed(let reason) = ConversationPolicy(settings: settings).decide(
+                    .winBack, for: contact.permission, at: now, direct: true, sentMarketing: [])
+                {
+                    outcomes[index] = StepOutcome(
+                        .suppressed, reason: reason, decisions: [entry(step, contact: contact, decision: .suppressed(reason: reason), command: nil, now: now)])
                     continue
                 }
                 let bought = Set((step.shopperID.flatMap { histories[$0] } ?? []).flatMap { $0.products.map(\.id) })
@@ -75,7 +79,9 @@ struct WinBackSteps: StepHandler {
                     continue
                 }
                 let products = recommendations[index] ?? []
-                var commands = [email(step, contact: contact, settings: settings, history: step.shopperID.flatMap { histories[$0] } ?? [], products: products, now: now)]
+                var commands = [
+                    email(step, contact: contact, settings: settings, history: step.shopperID.flatMap { histories[$0] } ?? [], products: products, now: now)
+                ]
                 var logged = [entry(step, contact: contact, decision: decision, command: commands[0].id, now: now)]
                 if !products.isEmpty {
                     let known = ShopperResolver.Known(email: contact.email)
@@ -100,7 +106,8 @@ struct WinBackSteps: StepHandler {
 
     private func entry(_ step: ScheduledStep, contact: Contacts.Contact, decision: ContactDecision, command: String?, now: Date) -> ContactDecisionLog.Entry {
         ContactDecisionLog.Entry(
-            storeID: step.storeID, contactID: contact.contactID, subject: Self.subject(step), worker: SurveyHandler.worker, template: .winBack, decision: decision,
+            storeID: step.storeID, contactID: contact.contactID, subject: Self.subject(step), worker: SurveyHandler.worker, template: .winBack,
+            decision: decision,
             commandID: command, causationID: step.causationID, decidedAt: now)
     }
 

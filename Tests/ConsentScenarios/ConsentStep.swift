@@ -25,7 +25,8 @@ public enum ConsentStep: Equatable, Sendable, CustomStringConvertible {
         switch Int.random(in: 0..<100, using: &generator) {
         case 0..<30:
             .capture(
-                marketing: [true, true, false, nil].randomElement(using: &generator)!, level: ["single", "confirmed", "unknown"].randomElement(using: &generator)!,
+                marketing: [true, true, false, nil].randomElement(using: &generator)!,
+                level: ["single", "confirmed", "unknown"].randomElement(using: &generator)!,
                 offer: Bool.random(using: &generator))
         case 30..<42: .confirmed
         case 42..<52: .checkout

@@ -1,6 +1,7 @@
 import Foundation
-@testable import Shared
 import Testing
+
+@testable import Shared
 
 /// One batch's transactions against real PostgreSQL, without Kafka: where each outbox row is filed.
 @Suite struct BatchTransactionTests {
@@ -28,7 +29,8 @@ import Testing
             for partition in Int32(0)..<4 {
                 for offset in Int64(10)..<13 {
                     let id = "m-\(partition)-\(offset)"
-                    let json = #"{"type":"track","event":"Product Viewed","messageId":"\#(id)","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a\#(partition)","context":{"storeId":"s"},"properties":{}}"#
+                    let json =
+                        #"{"type":"track","event":"Product Viewed","messageId":"\#(id)","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a\#(partition)","context":{"storeId":"s"},"properties":{}}"#
                     guard case .event(let message) = try SegmentMessage.decode(ArraySlice(json.utf8), sizeLimit: 1 << 20) else {
                         Issue.record("not decoded: \(json)")
                         return
@@ -55,7 +57,10 @@ import Testing
             let stored = try await postgres.withConnection { connection in
                 try connection.query("SELECT source_partition, source_offset, command_id FROM rapport_outbox WHERE group_id = 'batch-test' ORDER BY id")
                     .map { row in
-                        (partition: try row.decode(Int.self, at: 0) ?? -1, offset: try row.decode(Int64.self, at: 1) ?? -1, command: try row.decode(String.self, at: 2) ?? "")
+                        (
+                            partition: try row.decode(Int.self, at: 0) ?? -1, offset: try row.decode(Int64.self, at: 1) ?? -1,
+                            command: try row.decode(String.self, at: 2) ?? ""
+                        )
                     }
             }
             #expect(stored.count == 12)
@@ -80,9 +85,15 @@ import Testing
                 KafkaMessage(topicPartition: partition, offset: offset, key: nil, value: ArraySlice(text.utf8), headers: [], timestampMilliseconds: nil)
             }
             let batch = [
-                message(0, #"{"type":"track","event":"Product Viewed","messageId":"m-0","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#),
+                message(
+                    0,
+                    #"{"type":"track","event":"Product Viewed","messageId":"m-0","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#
+                ),
                 message(1, "not json"),
-                message(2, #"{"type":"track","event":"Product Viewed","messageId":"m-2","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#),
+                message(
+                    2,
+                    #"{"type":"track","event":"Product Viewed","messageId":"m-2","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#
+                ),
             ]
             let configuration = PipelineConfiguration(worker: "BatchTest", groupID: "fence-test", inputTopic: "in")
             func commit(_ messages: [KafkaMessage]) async throws -> BatchTransaction.Committed {
@@ -102,7 +113,8 @@ import Testing
             let rows = try await postgres.withConnection { connection in
                 (
                     outbox: try connection.query("SELECT count(*) FROM rapport_outbox").first?.decode(Int.self, at: 0),
-                    offset: try connection.query("SELECT next_offset FROM rapport_consumer_offsets WHERE group_id = 'fence-test'").first?.decode(Int64.self, at: 0)
+                    offset: try connection.query("SELECT next_offset FROM rapport_consumer_offsets WHERE group_id = 'fence-test'").first?.decode(
+                        Int64.self, at: 0)
                 )
             }
             #expect(rows.outbox == 3, "one dead letter and two commands, however often the batch is read")

@@ -124,7 +124,9 @@ import Testing
             }
             let (first, raced) = try await Self.race(postgres, first: capture(marketing: true), second: capture(marketing: false))
             Self.expectConcurrentInsert(raced)
-            let stored = try await postgres.withTransaction { try Contacts.load([key], sentSince: Date(timeIntervalSince1970: 0), creating: true, connection: $0)[key] }
+            let stored = try await postgres.withTransaction {
+                try Contacts.load([key], sentSince: Date(timeIntervalSince1970: 0), creating: true, connection: $0)[key]
+            }
             #expect(stored?.isStored == true)
             #expect(stored?.contactID == first.contactID && stored?.unsubscribeToken == first.unsubscribeToken)
             #expect(stored?.permission.marketing == true, "the first batch's state, which the retry then decides from")

@@ -58,7 +58,8 @@ import Testing
             #expect(dead.count == cases.count, "one dead letter per hostile message: \(dead.count) of \(cases.count)")
             func position(_ partition: String?, _ offset: String?) -> String { "\(partition ?? "?")/\(offset ?? "?")" }
             let bySource = Dictionary(
-                dead.map { (position($0.workerHeader("dlq.source.partition"), $0.workerHeader("dlq.source.offset")), $0) }, uniquingKeysWith: { first, _ in first })
+                dead.map { (position($0.workerHeader("dlq.source.partition"), $0.workerHeader("dlq.source.offset")), $0) },
+                uniquingKeysWith: { first, _ in first })
             for (index, hostile) in cases.enumerated() {
                 let report = reports[2 * index]
                 guard let letter = bySource[position(String(report.topicPartition.partition), String(report.offset))] else {

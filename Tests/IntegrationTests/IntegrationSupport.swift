@@ -234,7 +234,7 @@ func runScript(_ name: String, _ argument: String) async throws {
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
     let arguments: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(argument), nil]
-    defer { arguments.forEach { free($0) } }
+    defer { for pointer in arguments { free(pointer) } }
     let spawned = posix_spawn(&pid, path, &actions, nil, arguments, environ)
     guard spawned == 0 else { throw TestFailure("cannot run scripts/\(name): errno \(spawned)") }
     var status: Int32 = 0

@@ -9,8 +9,10 @@ import Testing
         let count = 2_000
         let producer = try ChildProcess(
             "rapport-tool",
-            ["produce", "--topic", "it-roundtrip", "--count", "\(count)", "--prefix", prefix, "--keys", "7",
-             "--header", "trace=abc", "--header", "content-type=application/json"])
+            [
+                "produce", "--topic", "it-roundtrip", "--count", "\(count)", "--prefix", prefix, "--keys", "7",
+                "--header", "trace=abc", "--header", "content-type=application/json",
+            ])
         #expect(try await producer.waitForExit() == 0, "\(producer.stderr)")
 
         let consumer = try ChildProcess(
@@ -84,7 +86,9 @@ import Testing
             #expect(message.offset >= committed, "offset \(message.offset) of partition \(message.partition) was committed (\(committed)) yet delivered again")
         }
         let redelivered = Set(victimOutput.messages.map(\.value)).intersection(survivorMessages().map(\.value)).count
-        print("group takeover: victim read \(victimOutput.messages.count), committed \(victimOutput.committed), \(redelivered) uncommitted redelivered to the survivor")
+        print(
+            "group takeover: victim read \(victimOutput.messages.count), committed \(victimOutput.committed), \(redelivered) uncommitted redelivered to the survivor"
+        )
     }
 }
 

@@ -66,7 +66,8 @@ import Testing
         /// Until PostgreSQL's offset for `in` reaches `offset` and no outbox row waits (parked rows do not wait).
         func waitUntilConsumed(to offset: Int64) async throws {
             try await eventually("the input consumed to \(offset) and the outbox drained", timeout: .seconds(90)) {
-                let recorded = try await query("SELECT next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = 'in'", [group])
+                let recorded =
+                    try await query("SELECT next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = 'in'", [group])
                     .first?.decode(Int64.self, at: 0) ?? 0
                 guard recorded >= offset else { return false }
                 return try await count("SELECT count(*) FROM rapport_outbox WHERE parked_at IS NULL") == 0

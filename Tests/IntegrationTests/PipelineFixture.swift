@@ -152,9 +152,11 @@ final class PipelineFixture: @unchecked Sendable {
                     "SELECT partition, next_offset FROM rapport_consumer_offsets WHERE group_id = $1 AND topic = $2", [group, inputTopic])
                 var recorded: [Int32: Int64] = [:]
                 for row in rows { recorded[try row.decode(Int32.self, at: 0) ?? -1] = try row.decode(Int64.self, at: 1) ?? 0 }
-                let waiting = try await query("SELECT count(*) FROM rapport_outbox WHERE group_id = $1 AND parked_at IS NULL", [group])
+                let waiting =
+                    try await query("SELECT count(*) FROM rapport_outbox WHERE group_id = $1 AND parked_at IS NULL", [group])
                     .first?.decode(Int.self, at: 0) ?? -1
-                state = "high watermarks \(watermarks.sorted { $0.key < $1.key }.map(\.value)), recorded \(recorded.sorted { $0.key < $1.key }.map(\.value)), outbox \(waiting)"
+                state =
+                    "high watermarks \(watermarks.sorted { $0.key < $1.key }.map(\.value)), recorded \(recorded.sorted { $0.key < $1.key }.map(\.value)), outbox \(waiting)"
                 return waiting == 0 && watermarks.allSatisfy { $0.value == 0 || (recorded[$0.key.partition] ?? 0) >= $0.value }
             }
         } catch let failure as TestFailure {
@@ -166,7 +168,8 @@ final class PipelineFixture: @unchecked Sendable {
     /// The high watermark of each of `topic`'s partitions.
     func highWatermarks(_ topic: String) async throws -> [TopicPartition: Int64] {
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(kafka: TestEnvironment.kafka(), groupID: TestEnvironment.unique("watermarks")), logger: TestEnvironment.logger)
+            configuration: KafkaConsumerConfiguration(kafka: TestEnvironment.kafka(), groupID: TestEnvironment.unique("watermarks")),
+            logger: TestEnvironment.logger)
         let watermarks = try await consumer.highWatermarks(for: (0..<partitions(of: topic)).map { TopicPartition(topic: topic, partition: $0) })
         try await consumer.close()
         return watermarks
@@ -177,7 +180,8 @@ final class PipelineFixture: @unchecked Sendable {
     func readToEnd(_ topic: String, timeout: Duration = .seconds(60)) async throws -> [KafkaMessage] {
         let watermarks = try await highWatermarks(topic)
         let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(kafka: TestEnvironment.kafka(), groupID: TestEnvironment.unique("reader")), logger: TestEnvironment.logger)
+            configuration: KafkaConsumerConfiguration(kafka: TestEnvironment.kafka(), groupID: TestEnvironment.unique("reader")), logger: TestEnvironment.logger
+        )
         try consumer.assign(Dictionary(uniqueKeysWithValues: watermarks.keys.map { ($0, Int64?.some(-2)) }))
         var next: [TopicPartition: Int64] = [:]
         var mine: [KafkaMessage] = []

@@ -49,7 +49,8 @@ import Testing
                     case .handlerFailure: fixture.event(shopper: 999, sequence: -1, id: "poison-\(index)").value
                     }
                 expected[key] = reason
-                messages.append(KafkaOutboundMessage(topic: fixture.inputTopic, key: Array(key.utf8), value: value, headers: [KafkaHeader(key: "origin", text: "test")]))
+                messages.append(
+                    KafkaOutboundMessage(topic: fixture.inputTopic, key: Array(key.utf8), value: value, headers: [KafkaHeader(key: "origin", text: "test")]))
             }
             var sourceOf: [String: KafkaDeliveryReport] = [:]
             for start in stride(from: 0, to: messages.count, by: 500) {
@@ -144,8 +145,11 @@ import Testing
 
 /// The `command_id` of an echoed command.
 func commandID(_ message: KafkaMessage) -> String {
-    struct Command: Decodable { let command_id: String }
-    return (try? JSONDecoder().decode(Command.self, from: Data(message.value)).command_id) ?? ""
+    struct Command: Decodable {
+        let commandID: String
+        enum CodingKeys: String, CodingKey { case commandID = "command_id" }
+    }
+    return (try? JSONDecoder().decode(Command.self, from: Data(message.value)).commandID) ?? ""
 }
 
 /// How many command ids were seen twice with different content (must be none; identical repeats are allowed).

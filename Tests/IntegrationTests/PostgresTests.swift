@@ -10,7 +10,8 @@ import Testing
     init() async throws {
         let table = self.table
         _ = try await client.withConnection {
-            try $0.execute("CREATE TABLE \(identifier: table) (id bigint PRIMARY KEY, name text, amount double precision, at timestamptz, raw bytea, ok boolean)")
+            try $0.execute(
+                "CREATE TABLE \(identifier: table) (id bigint PRIMARY KEY, name text, amount double precision, at timestamptz, raw bytea, ok boolean)")
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
-@testable import Shared
 import Testing
+
+@testable import Shared
 
 /// A batch's outbox rows published in the background while the pipeline works on the next batch (``Publication``),
 /// against real PostgreSQL and the embedded Kafka.
@@ -34,7 +35,10 @@ import Testing
             rebalance.publication.set(publication)
             // On a thread of its own, as librdkafka's poll thread calls it.
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-                Thread { rebalance.partitionsRevoked([input]); done.resume() }.start()
+                Thread {
+                    rebalance.partitionsRevoked([input])
+                    done.resume()
+                }.start()
             }
             let left = try await postgres.withConnection { connection in
                 try Outbox.pending(group: group, topic: input.topic, partitions: [input.partition], limit: 10_000, connection: connection)

@@ -28,7 +28,8 @@ import Testing
         var kafka = KafkaConfiguration()
         kafka.bootstrapServers = [cluster.bootstrapServers]
         let input = try KafkaProducer(configuration: KafkaProducerConfiguration(kafka: kafka), logger: logger)
-        let event = #"{"type":"track","event":"Product Viewed","messageId":"m-1","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#
+        let event =
+            #"{"type":"track","event":"Product Viewed","messageId":"m-1","timestamp":"2026-11-25T05:00:00Z","anonymousId":"a","context":{"storeId":"s"},"properties":{}}"#
         let bad = Array(("{" + String(repeating: "b", count: 4000)).utf8)
         _ = try await input.send([
             KafkaOutboundMessage(topic: "in", key: Array("s/a".utf8), value: Array(event.utf8)),
@@ -75,7 +76,8 @@ import Testing
             _ = try? await running.value
             try await reader.close()
             let all = try KafkaConsumer(configuration: KafkaConsumerConfiguration(kafka: kafka, groupID: "reader-all"), logger: logger)
-            read = try await all.readToEnd([TopicPartition(topic: "in-dlq", partition: 0), TopicPartition(topic: "out", partition: 0)], from: nil, timeout: .seconds(30))
+            read = try await all.readToEnd(
+                [TopicPartition(topic: "in-dlq", partition: 0), TopicPartition(topic: "out", partition: 0)], from: nil, timeout: .seconds(30))
             try await all.close()
 
             let dead = read.filter { $0.topicPartition.topic == "in-dlq" }

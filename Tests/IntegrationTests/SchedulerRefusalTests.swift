@@ -128,8 +128,9 @@ import Testing
             #expect(try await world.read("in-dlq").isEmpty, "and no form of its dead letter did")
             #expect(await Self.total(port, "rapport_outbox_parked_total") == 1)
             #expect(await Self.total(port, "rapport_publish_failures_total", [#"topic="out""#, #"disposition="permanent_for_message""#]) == 1)
-            #expect(await Self.total(port, "rapport_publish_failures_total", [#"topic="in-dlq""#, #"disposition="permanent_for_message""#]) >= 1,
-                    "its dead letter refused too")
+            #expect(
+                await Self.total(port, "rapport_publish_failures_total", [#"topic="in-dlq""#, #"disposition="permanent_for_message""#]) >= 1,
+                "its dead letter refused too")
             #expect(worker.stdout.contains("outbox row parked: no form of it can be published"))
             #expect(worker.isRunning)
         }

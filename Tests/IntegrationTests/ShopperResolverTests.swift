@@ -4,7 +4,9 @@ import Testing
 
 /// One shopper across workers, against real PostgreSQL: the resolver every worker calls in its batch.
 @Suite struct ShopperResolverTests {
-    static func identities(_ store: String, user: String? = nil, anonymous: String? = nil, email: String? = nil) -> (store: String, identities: [ShopperIdentity]) {
+    static func identities(_ store: String, user: String? = nil, anonymous: String? = nil, email: String? = nil) -> (
+        store: String, identities: [ShopperIdentity]
+    ) {
         var carried: [ShopperIdentity] = []
         if let user { carried.append(ShopperIdentity(store: store, kind: .userID, value: user)) }
         if let anonymous { carried.append(ShopperIdentity(store: store, kind: .anonymousID, value: anonymous)) }
@@ -31,8 +33,10 @@ import Testing
             // Batch 1, as CaptureWorker sees it: a capture (anonymous id and address), a browser elsewhere, another store.
             let first = try await postgres.withTransaction { connection in
                 try ShopperResolver.resolve(
-                    [Self.identities(s, anonymous: "a-phone", email: "bo@example.com"), Self.identities(s, anonymous: "a-laptop"),
-                     Self.identities("store-2", anonymous: "a-phone"), Self.identities(s, anonymous: "a-phone")],
+                    [
+                        Self.identities(s, anonymous: "a-phone", email: "bo@example.com"), Self.identities(s, anonymous: "a-laptop"),
+                        Self.identities("store-2", anonymous: "a-phone"), Self.identities(s, anonymous: "a-phone"),
+                    ],
                     connection: connection)
             }
             let (bo, laptop, otherStore) = (first.shoppers[0], first.shoppers[1], first.shoppers[2])
@@ -45,8 +49,10 @@ import Testing
             // afterwards, is not merged with Bo.
             let second = try await postgres.withTransaction { connection in
                 try ShopperResolver.resolve(
-                    [Self.identities(s, user: "u-bo", anonymous: "a-laptop", email: "bo@example.com"), Self.identities(s, user: "u-bo"),
-                     Self.identities(s, user: "u-ann", email: "ann@example.com")],
+                    [
+                        Self.identities(s, user: "u-bo", anonymous: "a-laptop", email: "bo@example.com"), Self.identities(s, user: "u-bo"),
+                        Self.identities(s, user: "u-ann", email: "ann@example.com"),
+                    ],
                     connection: connection)
             }
             #expect(second.shoppers[0] == bo && second.shoppers[1] == bo)
@@ -54,14 +60,19 @@ import Testing
             #expect(second.created == [second.shoppers[2]])
             let rows = try await postgres.withConnection { connection in
                 try connection.query("SELECT kind, value, shopper_id FROM rapport_identities WHERE store_id = $1 ORDER BY kind, value", [s])
-                    .map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "") \(try $0.decode(Int64.self, at: 2) == bo ? "bo" : "other")" }
+                    .map {
+                        "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "") \(try $0.decode(Int64.self, at: 2) == bo ? "bo" : "other")"
+                    }
             }
-            #expect(rows == [
-                "anonymous_id a-laptop bo", "anonymous_id a-phone bo", "email ann@example.com other", "email bo@example.com bo", "user_id u-ann other",
-                "user_id u-bo bo",
-            ])
+            #expect(
+                rows == [
+                    "anonymous_id a-laptop bo", "anonymous_id a-phone bo", "email ann@example.com other", "email bo@example.com bo", "user_id u-ann other",
+                    "user_id u-bo bo",
+                ])
             let moves = try await postgres.withConnection { connection in
-                try connection.query("SELECT from_id, into_id FROM test_moves").map { [try $0.decode(Int64.self, at: 0) ?? 0, try $0.decode(Int64.self, at: 1) ?? 0] }
+                try connection.query("SELECT from_id, into_id FROM test_moves").map {
+                    [try $0.decode(Int64.self, at: 0) ?? 0, try $0.decode(Int64.self, at: 1) ?? 0]
+                }
             }
             #expect(moves == [[laptop, bo]], "each component moved the folded shopper's rows once")
             let left = try await postgres.withConnection { connection in

@@ -39,11 +39,15 @@ import Testing
         return try! CaptureEvent(message)
     }
 
-    static func capture(marketing: Bool?, level: String = "single", offer: String? = "WELCOME10", source: String = "popup", minutes: Double = 0, id: String? = nil) -> CaptureEvent {
+    static func capture(
+        marketing: Bool?, level: String = "single", offer: String? = "WELCOME10", source: String = "popup", minutes: Double = 0, id: String? = nil
+    ) -> CaptureEvent {
         var properties: [String: JSONValue] = ["email": .string(email), "source": .string(source)]
         if let offer { properties["offer_code"] = .string(offer) }
         if let marketing {
-            properties["consent"] = .object(["marketing": .bool(marketing), "opt_in_level": .string(level), "text": .string("Yes, email me"), "text_version": .string("3")])
+            properties["consent"] = .object([
+                "marketing": .bool(marketing), "opt_in_level": .string(level), "text": .string("Yes, email me"), "text_version": .string("3"),
+            ])
         }
         return track("Email Captured", properties, minutes: minutes, id: id)
     }
@@ -166,7 +170,9 @@ import Testing
         var model = Self.model()
         model.apply(Self.capture(marketing: true, offer: nil), shopperID: 1)
         for index in 1...6 {
-            model.apply(Self.track("Email Bounced", ["email": .string(Self.email), "bounce_type": .string("soft")], minutes: Double(index), id: "b\(index)"), shopperID: 1)
+            model.apply(
+                Self.track("Email Bounced", ["email": .string(Self.email), "bounce_type": .string("soft")], minutes: Double(index), id: "b\(index)"),
+                shopperID: 1)
         }
         #expect(model.contacts.values.first?.permission.suppression == nil)
         model.apply(Self.track("Email Bounced", ["email": .string(Self.email), "bounce_type": .string("soft")], minutes: 7, id: "b7"), shopperID: 1)

@@ -1,8 +1,8 @@
+import ConsentScenarios
 import Foundation
 import InboundEvents
 import Shared
 import Testing
-import ConsentScenarios
 
 @testable import CaptureWorker
 
@@ -30,7 +30,8 @@ import ConsentScenarios
                     marketingSent += 1
                     welcomes += command.name == "welcome_offer" ? 1 : 0
                     let permitted = ConsentStep.oraclePermitsMarketing(Array(steps[...index]), doubleOptIn: settings.doubleOptIn, softOptIn: settings.softOptIn)
-                    #expect(permitted, "seed \(seed): \(command.name) after \(steps[...index]) (double opt-in \(settings.doubleOptIn), soft \(settings.softOptIn))")
+                    #expect(
+                        permitted, "seed \(seed): \(command.name) after \(steps[...index]) (double opt-in \(settings.doubleOptIn), soft \(settings.softOptIn))")
                 }
             }
             // One sequence is one shopper: at most one welcome offer, ever.

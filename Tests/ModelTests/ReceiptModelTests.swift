@@ -152,7 +152,9 @@ import Testing
         let products = try #require(try JSONValue.parse(output.commands[1].value[...])["products"]?.arrayValue)
         #expect(products.compactMap { $0["product_id"]?.stringValue } == ["C", "D"], "what they just bought is not recommended")
         #expect(output.decisions.map(\.name) == ["receipt", "recommend:post_purchase"])
-        #expect(output.decisions.map(\.commandID) == output.commands.map { Optional($0.id) } && output.decisions.allSatisfy { $0.contactID == 7 && $0.subject == "order:o1" })
+        #expect(
+            output.decisions.map(\.commandID) == output.commands.map { Optional($0.id) }
+                && output.decisions.allSatisfy { $0.contactID == 7 && $0.subject == "order:o1" })
     }
 
     @Test func receiptsComeBeforeRecommendationsAndAnOrderWithoutAnAddressGetsNoReceipt() {
@@ -169,12 +171,13 @@ import Testing
             waiting: [:], contacts: [key: contact], preferences: [:], candidates: [Self.key("o1"): found, Self.key("o3"): found])
         #expect(output.commands.map(\.name) == ["receipt", "receipt", "recommend:post_purchase", "recommend:post_purchase"])
         #expect(output.commands.map(\.source?.offset) == [0, 2, 0, 2])
-        #expect(output.decisions.map { "\($0.subject) \($0.name) \($0.decision)" } == [
-            "order:o1 receipt \(ContactDecision.send)", "order:o2 receipt \(ContactDecision.dropped(reason: "no_address"))",
-            "order:o3 receipt \(ContactDecision.send)", "order:o1 recommend:post_purchase \(ContactDecision.send)",
-            "order:o2 recommend:post_purchase \(ContactDecision.dropped(reason: "nothing_to_recommend"))",
-            "order:o3 recommend:post_purchase \(ContactDecision.send)",
-        ])
+        #expect(
+            output.decisions.map { "\($0.subject) \($0.name) \($0.decision)" } == [
+                "order:o1 receipt \(ContactDecision.send)", "order:o2 receipt \(ContactDecision.dropped(reason: "no_address"))",
+                "order:o3 receipt \(ContactDecision.send)", "order:o1 recommend:post_purchase \(ContactDecision.send)",
+                "order:o2 recommend:post_purchase \(ContactDecision.dropped(reason: "nothing_to_recommend"))",
+                "order:o3 recommend:post_purchase \(ContactDecision.send)",
+            ])
         #expect(output.steps.count == 10, "an order without an address starts no journey")
     }
 
@@ -217,7 +220,8 @@ import Testing
         #expect(
             output.latestOrders == [
                 ReceiptModel.LatestOrder(
-                    storeID: Self.store, shopperID: 5, causationID: "m-o1-Order Completed", nextSaleAt: Self.day.addingTimeInterval(StoreSettings().journey.nextSale.seconds))
+                    storeID: Self.store, shopperID: 5, causationID: "m-o1-Order Completed",
+                    nextSaleAt: Self.day.addingTimeInterval(StoreSettings().journey.nextSale.seconds))
             ])
         #expect(output.endings.isEmpty)
         #expect(output.endingsAfterSupersession == [ReceiptModel.Ending(key: Self.key("o0"), status: .refunded, index: 1, orderArrivedAt: -1, shopperID: 5)])

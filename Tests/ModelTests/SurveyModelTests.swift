@@ -26,7 +26,8 @@ import Testing
     static func other(minutes: Double = 0) -> SurveyEvent {
         try! SurveyEvent(
             SegmentMessage(
-                kind: .track, messageID: "m-page-\(minutes)", timestamp: start.addingTimeInterval(minutes * 60), userID: "u-1", anonymousID: nil, storeID: store,
+                kind: .track, messageID: "m-page-\(minutes)", timestamp: start.addingTimeInterval(minutes * 60), userID: "u-1", anonymousID: nil,
+                storeID: store,
                 event: "Page Viewed", properties: [:], traits: [:], context: [:]))
     }
 
@@ -46,9 +47,11 @@ import Testing
         try! StoreDirectory(json: Array(#"{"defaults": {"survey_acknowledgement": \#(acknowledging)}}"#.utf8), setting: "TEST")
     }
 
-    static func model(_ respondents: [SurveyModel.Respondent], profiles: [Int64: Profile], acknowledging: Bool = false, processedAt: Date? = nil) -> SurveyModel {
+    static func model(_ respondents: [SurveyModel.Respondent], profiles: [Int64: Profile], acknowledging: Bool = false, processedAt: Date? = nil) -> SurveyModel
+    {
         SurveyModel(
-            stores: stores(acknowledging: acknowledging), topics: Topics(), processedAt: processedAt ?? start.addingTimeInterval(3600), respondents: respondents,
+            stores: stores(acknowledging: acknowledging), topics: Topics(), processedAt: processedAt ?? start.addingTimeInterval(3600),
+            respondents: respondents,
             profiles: profiles)
     }
 
@@ -97,7 +100,8 @@ import Testing
         let output = model.apply(addresses: [4: Self.ana], contacts: [key: contact], modelAvailable: true, histories: [:], candidates: [])
         #expect(output.commands.isEmpty && output.preferences.map(\.preferences.interests) == [["tea"]])
         #expect(output.decisions.map(\.name) == ["recommend:post_survey", "survey_acknowledgement"])
-        #expect(output.decisions.allSatisfy { $0.decision == .dropped(reason: ConversationPolicy.staleEvent) && $0.contactID == nil && $0.subject == "survey:s1" })
+        #expect(
+            output.decisions.allSatisfy { $0.decision == .dropped(reason: ConversationPolicy.staleEvent) && $0.contactID == nil && $0.subject == "survey:s1" })
     }
 
     @Test func aRecentSurveyIsRecommendedFromAndAcknowledgedWhereTheShopperHasAnAddress() throws {
@@ -110,7 +114,8 @@ import Testing
         var found = Candidates()
         found.together = [("A", 2), ("B", 1)]
         let (key, contact) = Self.contact()
-        let output = model.apply(addresses: [4: Self.ana], contacts: [key: contact], modelAvailable: true, histories: [4: [bought]], candidates: [found, Candidates()])
+        let output = model.apply(
+            addresses: [4: Self.ana], contacts: [key: contact], modelAvailable: true, histories: [4: [bought]], candidates: [found, Candidates()])
         #expect(output.commands.map(\.name) == ["recommend:post_survey", "survey_acknowledgement"])
         #expect(output.commands.allSatisfy { $0.source?.offset == 0 })
         let products = try #require(try JSONValue.parse(output.commands[0].value[...])["products"]?.arrayValue)
@@ -122,8 +127,12 @@ import Testing
                 "survey:s2 survey_acknowledgement \(ContactDecision.dropped(reason: "no_address")) -",
             ])
 
-        let withoutModel = model.apply(addresses: [4: Self.ana], contacts: [key: contact], modelAvailable: false, histories: [:], candidates: [Candidates(), Candidates()])
+        let withoutModel = model.apply(
+            addresses: [4: Self.ana], contacts: [key: contact], modelAvailable: false, histories: [:], candidates: [Candidates(), Candidates()])
         #expect(withoutModel.commands.map(\.name) == ["survey_acknowledgement"], "the acknowledgement does not wait for the model")
-        #expect(withoutModel.decisions.filter { $0.name == "recommend:post_survey" }.map(\.decision) == [.dropped(reason: "no_purchase_model"), .dropped(reason: "no_purchase_model")])
+        #expect(
+            withoutModel.decisions.filter { $0.name == "recommend:post_survey" }.map(\.decision) == [
+                .dropped(reason: "no_purchase_model"), .dropped(reason: "no_purchase_model"),
+            ])
     }
 }

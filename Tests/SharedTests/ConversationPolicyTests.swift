@@ -87,7 +87,9 @@ import Testing
         #expect(!unknown.doubleOptIn && unknown.senderName == StoreSettings().senderName)
         #expect(unknown.winBack == StoreSettings.WinBack(band: .high, offerCode: nil) && !unknown.surveyAcknowledgement, "the defaults")
         let winBacks = try StoreDirectory(
-            json: Array(#"{"stores": {"a": {"win_back": "medium", "survey_acknowledgement": true}, "b": {"win_back": {"band": "low", "offer_code": "BACK10"}}, "c": {"win_back": null}}}"#.utf8),
+            json: Array(
+                #"{"stores": {"a": {"win_back": "medium", "survey_acknowledgement": true}, "b": {"win_back": {"band": "low", "offer_code": "BACK10"}}, "c": {"win_back": null}}}"#
+                    .utf8),
             setting: "STORE_SETTINGS_FILE")
         #expect(winBacks.settings(for: "a").winBack?.band == .medium && winBacks.settings(for: "a").surveyAcknowledgement)
         #expect(winBacks.settings(for: "b").winBack == StoreSettings.WinBack(band: .low, offerCode: "BACK10"))

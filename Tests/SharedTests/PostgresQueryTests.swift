@@ -8,7 +8,8 @@ import Testing
         let store = "s'; DROP TABLE rapport_shoppers; --"
         let id: Int64 = 7
         let missing: String? = nil
-        let query: PostgresQuery = "SELECT email FROM capture_shoppers WHERE store_id = \(store) AND shopper_id = \(id) AND phone IS NOT DISTINCT FROM \(missing)"
+        let query: PostgresQuery =
+            "SELECT email FROM capture_shoppers WHERE store_id = \(store) AND shopper_id = \(id) AND phone IS NOT DISTINCT FROM \(missing)"
         #expect(query.sql == "SELECT email FROM capture_shoppers WHERE store_id = $1 AND shopper_id = $2 AND phone IS NOT DISTINCT FROM $3")
         #expect(query.binds.count == 3)
         #expect(query.binds[0]?.postgresText == store)

@@ -19,7 +19,8 @@ import Testing
 
     @Test func readsATrackMessage() throws {
         let decoded = try decode(
-            #"{"type":"track","event":"Email Captured","messageId":"m-1","timestamp":"2026-11-25T05:54:55.250+01:00","anonymousId":"a-1","context":{"storeId":"shop-9","traits":{"email":"Ada@Example.com"}},"properties":{"source":"popup","consent":{"marketing":true}}}"#)
+            #"{"type":"track","event":"Email Captured","messageId":"m-1","timestamp":"2026-11-25T05:54:55.250+01:00","anonymousId":"a-1","context":{"storeId":"shop-9","traits":{"email":"Ada@Example.com"}},"properties":{"source":"popup","consent":{"marketing":true}}}"#
+        )
         guard case .event(let message) = decoded else {
             Issue.record("not an event: \(decoded)")
             return
@@ -34,7 +35,9 @@ import Testing
     }
 
     @Test func anIdentifyWithOnlyAnEmailIsEnoughAndTheStoreDefaults() throws {
-        guard case .event(let message) = try decode(#"{"type":"identify","messageId":"m-2","timestamp":"2026-11-25T05:54:55Z","traits":{"email":"Ada@Example.com"}}"#)
+        guard
+            case .event(let message) = try decode(
+                #"{"type":"identify","messageId":"m-2","timestamp":"2026-11-25T05:54:55Z","traits":{"email":"Ada@Example.com"}}"#)
         else {
             Issue.record("not an event")
             return
@@ -92,7 +95,10 @@ import Testing
         #expect(abs(date.timeIntervalSince1970 - expected) < 0.000_001)
     }
 
-    @Test(arguments: ["2026-11-25", "2026-11-25T05:54:55", "2026-13-25T05:54:55Z", "2026-11-25T25:00:00Z", "2026-11-25T05:54:55.Z", "2026-11-25T05:54:55+0100", "yesterday", "2026-11-25T05:54:55Zx"])
+    @Test(arguments: [
+        "2026-11-25", "2026-11-25T05:54:55", "2026-13-25T05:54:55Z", "2026-11-25T25:00:00Z", "2026-11-25T05:54:55.Z", "2026-11-25T05:54:55+0100", "yesterday",
+        "2026-11-25T05:54:55Zx",
+    ])
     func refusesWhatIsNotRFC3339(text: String) {
         #expect(Date(rfc3339: text) == nil)
     }

@@ -58,7 +58,9 @@ import Testing
     func anIdentifierWithAControlCharacterIsRefused(field: String) {
         var ids = ["messageId": #""m""#, "anonymousId": #""a""#]
         ids[field] = #""a\u0001b""#
-        let text = #"{"type":"track","event":"x","timestamp":"2026-12-01T00:00:00Z","# + ids.sorted { $0.key < $1.key }.map { #""\#($0.key)":\#($0.value)"# }.joined(separator: ",") + "}"
+        let text =
+            #"{"type":"track","event":"x","timestamp":"2026-12-01T00:00:00Z","#
+            + ids.sorted { $0.key < $1.key }.map { #""\#($0.key)":\#($0.value)"# }.joined(separator: ",") + "}"
         let refused = failure(text)
         #expect(refused?.reason == .schemaViolation)
         #expect(refused?.message.contains(field) == true, "names the field: \(refused?.message ?? "")")
@@ -182,7 +184,8 @@ import Testing
         let source = KafkaMessage(
             topicPartition: TopicPartition(topic: "shopper-events", partition: 1), offset: 7, key: nil, value: ArraySlice("x".utf8),
             headers: [KafkaHeader(key: "dlq.source.topic", text: "email-commands"), KafkaHeader(key: "dlq.reason", text: "forged")])
-        let letter = DeadLetter(source: source, failure: DecodeFailure(.malformedJSON, "no")).outbound(topic: "shopper-events-dlq", worker: "W", failedAt: Self.now)
+        let letter = DeadLetter(source: source, failure: DecodeFailure(.malformedJSON, "no")).outbound(
+            topic: "shopper-events-dlq", worker: "W", failedAt: Self.now)
         #expect(letter.header("dlq.source.topic") == "shopper-events")
         #expect(letter.header("original.dlq.source.topic") == "email-commands")
         #expect(letter.headers.filter { $0.key.hasPrefix("dlq.") }.count == 7)
@@ -192,7 +195,8 @@ import Testing
         #expect(DeadLetterReplay.originalHeaders(read.headers) == source.headers, "a replay republishes the headers as they were")
         // A dead letter written before the renaming: the worker's header is the last of its name.
         let old = KafkaMessage(
-            topicPartition: read.topicPartition, offset: 1, key: nil, value: read.value, headers: source.headers + [KafkaHeader(key: "dlq.source.topic", text: "shopper-events")])
+            topicPartition: read.topicPartition, offset: 1, key: nil, value: read.value,
+            headers: source.headers + [KafkaHeader(key: "dlq.source.topic", text: "shopper-events")])
         #expect(old.workerHeader("dlq.source.topic") == "shopper-events")
     }
 

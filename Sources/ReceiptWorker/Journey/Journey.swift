@@ -1,6 +1,6 @@
 import Foundation
-import NextSale
 import InboundEvents
+import NextSale
 import Shared
 
 /// The orientation journey a first order begins: the steps, when they fall due, and what each says when it is sent.
@@ -25,7 +25,10 @@ enum Journey {
             "first_name": order.firstName.map(JSONValue.string) ?? .null,
             "last_name": order.lastName.map(JSONValue.string) ?? .null,
             "order_id": .string(order.orderID),
-            "products": .array(order.items.map { .object(["product_id": .string($0.productID), "name": $0.name.map(JSONValue.string) ?? .null, "quantity": .number(Double($0.quantity))]) }),
+            "products": .array(
+                order.items.map {
+                    .object(["product_id": .string($0.productID), "name": $0.name.map(JSONValue.string) ?? .null, "quantity": .number(Double($0.quantity))])
+                }),
         ]
     }
 

@@ -67,10 +67,13 @@ extension StoreSettings {
         }
         func mentions(_ link: Link, _ word: String) -> Bool { link.name.lowercased().contains(word) || link.url.lowercased().contains(word) }
         guard let chosen else {
-            return socialLinks.map { channel("social", $0) } + eventLinks.map { channel("events", $0) } + (loyaltyProgramme.map { [channel("loyalty", $0)] } ?? [])
+            return socialLinks.map { channel("social", $0) } + eventLinks.map { channel("events", $0) }
+                + (loyaltyProgramme.map { [channel("loyalty", $0)] } ?? [])
         }
         let wanted = Set(chosen.map { $0.lowercased() })
-        let social = socialLinks.filter { link in wanted.contains("social") || wanted.contains { !["events", "webinars", "loyalty"].contains($0) && mentions(link, $0) } }
+        let social = socialLinks.filter { link in
+            wanted.contains("social") || wanted.contains { !["events", "webinars", "loyalty"].contains($0) && mentions(link, $0) }
+        }
         let events = eventLinks.filter { wanted.contains("events") || (wanted.contains("webinars") && mentions($0, "webinar")) }
         let loyalty = wanted.contains("loyalty") ? loyaltyProgramme.map { [channel("loyalty", $0)] } ?? [] : []
         return social.map { channel("social", $0) } + events.map { channel("events", $0) } + loyalty

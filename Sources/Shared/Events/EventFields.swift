@@ -53,7 +53,11 @@ public enum EventFields {
     public static func name(_ key: String, in object: [String: JSONValue], path: String) throws(DecodeFailure) -> String? {
         guard let text = try string(key, in: object, path: path)?.nfc else { return nil }
         guard text.utf8.count <= nameBytes else { throw DecodeFailure(.schemaViolation, "\(path) must be at most \(nameBytes) bytes of UTF-8") }
-        guard !text.unicodeScalars.contains(where: { $0.isControlOrBidi || $0.properties.generalCategory == .lineSeparator || $0.properties.generalCategory == .paragraphSeparator }) else {
+        guard
+            !text.unicodeScalars.contains(where: {
+                $0.isControlOrBidi || $0.properties.generalCategory == .lineSeparator || $0.properties.generalCategory == .paragraphSeparator
+            })
+        else {
             throw DecodeFailure(.schemaViolation, "\(path) must not contain line breaks, control or bidi-control characters")
         }
         return text

@@ -65,7 +65,8 @@ public enum ShopperTimeline {
         lines += header
         // The shared facts first, so that among facts of one moment and rank the order stays: decisions and steps,
         // then each worker's in the order of their names.
-        let shared = try decisions(store: store, contactID: contactID, shopperID: shopperID, connection: connection)
+        let shared =
+            try decisions(store: store, contactID: contactID, shopperID: shopperID, connection: connection)
             + steps(store: store, shopperID: shopperID, email: identity.email, connection: connection)
         let ordered = (shared + facts).enumerated().sorted { ($0.element.at, $0.element.rank, $0.offset) < ($1.element.at, $1.element.rank, $1.offset) }
         return lines + ordered.map { "\($0.element.at.rfc3339)  \($0.element.line)" }

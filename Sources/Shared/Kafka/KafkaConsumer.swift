@@ -265,8 +265,9 @@ public final class KafkaConsumer: Sendable {
         return TopicPartitionList.elements(list).compactMap { topicPartition, position, _ in
             var low: Int64 = 0
             var high: Int64 = 0
-            guard rd_kafka_get_watermark_offsets(handle.pointer, topicPartition.topic, topicPartition.partition, &low, &high)
-                == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0
+            guard
+                rd_kafka_get_watermark_offsets(handle.pointer, topicPartition.topic, topicPartition.partition, &low, &high)
+                    == RD_KAFKA_RESP_ERR_NO_ERROR, high >= 0
             else { return nil }
             return PartitionLag(topicPartition: topicPartition, position: position >= 0 ? position : nil, highWatermark: high)
         }

@@ -93,7 +93,8 @@ public final class KafkaProducer: Sendable {
         }
         return results.map { result in
             guard case .failure(let error) = result, !error.isFatal else { return result }
-            return .failure(KafkaError(code: error.code, reason: "\(error.reason) (the producer's fatal error: \(fatal.reason))", isRetriable: false, isFatal: true))
+            return .failure(
+                KafkaError(code: error.code, reason: "\(error.reason) (the producer's fatal error: \(fatal.reason))", isRetriable: false, isFatal: true))
         }
     }
 
@@ -113,56 +114,56 @@ public final class KafkaProducer: Sendable {
             }
         }
         let error: OpaquePointer? = message.value.withUnsafeBytes { value in
-                withKey(message.key) { key in
-                    // At most seven fields, on the stack: no allocation per message.
-                    withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { fields in
-                        var count = 0
-                        func add(_ configure: (inout rd_kafka_vu_t) -> Void) {
-                            var field = rd_kafka_vu_t()
-                            configure(&field)
-                            fields.initializeElement(at: count, to: field)
-                            count += 1
-                        }
-                        add {
-                            $0.vtype = RD_KAFKA_VTYPE_RKT
-                            $0.u.rkt = topic
-                        }
-                        add {
-                            $0.vtype = RD_KAFKA_VTYPE_VALUE
-                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
-                            $0.u.mem.size = value.count
-                        }
-                        if let key {
-                            add {
-                                $0.vtype = RD_KAFKA_VTYPE_KEY
-                                $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
-                                $0.u.mem.size = key.count
-                            }
-                        }
-                        add {
-                            $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS
-                            $0.u.i = RD_KAFKA_MSG_F_COPY
-                        }
-                        add {
-                            $0.vtype = RD_KAFKA_VTYPE_OPAQUE
-                            $0.u.ptr = opaque
-                        }
-                        if let partition = message.partition {
-                            add {
-                                $0.vtype = RD_KAFKA_VTYPE_PARTITION
-                                $0.u.i32 = partition
-                            }
-                        }
-                        if let headers {
-                            add {
-                                $0.vtype = RD_KAFKA_VTYPE_HEADERS
-                                $0.u.headers = headers
-                            }
-                        }
-                        defer { fields.baseAddress?.deinitialize(count: count) }
-                        return rd_kafka_produceva(client, fields.baseAddress, count)
+            withKey(message.key) { key in
+                // At most seven fields, on the stack: no allocation per message.
+                withUnsafeTemporaryAllocation(of: rd_kafka_vu_t.self, capacity: 7) { fields in
+                    var count = 0
+                    func add(_ configure: (inout rd_kafka_vu_t) -> Void) {
+                        var field = rd_kafka_vu_t()
+                        configure(&field)
+                        fields.initializeElement(at: count, to: field)
+                        count += 1
                     }
+                    add {
+                        $0.vtype = RD_KAFKA_VTYPE_RKT
+                        $0.u.rkt = topic
+                    }
+                    add {
+                        $0.vtype = RD_KAFKA_VTYPE_VALUE
+                        $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: value.baseAddress)
+                        $0.u.mem.size = value.count
+                    }
+                    if let key {
+                        add {
+                            $0.vtype = RD_KAFKA_VTYPE_KEY
+                            $0.u.mem.ptr = UnsafeMutableRawPointer(mutating: key.baseAddress)
+                            $0.u.mem.size = key.count
+                        }
+                    }
+                    add {
+                        $0.vtype = RD_KAFKA_VTYPE_MSGFLAGS
+                        $0.u.i = RD_KAFKA_MSG_F_COPY
+                    }
+                    add {
+                        $0.vtype = RD_KAFKA_VTYPE_OPAQUE
+                        $0.u.ptr = opaque
+                    }
+                    if let partition = message.partition {
+                        add {
+                            $0.vtype = RD_KAFKA_VTYPE_PARTITION
+                            $0.u.i32 = partition
+                        }
+                    }
+                    if let headers {
+                        add {
+                            $0.vtype = RD_KAFKA_VTYPE_HEADERS
+                            $0.u.headers = headers
+                        }
+                    }
+                    defer { fields.baseAddress?.deinitialize(count: count) }
+                    return rd_kafka_produceva(client, fields.baseAddress, count)
                 }
+            }
         }
         // On success librdkafka owns the headers; on failure they are still ours.
         if error != nil, let headers { rd_kafka_headers_destroy(headers) }

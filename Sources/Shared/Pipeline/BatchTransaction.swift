@@ -251,8 +251,10 @@ struct BatchTransaction: Sendable {
                     if let heavy = caused.first(where: { $0.outbound.wireSize > limit }) {
                         // Permanent for this event: the same input always makes the same command. Not retried.
                         try connection.execute("ROLLBACK TO SAVEPOINT rapport_event")
-                        let reason = "command \(heavy.name) for \(heavy.topic) is \(heavy.outbound.wireSize) bytes, over the producer's message.max.bytes (\(limit))"
-                        deadLetters.append(DeadLetter(source: event.source, failure: DecodeFailure(.handlerFailure, reason), messageID: event.message.messageID))
+                        let reason =
+                            "command \(heavy.name) for \(heavy.topic) is \(heavy.outbound.wireSize) bytes, over the producer's message.max.bytes (\(limit))"
+                        deadLetters.append(
+                            DeadLetter(source: event.source, failure: DecodeFailure(.handlerFailure, reason), messageID: event.message.messageID))
                         continue
                     }
                     commands += caused
@@ -310,7 +312,9 @@ struct BatchTransaction: Sendable {
     }
 
     /// The events whose (store, messageId) this group has not applied before, first occurrence only; records them.
-    private static func deduplicate(_ events: [InboundEvent<any Sendable>], groupID: String, connection: PostgresConnection) throws -> [InboundEvent<any Sendable>] {
+    private static func deduplicate(_ events: [InboundEvent<any Sendable>], groupID: String, connection: PostgresConnection) throws -> [InboundEvent<
+        any Sendable
+    >] {
         guard !events.isEmpty else { return [] }
         let (stores, messages) = (PostgresArray(events.map(\.message.storeID)), PostgresArray(events.map(\.message.messageID)))
         let inserted = try connection.query(

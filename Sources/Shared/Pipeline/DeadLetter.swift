@@ -89,7 +89,8 @@ extension KafkaOutboundMessage {
         }
         var copy = KafkaOutboundMessage(topic: topic, key: key, value: [], headers: headers)
         if copy.wireSize > limit {
-            copy.headers = headers.filter { $0.key.hasPrefix("dlq.") && $0.key != "dlq.original.headers" }
+            copy.headers =
+                headers.filter { $0.key.hasPrefix("dlq.") && $0.key != "dlq.original.headers" }
                 + [KafkaHeader(key: "dlq.original.headers", text: "dropped")]
         }
         let room = limit - copy.wireSize

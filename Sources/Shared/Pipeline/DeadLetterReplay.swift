@@ -94,7 +94,9 @@ public struct DeadLetterReplay: Sendable {
         let found = Set(chosen.compactMap(\.messageID))
         let missing = selection.messageIDs.subtracting(found).sorted()
         guard missing.isEmpty else {
-            throw Refusal(description: "no dead letter with messageId \(missing.joined(separator: ", ")) in \(topic)\(selection.reason.map { " (reason \($0.rawValue))" } ?? "")")
+            throw Refusal(
+                description:
+                    "no dead letter with messageId \(missing.joined(separator: ", ")) in \(topic)\(selection.reason.map { " (reason \($0.rawValue))" } ?? "")")
         }
         // A message dead-lettered again after an earlier replay is in the topic twice: its latest dead letter goes.
         var latest: [String: MessagePosition] = [:]
@@ -174,7 +176,9 @@ public struct DeadLetterReplay: Sendable {
 
     /// The Segment `messageId` of a dead letter's value, when it is a JSON object with one.
     static func messageID(of message: KafkaMessage) -> String? {
-        guard message.workerHeader("dlq.truncated") != "true", case .object(let object)? = try? JSONValue.parse(message.value, limits: .events) else { return nil }
+        guard message.workerHeader("dlq.truncated") != "true", case .object(let object)? = try? JSONValue.parse(message.value, limits: .events) else {
+            return nil
+        }
         return object["messageId"]?.stringValue
     }
 }

@@ -45,10 +45,14 @@ public enum Outbox {
     /// - Throws: ``PostgresError``.
     static func write(_ entries: [Entry], group: String, connection: PostgresConnection) throws -> [Int64] {
         guard !entries.isEmpty else { return [] }
-        let sourceTopics = PostgresArray(entries.map(\.source.topic)), sourcePartitions = PostgresArray(entries.map(\.source.partition))
-        let sourceOffsets = PostgresArray(entries.map(\.sourceOffset)), topics = PostgresArray(entries.map(\.message.topic))
-        let keys = PostgresArray(entries.map { $0.message.key.map(PostgresBytes.init) }), values = PostgresArray(entries.map { PostgresBytes($0.message.value) })
-        let headers = PostgresArray(entries.map { PostgresBytes(HeaderCodec.encode($0.message.headers)) }), commandIDs = PostgresArray(entries.map(\.commandID))
+        let sourceTopics = PostgresArray(entries.map(\.source.topic))
+        let sourcePartitions = PostgresArray(entries.map(\.source.partition))
+        let sourceOffsets = PostgresArray(entries.map(\.sourceOffset))
+        let topics = PostgresArray(entries.map(\.message.topic))
+        let keys = PostgresArray(entries.map { $0.message.key.map(PostgresBytes.init) })
+        let values = PostgresArray(entries.map { PostgresBytes($0.message.value) })
+        let headers = PostgresArray(entries.map { PostgresBytes(HeaderCodec.encode($0.message.headers)) })
+        let commandIDs = PostgresArray(entries.map(\.commandID))
         let rows = try connection.query(
             """
             INSERT INTO rapport_outbox (group_id, source_topic, source_partition, source_offset, topic, key, value, headers, command_id)

@@ -58,10 +58,12 @@ extension Pipeline {
             } else {
                 health.setPublishBlocked(nil)
                 health.setBackoff(true)
-                logger.warning("publishing failed; retrying", metadata: [LogKey.error: "\(round.lastError.map { "\($0)" } ?? "")", LogKey.messages: "\(pending.count)"])
+                logger.warning(
+                    "publishing failed; retrying", metadata: [LogKey.error: "\(round.lastError.map { "\($0)" } ?? "")", LogKey.messages: "\(pending.count)"])
             }
             guard try await backOffPolling(attempt: attempt, paused: &paused, rewind: &rewind) else {
-                logger.info("shutting down with outbox rows unpublished; the partitions' next owner relays them", metadata: [LogKey.messages: "\(pending.count)"])
+                logger.info(
+                    "shutting down with outbox rows unpublished; the partitions' next owner relays them", metadata: [LogKey.messages: "\(pending.count)"])
                 return false
             }
         }
@@ -101,7 +103,9 @@ extension Pipeline {
                 attempt += 1
                 metrics.retries(stage: "outbox_delete")
                 health.setBackoff(true)
-                if attempt == 1 { logger.warning("delivered outbox rows not deleted; retrying", metadata: [LogKey.error: "\(error)", LogKey.messages: "\(ids.count)"]) }
+                if attempt == 1 {
+                    logger.warning("delivered outbox rows not deleted; retrying", metadata: [LogKey.error: "\(error)", LogKey.messages: "\(ids.count)"])
+                }
                 guard try await backOffPolling(attempt: attempt, paused: &paused, rewind: &rewind) else { return }
             } catch {
                 // Not a passing condition: the rows stay and the next relay sends them again, with the same ids.

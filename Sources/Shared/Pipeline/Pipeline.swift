@@ -60,7 +60,7 @@ public final class Pipeline: Service, Sendable {
                     try await resume(rewinding: relayRewind)
                     relayRewind = [:]
                 }
-            } catch where Self.isTransient(error) {
+            } catch let error where Self.isTransient(error) {
                 // The partitions stay marked: their leftovers are relayed before anything new is processed.
                 relayFailures += 1
                 logger.warning("relaying the outbox failed; retrying", metadata: [LogKey.error: "\(error)"])
@@ -146,7 +146,7 @@ public final class Pipeline: Service, Sendable {
             do {
                 try await resume(rewinding: offsets)
                 return
-            } catch where Self.isTransient(error) {
+            } catch let error where Self.isTransient(error) {
                 attempt += 1
                 logger.warning("moving partitions back failed; retrying", metadata: [LogKey.error: "\(error)"])
                 offsets.mergeMinimum(try await backOff("seek", attempt: attempt))

@@ -10,10 +10,6 @@ import Metrics
 struct PipelineMetrics: Sendable {
     let topic: String
 
-    init(topic: String) {
-        self.topic = topic
-    }
-
     func batch(
         size: Int, duration: Duration, handled: [InboundEvent<any Sendable>], duplicates: Int, skipped: Int, deadLetters: [DeadLetter],
         commands: [OutboundCommand]
@@ -54,8 +50,11 @@ struct PipelineMetrics: Sendable {
     func recordLag(_ lags: [PartitionLag]) {
         for partition in lags {
             guard let lag = partition.lag else { continue }
-            Gauge(label: "rapport_kafka_consumer_lag", dimensions: [("topic", partition.topicPartition.topic), ("partition", "\(partition.topicPartition.partition)")])
-                .record(lag)
+            Gauge(
+                label: "rapport_kafka_consumer_lag",
+                dimensions: [("topic", partition.topicPartition.topic), ("partition", "\(partition.topicPartition.partition)")]
+            )
+            .record(lag)
         }
     }
 }

@@ -49,7 +49,8 @@ public struct Migrator: Sendable {
                 if let checksum = known["\(migration.component)/\(migration.version)"] {
                     guard checksum == migration.checksum else {
                         throw MigrationError(
-                            "\(migration.component) migration \(migration.version) (\(migration.name)) changed after it was applied; add a new migration instead")
+                            "\(migration.component) migration \(migration.version) (\(migration.name)) changed after it was applied; add a new migration instead"
+                        )
                     }
                     continue
                 }

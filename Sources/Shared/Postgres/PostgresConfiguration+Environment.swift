@@ -1,6 +1,5 @@
-import Foundation
-
 import CLibPQ
+import Foundation
 
 extension PostgresConfiguration {
     /// Reads `DATABASE_URL` (or `DATABASE_URL_FILE`) and `DATABASE_POOL_SIZE`.

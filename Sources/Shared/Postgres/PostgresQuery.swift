@@ -197,7 +197,6 @@ extension PostgresRows {
         try map { try $0.decode(type) }
     }
 
-
     /// Every row as the tuple `types` names (``PostgresRow/decode(_:)-(repeat_each_T).Type``).
     public func decode<each T: PostgresColumnDecodable>(_ types: (repeat each T).Type) throws -> [(repeat each T)] {
         try map { try $0.decode(types) }

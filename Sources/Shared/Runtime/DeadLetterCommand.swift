@@ -5,7 +5,8 @@ import Logging
 /// `<Worker> dlq`: the operator's commands on the worker's dead-letter topic.
 public struct DeadLetterCommand<Worker: WorkerDefinition>: AsyncParsableCommand {
     public static var configuration: CommandConfiguration {
-        CommandConfiguration(commandName: "dlq", abstract: "Work with the dead-letter topic of the worker's input.", subcommands: [ReplayDeadLetters<Worker>.self])
+        CommandConfiguration(
+            commandName: "dlq", abstract: "Work with the dead-letter topic of the worker's input.", subcommands: [ReplayDeadLetters<Worker>.self])
     }
 
     public init() {}
@@ -71,7 +72,8 @@ public struct ReplayDeadLetters<Worker: WorkerDefinition>: AsyncParsableCommand 
             fromOffset: fromOffset, partition: partition, messageIDs: Set(messageIDs), reason: reason.flatMap(DecodeFailure.Reason.init(rawValue:)))
         let outcomes: [DeadLetterReplay.Outcome]
         do {
-            outcomes = try await DeadLetterReplay(consumer: consumer, producer: producer, inputTopic: inputTopic).replay(topic: topic, selection: selection, dryRun: dryRun)
+            outcomes = try await DeadLetterReplay(consumer: consumer, producer: producer, inputTopic: inputTopic).replay(
+                topic: topic, selection: selection, dryRun: dryRun)
         } catch {
             try? await consumer.close()
             try? await producer.close()
@@ -85,7 +87,9 @@ public struct ReplayDeadLetters<Worker: WorkerDefinition>: AsyncParsableCommand 
         let failed = outcomes.filter { $0.failed != nil }.count
         let verb = dryRun ? "would replay" : "replayed"
         FileHandle.standardError.write(
-            Data("\(verb) \(dryRun ? outcomes.count - skipped : replayed) of \(outcomes.count) chosen dead letters of \(topic); \(skipped) skipped, \(failed) failed\n".utf8))
+            Data(
+                "\(verb) \(dryRun ? outcomes.count - skipped : replayed) of \(outcomes.count) chosen dead letters of \(topic); \(skipped) skipped, \(failed) failed\n"
+                    .utf8))
         if failed > 0 { throw ExitCode(1) }
     }
 }

@@ -34,7 +34,10 @@ public final class PostgresHealthCheck: PeriodicJob {
             reachable = false
             if wasReachable.withLock({ $0 }) { logger.warning("PostgreSQL unreachable", metadata: [LogKey.error: "\(error)"]) }
         }
-        let was = wasReachable.withLock { was in defer { was = reachable }; return was }
+        let was = wasReachable.withLock { was in
+            defer { was = reachable }
+            return was
+        }
         if reachable, !was { logger.info("PostgreSQL reachable again") }
         health.postgresChecked(reachable: reachable)
         return .done

@@ -44,7 +44,7 @@ public struct RunWorker<Worker: WorkerDefinition>: AsyncParsableCommand {
         let group: ServiceGroup?
         do {
             group = try await building.value
-        } catch where signals.fired {
+        } catch _ where signals.fired {
             group = nil
         }
         signals.stop()

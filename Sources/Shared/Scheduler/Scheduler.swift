@@ -119,7 +119,8 @@ public final class Scheduler: PeriodicJob {
             if !ids.isEmpty {
                 // This scheduler publishes them right after the commit; other replicas wait out the lease.
                 try connection.execute(
-                    "UPDATE rapport_outbox SET lease_until = now() + \("\(Int(lease.seconds)) seconds")::interval WHERE id = ANY(\(PostgresArray(ids))::bigint[])")
+                    "UPDATE rapport_outbox SET lease_until = now() + \("\(Int(lease.seconds)) seconds")::interval WHERE id = ANY(\(PostgresArray(ids))::bigint[])"
+                )
             }
             try StepStore.settle(steps, outcomes, connection: connection)
             try ContactDecisionLog.record(outcomes.flatMap(\.decisions), connection: connection)

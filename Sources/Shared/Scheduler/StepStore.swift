@@ -35,8 +35,10 @@ public enum StepStore {
     /// - Returns: How many were ended.
     /// - Throws: ``PostgresError``.
     @discardableResult
-    public static func cancel(where condition: PostgresQuery, templates: [String]? = nil, reason: String, as ending: Ending = .cancelled,
-                              connection: PostgresConnection) throws -> Int {
+    public static func cancel(
+        where condition: PostgresQuery, templates: [String]? = nil, reason: String, as ending: Ending = .cancelled,
+        connection: PostgresConnection
+    ) throws -> Int {
         let only: PostgresQuery = templates.map { "AND template = ANY(\(PostgresArray($0))::text[])" } ?? ""
         return try connection.execute(
             """

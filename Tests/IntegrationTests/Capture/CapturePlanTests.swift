@@ -86,24 +86,36 @@ import Testing
             for k in 1...450 {
                 let stored = k * 2000
                 // Stored shoppers: browsing, logging in, being captured again, checking out, unsubscribing.
-                messages.append(events.track(
-                    "Product Viewed", id: "view-\(k)", anonymousID: "seed-anon-\(stored)", minutes: Double(k),
-                    properties: ["product_id": .string("p-\(k % 40)"), "category": .string("tea")]))
-                messages.append(events.identify(
-                    id: "identify-\(k)", userID: "user-\(stored)", anonymousID: "seed-anon-\(stored)",
-                    traits: ["email": .string("seed-\(stored)@example.com"), "firstName": .string("Seed")], minutes: Double(k)))
-                messages.append(events.capture(id: "again-\(k)", anonymousID: "seed-anon-\(stored + 1)", email: "seed-\(stored + 1)@example.com", marketing: true, minutes: Double(k)))
+                messages.append(
+                    events.track(
+                        "Product Viewed", id: "view-\(k)", anonymousID: "seed-anon-\(stored)", minutes: Double(k),
+                        properties: ["product_id": .string("p-\(k % 40)"), "category": .string("tea")]))
+                messages.append(
+                    events.identify(
+                        id: "identify-\(k)", userID: "user-\(stored)", anonymousID: "seed-anon-\(stored)",
+                        traits: ["email": .string("seed-\(stored)@example.com"), "firstName": .string("Seed")], minutes: Double(k)))
+                messages.append(
+                    events.capture(
+                        id: "again-\(k)", anonymousID: "seed-anon-\(stored + 1)", email: "seed-\(stored + 1)@example.com", marketing: true, minutes: Double(k)))
                 if k % 3 == 0 {
                     // New shoppers: pop-up captures with consent.
-                    messages.append(events.capture(id: "new-\(k)", anonymousID: "new-anon-\(k)", email: "new-\(k)@example.com", marketing: true, minutes: Double(k)))
-                    messages.append(events.track("Checkout Started", id: "checkout-\(k)", anonymousID: "seed-anon-\(stored + 2)", minutes: Double(k), properties: ["email": .string("seed-\(stored + 2)@example.com")]))
-                    messages.append(events.feedback("Unsubscribed", id: "unsub-\(k)", anonymousID: "seed-anon-\(stored + 3)", email: "seed-\(stored + 3)@example.com", minutes: Double(k)))
+                    messages.append(
+                        events.capture(id: "new-\(k)", anonymousID: "new-anon-\(k)", email: "new-\(k)@example.com", marketing: true, minutes: Double(k)))
+                    messages.append(
+                        events.track(
+                            "Checkout Started", id: "checkout-\(k)", anonymousID: "seed-anon-\(stored + 2)", minutes: Double(k),
+                            properties: ["email": .string("seed-\(stored + 2)@example.com")]))
+                    messages.append(
+                        events.feedback(
+                            "Unsubscribed", id: "unsub-\(k)", anonymousID: "seed-anon-\(stored + 3)", email: "seed-\(stored + 3)@example.com",
+                            minutes: Double(k)))
                 }
                 if k % 30 == 0 {
                     // Erasure is rare, but it must not read a store's every identity or shopper to find one.
-                    messages.append(events.track(
-                        "Erasure Requested", id: "erase-\(k)", anonymousID: "seed-anon-\(stored + 4)", minutes: Double(k),
-                        properties: ["email": .string("seed-\(stored + 4)@example.com")]))
+                    messages.append(
+                        events.track(
+                            "Erasure Requested", id: "erase-\(k)", anonymousID: "seed-anon-\(stored + 4)", minutes: Double(k),
+                            properties: ["email": .string("seed-\(stored + 4)@example.com")]))
                 }
             }
             try await fixture.publish(messages)

@@ -1,7 +1,7 @@
+import ConsentScenarios
 import Foundation
 import Shared
 import Testing
-import ConsentScenarios
 
 /// CaptureWorker end to end: the worker as its own process, real PostgreSQL, the embedded Kafka; one test per rule.
 @Suite(.serialized) struct CaptureWorkerTests {
@@ -22,8 +22,10 @@ import ConsentScenarios
             return KafkaOutboundMessage(topic: fixture.inputTopic, key: Array("\(store)/\(key)".utf8), value: JSONValue.object(body).encoded())
         }
 
-        func track(_ event: String, id: String, anonymousID: String, minutes: Double = 0, properties: [String: JSONValue] = [:],
-                   context: [String: JSONValue] = [:], userID: String? = nil, key: String? = nil) -> KafkaOutboundMessage {
+        func track(
+            _ event: String, id: String, anonymousID: String, minutes: Double = 0, properties: [String: JSONValue] = [:],
+            context: [String: JSONValue] = [:], userID: String? = nil, key: String? = nil
+        ) -> KafkaOutboundMessage {
             var body: [String: JSONValue] = [
                 "type": .string("track"), "event": .string(event), "messageId": .string(id), "anonymousId": .string(anonymousID),
                 "timestamp": .string(Self.base.addingTimeInterval(minutes * 60).rfc3339), "properties": .object(properties),
@@ -41,8 +43,10 @@ import ConsentScenarios
                 ], key: userID)
         }
 
-        func capture(id: String, anonymousID: String, email: String, marketing: Bool?, offer: String? = "WELCOME10", minutes: Double = 0,
-                     context: [String: JSONValue] = [:]) -> KafkaOutboundMessage {
+        func capture(
+            id: String, anonymousID: String, email: String, marketing: Bool?, offer: String? = "WELCOME10", minutes: Double = 0,
+            context: [String: JSONValue] = [:]
+        ) -> KafkaOutboundMessage {
             var properties: [String: JSONValue] = ["email": .string(email), "source": .string("popup")]
             if let offer { properties["offer_code"] = .string(offer) }
             if let marketing {
@@ -115,7 +119,9 @@ import ConsentScenarios
                 "SELECT template, decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND causation_id LIKE 'old-%' ORDER BY template",
                 [fixture.store])
             #expect(
-                try decisions.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "") \(try $0.decode(String.self, at: 2) ?? "")" }
+                try decisions.map {
+                    "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "") \(try $0.decode(String.self, at: 2) ?? "")"
+                }
                     == ["recommend:browse dropped stale_event", "welcome_offer dropped stale_event"])
         }
     }
@@ -157,8 +163,10 @@ import ConsentScenarios
             // Never rewritten.
             await #expect(throws: PostgresError.self) { _ = try await fixture.query("UPDATE capture_consent_ledger SET marketing = false") }
             await #expect(throws: PostgresError.self) { _ = try await fixture.query("DELETE FROM capture_consent_ledger") }
-            let decisions = Array(try await fixture.query(
-                "SELECT decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND template = 'welcome_offer' ORDER BY decided_at", [fixture.store]))
+            let decisions = Array(
+                try await fixture.query(
+                    "SELECT decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND template = 'welcome_offer' ORDER BY decided_at",
+                    [fixture.store]))
             #expect(try decisions.map { try $0.decode(String.self, at: 0) ?? "" } == ["sent", "dropped"])
             #expect(try decisions.last?.decode(String.self, at: 1) == "welcome_already_offered")
         }
@@ -174,10 +182,15 @@ import ConsentScenarios
             // clock is refused).
             let start = -29.0 * 60
             try await fixture.publish([
-                events.identify(id: "id-0", userID: "user-9", anonymousID: "anon-phone", traits: ["email": .string("bo@example.com"), "firstName": .string("Bo")], minutes: start),
-                events.track("Product Viewed", id: "v-1", anonymousID: "anon-laptop", minutes: start, properties: ["product_id": .string("p-1")], key: "user-9"),
-                events.track("Product Added", id: "v-2", anonymousID: "anon-laptop", minutes: start + 1, properties: ["product_id": .string("p-1")], key: "user-9"),
-                events.track("Product Viewed", id: "v-3", anonymousID: "anon-laptop", minutes: start + 2, properties: ["product_id": .string("p-2")], key: "user-9"),
+                events.identify(
+                    id: "id-0", userID: "user-9", anonymousID: "anon-phone", traits: ["email": .string("bo@example.com"), "firstName": .string("Bo")],
+                    minutes: start),
+                events.track(
+                    "Product Viewed", id: "v-1", anonymousID: "anon-laptop", minutes: start, properties: ["product_id": .string("p-1")], key: "user-9"),
+                events.track(
+                    "Product Added", id: "v-2", anonymousID: "anon-laptop", minutes: start + 1, properties: ["product_id": .string("p-1")], key: "user-9"),
+                events.track(
+                    "Product Viewed", id: "v-3", anonymousID: "anon-laptop", minutes: start + 2, properties: ["product_id": .string("p-2")], key: "user-9"),
                 events.identify(id: "id-1", userID: "user-9", anonymousID: "anon-laptop", traits: ["lastName": .string("Berg")], minutes: start + 3),
                 events.track("Product Viewed", id: "v-4", anonymousID: "anon-laptop", minutes: 0, properties: ["product_id": .string("p-3")], userID: "user-9"),
             ])
@@ -215,19 +228,24 @@ import ConsentScenarios
             // Each address is confirmed with the token its confirm_subscription email carried, as the link in it does.
             let requests = try await Self.emails(fixture)
             func token(_ to: String) -> String? {
-                requests.first { $0["to"]?["email"] == .string(to) && $0["template"] == .string("confirm_subscription") }?["data"]?["confirmation_token"]?.stringValue
+                requests.first { $0["to"]?["email"] == .string(to) && $0["template"] == .string("confirm_subscription") }?["data"]?["confirmation_token"]?
+                    .stringValue
             }
             let cyToken = try #require(token("cy@example.com"))
             let diToken = try #require(token("di@example.com"))
             try await fixture.publish([
-                events.feedback("Email Confirmed", id: "forged-1", anonymousID: "a-1", email: "cy@example.com", minutes: 25, token: String(repeating: "0", count: 32)),
+                events.feedback(
+                    "Email Confirmed", id: "forged-1", anonymousID: "a-1", email: "cy@example.com", minutes: 25, token: String(repeating: "0", count: 32)),
                 events.feedback("Email Confirmed", id: "ok-1", anonymousID: "a-1", email: "cy@example.com", minutes: 30, token: cyToken),
                 events.feedback("Email Confirmed", id: "ok-2", anonymousID: "a-2", email: "di@example.com", minutes: 40, token: diToken),
             ])
             try await Self.processed(fixture, 6)
             let forged = try await fixture.query(
                 "SELECT decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND causation_id = 'forged-1'", [fixture.store])
-            #expect(try forged.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" } == ["dropped confirmation_token_mismatch"])
+            #expect(
+                try forged.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" } == [
+                    "dropped confirmation_token_mismatch"
+                ])
             let emails = try await Self.emails(fixture)
             func sent(_ to: String) -> [String] {
                 emails.filter { $0["to"]?["email"] == .string(to) }.compactMap { $0["template"]?.stringValue }.sorted()
@@ -243,8 +261,9 @@ import ConsentScenarios
             let withheld = try await fixture.query(
                 "SELECT decision, reason FROM rapport_contact_decisions WHERE store_id = $1 AND causation_id = 'c-2' AND template = 'welcome_offer' ORDER BY id",
                 [fixture.store])
-            #expect(try withheld.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" }
-                == ["deferred awaiting_confirmation", "suppressed unsubscribed"])
+            #expect(
+                try withheld.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" }
+                    == ["deferred awaiting_confirmation", "suppressed unsubscribed"])
         }
     }
 
@@ -260,12 +279,15 @@ import ConsentScenarios
                 events.feedback("Email Bounced", id: "hb-3", anonymousID: "a-3", email: "gus@example.com", minutes: 5, bounce: "hard"),
                 events.capture(id: "c-4", anonymousID: "a-4", email: "hal@example.com", marketing: true, offer: nil),
             ]
-            messages += (1...7).map { events.feedback("Email Bounced", id: "sb-\($0)", anonymousID: "a-4", email: "hal@example.com", minutes: Double($0), bounce: "soft") }
+            messages += (1...7).map {
+                events.feedback("Email Bounced", id: "sb-\($0)", anonymousID: "a-4", email: "hal@example.com", minutes: Double($0), bounce: "soft")
+            }
             // Bad capture events: the contract's fields checked per event, each to the dead-letter topic.
             let bad = [
                 events.track("Email Captured", id: "bad-1", anonymousID: "a-9", properties: ["source": .string("popup")]),
                 events.track("Email Captured", id: "bad-2", anonymousID: "a-9", properties: ["email": .string("not-an-address")]),
-                events.track("Email Bounced", id: "bad-3", anonymousID: "a-9", properties: ["email": .string("x@example.com"), "bounce_type": .string("bouncy")]),
+                events.track(
+                    "Email Bounced", id: "bad-3", anonymousID: "a-9", properties: ["email": .string("x@example.com"), "bounce_type": .string("bouncy")]),
                 events.track("Product Viewed", id: "bad-4", anonymousID: "a-9", properties: ["product_id": .bool(true)]),
             ]
             try await fixture.publish(messages + bad)
@@ -274,10 +296,11 @@ import ConsentScenarios
             let dead = try await fixture.readToEnd(fixture.deadLetterTopic)
             #expect(dead.count == bad.count)
             #expect(dead.allSatisfy { $0.header("dlq.reason") == "schema_violation" && $0.header("dlq.worker") == "CaptureWorker" })
-            #expect(Set(dead.compactMap { $0.header("dlq.message") }) == [
-                "properties.email is required", "properties.email is not a valid email address",
-                "properties.bounce_type must be hard or soft", "properties.product_id must be a string or an integer, not a boolean",
-            ])
+            #expect(
+                Set(dead.compactMap { $0.header("dlq.message") }) == [
+                    "properties.email is required", "properties.email is not a valid email address",
+                    "properties.bounce_type must be hard or soft", "properties.product_id must be a string or an integer, not a boolean",
+                ])
             let log = fixture.workers.first?.stdout ?? ""
             #expect(log.contains(#""event.message_id":"bad-2""#), "the dead-letter log line names the message")
             #expect(!log.contains("not-an-address"), "never the offending value")
@@ -296,7 +319,9 @@ import ConsentScenarios
             let events = Events(fixture: fixture)
             fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try Self.settingsFile(fixture, #"{"soft_opt_in": true}"#)]
             try await fixture.startWorker()
-            try await fixture.publish([events.track("Checkout Started", id: "co-1", anonymousID: "a-1", context: ["traits": .object(["email": .string("ida@example.com")])])])
+            try await fixture.publish([
+                events.track("Checkout Started", id: "co-1", anonymousID: "a-1", context: ["traits": .object(["email": .string("ida@example.com")])])
+            ])
             try await Self.processed(fixture, 1)
             let ida = try #require(try await Self.contact(fixture, "ida@example.com"))
             #expect(try ida.decode(Bool.self, at: 1) == true && ida.decode(String.self, at: 2) == "soft", "soft opt-in where the store uses it")
@@ -340,12 +365,15 @@ import ConsentScenarios
             try await fixture.startWorker()
             let email = "zelda.quist@example.com"
             try await fixture.publish([
-                events.identify(id: "i-1", userID: "u-zq", anonymousID: "a-zq", traits: [
-                    "email": .string(email), "firstName": .string("Zelda"), "lastName": .string("Quist"), "bio": .string("Zelda Quist likes tea"),
-                ]),
+                events.identify(
+                    id: "i-1", userID: "u-zq", anonymousID: "a-zq",
+                    traits: [
+                        "email": .string(email), "firstName": .string("Zelda"), "lastName": .string("Quist"), "bio": .string("Zelda Quist likes tea"),
+                    ]),
                 events.track("Product Viewed", id: "v-1", anonymousID: "a-zq", minutes: 1, properties: ["product_id": .string("p-1")]),
-                events.capture(id: "c-1", anonymousID: "a-zq", email: email, marketing: true, minutes: 2,
-                               context: ["ip": .string("192.0.2.55"), "userAgent": .string("ZeldaBrowser/1")]),
+                events.capture(
+                    id: "c-1", anonymousID: "a-zq", email: email, marketing: true, minutes: 2,
+                    context: ["ip": .string("192.0.2.55"), "userAgent": .string("ZeldaBrowser/1")]),
                 events.track("Erasure Requested", id: "e-1", anonymousID: "a-zq", minutes: 3, properties: ["email": .string(email)]),
             ])
             // Everything the events caused is on the wire and the outbox has drained: what is left is state.
@@ -377,7 +405,9 @@ import ConsentScenarios
             let steps = try await fixture.query(
                 "SELECT template, state, coalesce(reason, ''), shopper_key FROM rapport_scheduled_steps WHERE store_id = $1 ORDER BY template", [fixture.store]
             ).map { row in (0..<4).map { (try? row.decode(String.self, at: $0)) ?? "" }.joined(separator: " ") }
-            #expect(steps == ["next_sale cancelled erased \(fixture.store)/erased", "thank_you sent  \(fixture.store)/erased"], "the pending step ended by the erasure")
+            #expect(
+                steps == ["next_sale cancelled erased \(fixture.store)/erased", "thank_you sent  \(fixture.store)/erased"],
+                "the pending step ended by the erasure")
             // Other workers' data too: the order stays for the store's books and the next-sale model, without its buyer.
             let orders = try await fixture.query("SELECT shopper_key, user_id FROM receipt_orders WHERE store_id = $1", [fixture.store])
             #expect(try orders.map { try $0.decode(String.self, at: 0) ?? "" } == ["\(fixture.store)/erased:o-1"], "other workers' data erased too")
@@ -402,7 +432,8 @@ import ConsentScenarios
                 events.feedback("Unsubscribed", id: "u-1", anonymousID: "a-1", email: "jo@example.com", minutes: 9),
             ])
             try await Self.processed(fixture, 4)
-            let explain = try ChildProcess("CaptureWorker", ["explain", "--store", fixture.store, "--email", "Jo@Example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
+            let explain = try ChildProcess(
+                "CaptureWorker", ["explain", "--store", fixture.store, "--email", "Jo@Example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await explain.waitForExit() == 0)
             let output = explain.stdout
             #expect(output.contains("suppressed: marketing"))
@@ -413,7 +444,9 @@ import ConsentScenarios
             #expect(output.contains("consent   unsubscribe  marketing no"))
             #expect(output.contains("sent      recommend:browse (recommendation)  [command "), "every command, recommendations too")
             let lines = output.split(separator: "\n")
-            #expect(lines.firstIndex { $0.contains("welcome_already_offered") } ?? 0 > lines.firstIndex { $0.contains("sent      welcome_offer") } ?? 0, "oldest first")
+            #expect(
+                lines.firstIndex { $0.contains("welcome_already_offered") } ?? 0 > lines.firstIndex { $0.contains("sent      welcome_offer") } ?? 0,
+                "oldest first")
         }
     }
 
@@ -431,7 +464,7 @@ import ConsentScenarios
             try await fixture.publish([
                 events.capture(
                     id: "c-1", anonymousID: "a-1", email: "kim@example.com", marketing: true, minutes: moment.timeIntervalSince(Events.base) / 60,
-                    context: ["timezone": .string("America/Los_Angeles")]),
+                    context: ["timezone": .string("America/Los_Angeles")])
             ])
             try await Self.processed(fixture, 1)
             let emails = try await Self.emails(fixture)
@@ -462,17 +495,20 @@ import ConsentScenarios
                 let message: KafkaOutboundMessage =
                     switch step {
                     case .capture(let marketing, let level, let offer):
-                        events.track("Email Captured", id: id, anonymousID: anonymous, minutes: minutes, properties: [
-                            "email": .string(email), "source": .string("popup"), "offer_code": offer ? .string("HELLO") : .null,
-                            "consent": marketing.map { .object(["marketing": .bool($0), "opt_in_level": .string(level)]) } ?? .null,
-                        ])
+                        events.track(
+                            "Email Captured", id: id, anonymousID: anonymous, minutes: minutes,
+                            properties: [
+                                "email": .string(email), "source": .string("popup"), "offer_code": offer ? .string("HELLO") : .null,
+                                "consent": marketing.map { .object(["marketing": .bool($0), "opt_in_level": .string(level)]) } ?? .null,
+                            ])
                     case .confirmed: events.feedback("Email Confirmed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
                     case .checkout: events.track("Checkout Started", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
                     case .unsubscribe: events.feedback("Unsubscribed", id: id, anonymousID: anonymous, email: email, minutes: minutes)
                     case .spam: events.feedback("Email Marked as Spam", id: id, anonymousID: anonymous, email: email, minutes: minutes)
                     case .softBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "soft")
                     case .hardBounce: events.feedback("Email Bounced", id: id, anonymousID: anonymous, email: email, minutes: minutes, bounce: "hard")
-                    case .viewed: events.track("Product Viewed", id: id, anonymousID: anonymous, minutes: minutes, properties: ["product_id": .string("p-\(index)")])
+                    case .viewed:
+                        events.track("Product Viewed", id: id, anonymousID: anonymous, minutes: minutes, properties: ["product_id": .string("p-\(index)")])
                     case .erasure: events.track("Erasure Requested", id: id, anonymousID: anonymous, minutes: minutes, properties: ["email": .string(email)])
                     }
                 messages.append(message)

@@ -9,7 +9,8 @@ import Testing
 /// before and after a repeat order (each ended step with the reason it had one event at a time), a duplicate.
 @Suite(.serialized) struct BatchEquivalenceTests {
     /// The store's journey far enough out that no step falls due while the test runs, no quiet hours, no caps.
-    static let settings = #"{"quiet_hours": null, "pressure": [], "journey": {"thank_you_hours": 48, "survey_invite_hours": 72, "why_we_exist_hours": 168, "next_sale_hours": 504, "walk_with_me_hours": 720}}"#
+    static let settings =
+        #"{"quiet_hours": null, "pressure": [], "journey": {"thank_you_hours": 48, "survey_invite_hours": 72, "why_we_exist_hours": 168, "next_sale_hours": 504, "walk_with_me_hours": 720}}"#
 
     /// The stream, for `fixture`'s store.
     static func stream(_ fixture: PipelineFixture) -> [KafkaOutboundMessage] {

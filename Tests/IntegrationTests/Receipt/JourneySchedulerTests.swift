@@ -78,19 +78,27 @@ final class ManualClock: Sendable {
             // History first (stale, no journey): twelve customers bought A and then B.
             var messages: [KafkaOutboundMessage] = []
             for n in 0..<12 {
-                messages.append(events.order("h-a-\(n)", userID: "h-\(n)", email: "h\(n)@example.com", minutes: -400 * 24 * 60 + Double(n), lines: [.init(product: "A", price: 10)]))
-                messages.append(events.order("h-b-\(n)", userID: "h-\(n)", email: "h\(n)@example.com", minutes: -300 * 24 * 60 + Double(n), lines: [.init(product: "B", price: 10)]))
+                messages.append(
+                    events.order(
+                        "h-a-\(n)", userID: "h-\(n)", email: "h\(n)@example.com", minutes: -400 * 24 * 60 + Double(n), lines: [.init(product: "A", price: 10)]))
+                messages.append(
+                    events.order(
+                        "h-b-\(n)", userID: "h-\(n)", email: "h\(n)@example.com", minutes: -300 * 24 * 60 + Double(n), lines: [.init(product: "B", price: 10)]))
             }
             messages.append(events.order("o-1", lines: [.init(product: "A", price: 12.5, quantity: 2)]))
             try await fixture.publish(messages)
             try await CaptureWorkerTests.processed(fixture, messages.count)
             try await ReceiptWorkerTests.modelFolded(fixture)
             let placed = ReceiptWorkerTests.Events.base
-            #expect(try await Self.steps(fixture) == [
-                "thank_you pending ", "survey_invite pending ", "why_we_exist pending ", "next_sale pending ", "walk_with_me pending ",
-            ], "five steps for the first order, none for the history")
+            #expect(
+                try await Self.steps(fixture) == [
+                    "thank_you pending ", "survey_invite pending ", "why_we_exist pending ", "next_sale pending ", "walk_with_me pending ",
+                ], "five steps for the first order, none for the history")
             let due = try await fixture.query("SELECT template, due_at FROM rapport_scheduled_steps WHERE store_id = $1", [fixture.store])
-            let hours = Dictionary(uniqueKeysWithValues: try due.map { (try $0.decode(String.self, at: 0) ?? "", ((try $0.decode(Date.self, at: 1) ?? placed).timeIntervalSince(placed) / 3600).rounded()) })
+            let hours = Dictionary(
+                uniqueKeysWithValues: try due.map {
+                    (try $0.decode(String.self, at: 0) ?? "", ((try $0.decode(Date.self, at: 1) ?? placed).timeIntervalSince(placed) / 3600).rounded())
+                })
             #expect(hours == ["thank_you": 2, "survey_invite": 72, "why_we_exist": 168, "next_sale": 504, "walk_with_me": 720], "the store's journey delays")
 
             let clock = ManualClock(placed)
@@ -129,7 +137,8 @@ final class ManualClock: Sendable {
             // The shopper's timeline shows the order, the receipt, every step and every command.
             let migrate = try ChildProcess("CaptureWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await migrate.waitForExit() == 0)
-            let explain = try ChildProcess("CaptureWorker", ["explain", "--store", fixture.store, "--email", "ana@example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
+            let explain = try ChildProcess(
+                "CaptureWorker", ["explain", "--store", fixture.store, "--email", "ana@example.com"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await explain.waitForExit() == 0)
             #expect(explain.stdout.contains("order     o-1 completed: 1 items, total 25.00 EUR  [message m-o-1]"), "\(explain.stdout)")
             #expect(explain.stdout.contains("sent      receipt (transactional)"))
@@ -148,7 +157,9 @@ final class ManualClock: Sendable {
             // The journey in seconds (3.6 s … 18 s), the worker's own scheduler looking every 100 ms, by the real clock.
             let settings = Self.settings.replacingOccurrences(
                 of: #""quiet_hours": null"#,
-                with: #""quiet_hours": null, "journey": {"thank_you_hours": 0.001, "survey_invite_hours": 0.002, "why_we_exist_hours": 0.003, "next_sale_hours": 0.004, "walk_with_me_hours": 0.005}"#)
+                with:
+                    #""quiet_hours": null, "journey": {"thank_you_hours": 0.001, "survey_invite_hours": 0.002, "why_we_exist_hours": 0.003, "next_sale_hours": 0.004, "walk_with_me_hours": 0.005}"#
+            )
             fixture.extraEnvironment = ["STORE_SETTINGS_FILE": try CaptureWorkerTests.settingsFile(fixture, settings), "SCHEDULER_INTERVAL_MS": "100"]
             try await fixture.startWorker()
             try await Self.consent(fixture, "ana@example.com")
@@ -168,10 +179,11 @@ final class ManualClock: Sendable {
                 ).first?.decode(Bool.self, at: 0) == true
             }
             try await fixture.waitUntilConsumed()
-            #expect(try await Self.steps(fixture) == [
-                "thank_you sent permitted", "survey_invite sent permitted", "why_we_exist sent permitted", "next_sale sent permitted",
-                "walk_with_me sent permitted",
-            ])
+            #expect(
+                try await Self.steps(fixture) == [
+                    "thank_you sent permitted", "survey_invite sent permitted", "why_we_exist sent permitted", "next_sale sent permitted",
+                    "walk_with_me sent permitted",
+                ])
             let emails = try await Self.emails(fixture)
             let byTemplate = Dictionary(grouping: emails) { $0["template"]?.stringValue ?? "" }
             #expect(byTemplate.mapValues(\.count) == ["receipt": 1, "thank_you": 1, "survey_invite": 1, "why_we_exist": 1, "next_sale": 1, "walk_with_me": 1])
@@ -183,7 +195,8 @@ final class ManualClock: Sendable {
             #expect(byTemplate["why_we_exist"]?.first?["data"]?["brand_story"] == .string("We grow tea on small farms. Since 1990."))
             #expect(byTemplate["next_sale"]?.first?["data"]?["recommendations"]?.arrayValue?.first?["product_id"] == .string("B"))
             #expect(byTemplate["walk_with_me"]?.first?["data"]?["channels"]?.arrayValue?.isEmpty == false)
-            #expect(byTemplate["thank_you"]?.first?["category"] == .string("marketing") && byTemplate["receipt"]?.first?["category"] == .string("transactional"))
+            #expect(
+                byTemplate["thank_you"]?.first?["category"] == .string("marketing") && byTemplate["receipt"]?.first?["category"] == .string("transactional"))
         }
     }
 
@@ -193,11 +206,11 @@ final class ManualClock: Sendable {
             try await Self.startWorker(fixture, settings: Self.settings)
             try await Self.consent(fixture, "bo@example.com")
             try await fixture.publish([
-                events.order("g-1", userID: nil, email: "Bo@Example.com", lines: [.init(product: "A", price: 10)]),
+                events.order("g-1", userID: nil, email: "Bo@Example.com", lines: [.init(product: "A", price: 10)])
             ])
             try await CaptureWorkerTests.processed(fixture, 1)
             try await fixture.publish([
-                events.order("g-2", userID: "u-bo", email: "bo@example.com", minutes: 60, lines: [.init(product: "B", price: 10)]),
+                events.order("g-2", userID: "u-bo", email: "bo@example.com", minutes: 60, lines: [.init(product: "B", price: 10)])
             ])
             try await CaptureWorkerTests.processed(fixture, 2)
             let owners = try await fixture.query("SELECT DISTINCT shopper_id FROM receipt_orders WHERE store_id = $1", [fixture.store])
@@ -206,17 +219,19 @@ final class ManualClock: Sendable {
                 "SELECT kind, value FROM rapport_identities WHERE store_id = $1 ORDER BY kind, value", [fixture.store]
             ).map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(String.self, at: 1) ?? "")" }
             #expect(identities == ["anonymous_id anon-guest", "anonymous_id anon-u-bo", "email bo@example.com", "user_id u-bo"])
-            #expect(try await Self.steps(fixture) == [
-                "thank_you cancelled superseded_by_newer_order", "thank_you pending ", "survey_invite pending ", "why_we_exist pending ",
-                "next_sale pending ", "walk_with_me pending ",
-            ], "one journey: the logged-in order is the guest's repeat order, whose thank-you takes the place of the first's, still waiting")
+            #expect(
+                try await Self.steps(fixture) == [
+                    "thank_you cancelled superseded_by_newer_order", "thank_you pending ", "survey_invite pending ", "why_we_exist pending ",
+                    "next_sale pending ", "walk_with_me pending ",
+                ], "one journey: the logged-in order is the guest's repeat order, whose thank-you takes the place of the first's, still waiting")
             let thanks = try await fixture.query(
                 "SELECT data::text FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'thank_you' AND state = 'pending'", [fixture.store])
             let data = try #require(try thanks.first?.decode(String.self, at: 0))
             #expect(data.contains(#""product_id": "A""#) && data.contains(#""product_id": "B""#), "one thank-you naming what was bought in both: \(data)")
             #expect(data.contains(#""order_ids": ["g-2", "g-1"]"#), "\(data)")
             let nextSale = try await fixture.query(
-                "SELECT due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'next_sale'", [fixture.store]).first
+                "SELECT due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'next_sale'", [fixture.store]
+            ).first
             let placed = ReceiptWorkerTests.Events.base.addingTimeInterval(3600)
             #expect(try nextSale?.decode(Date.self, at: 0) == placed.addingTimeInterval(504 * 3600), "the next sale follows the latest order")
 
@@ -265,7 +280,8 @@ final class ManualClock: Sendable {
         try await TestEnvironment.withPipeline(6, executable: "ReceiptWorker", prefix: "it-rcpt") { fixture in
             let migrate = try ChildProcess("ReceiptWorker", ["migrate"], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await migrate.waitForExit() == 0)
-            let settings = #"{"pressure": [{"max": 1, "hours": 24}], "quiet_hours": {"start": "21:00", "end": "08:00"}, "time_zone": "UTC", "survey_url": "https://t.test/s", "brand_story": "Tea."}"#
+            let settings =
+                #"{"pressure": [{"max": 1, "hours": 24}], "quiet_hours": {"start": "21:00", "end": "08:00"}, "time_zone": "UTC", "survey_url": "https://t.test/s", "brand_story": "Tea."}"#
             try await Self.consent(fixture, "cy@example.com")
             let day = Date(timeIntervalSince1970: 1_795_651_200)  // 2026-11-26T00:00:00Z
             let ten = day.addingTimeInterval(10 * 3600)
@@ -277,7 +293,9 @@ final class ManualClock: Sendable {
             }
             // Two due at 10:00 on day 1: the cap of one a day sends the thank-you and defers the survey invitation; a
             // third due at 23:00 on day 3 meets quiet hours.
-            let planted = [step("thank_you", at: ten), step("survey_invite", at: ten), step("why_we_exist", at: day.addingTimeInterval(3 * 86_400 + 23 * 3600))]
+            let planted = [
+                step("thank_you", at: ten), step("survey_invite", at: ten), step("why_we_exist", at: day.addingTimeInterval(3 * 86_400 + 23 * 3600)),
+            ]
             let group = fixture.group
             try await postgres.withTransaction { connection in try StepStore.schedule(planted, group: group, connection: connection) }
             postgres.close()
@@ -287,7 +305,8 @@ final class ManualClock: Sendable {
             try await scheduler.tick()
             #expect(try await Self.emails(fixture).map { $0["template"] } == [.string("thank_you")], "the higher priority wins the day's budget")
             let deferred = try await fixture.query(
-                "SELECT state, reason, due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'survey_invite'", [fixture.store]).first
+                "SELECT state, reason, due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'survey_invite'", [fixture.store]
+            ).first
             #expect(try deferred?.decode(String.self, at: 0) == "pending" && deferred?.decode(String.self, at: 1) == "pressure_cap_1_per_24h")
             #expect(try deferred?.decode(Date.self, at: 2) == ten.addingTimeInterval(86_400), "due again when the window has room")
             clock.set(ten.addingTimeInterval(86_399))
@@ -299,7 +318,8 @@ final class ManualClock: Sendable {
             clock.set(day.addingTimeInterval(3 * 86_400 + 23 * 3600))
             try await scheduler.tick()
             let quiet = try await fixture.query(
-                "SELECT reason, due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'why_we_exist'", [fixture.store]).first
+                "SELECT reason, due_at FROM rapport_scheduled_steps WHERE store_id = $1 AND template = 'why_we_exist'", [fixture.store]
+            ).first
             #expect(try quiet?.decode(String.self, at: 0) == "quiet_hours")
             #expect(try quiet?.decode(Date.self, at: 1) == day.addingTimeInterval(4 * 86_400 + 8 * 3600), "08:00 the next morning")
             clock.set(day.addingTimeInterval(4 * 86_400 + 8 * 3600))
@@ -368,17 +388,25 @@ final class ManualClock: Sendable {
                 try await Task.sleep(for: .milliseconds(100))
             }
             let rows = try await fixture.query("SELECT email, template, state, reason, due_at FROM rapport_scheduled_steps")
-            let outcome = Dictionary(uniqueKeysWithValues: try rows.map { row in
-                ("\(try row.decode(String.self, at: 0) ?? "") \(try row.decode(String.self, at: 1) ?? "")",
-                 ("\(try row.decode(String.self, at: 2) ?? "") \(try row.decode(String.self, at: 3) ?? "")", try row.decode(Date.self, at: 4) ?? .distantPast))
-            })
+            let outcome = Dictionary(
+                uniqueKeysWithValues: try rows.map { row in
+                    (
+                        "\(try row.decode(String.self, at: 0) ?? "") \(try row.decode(String.self, at: 1) ?? "")",
+                        (
+                            "\(try row.decode(String.self, at: 2) ?? "") \(try row.decode(String.self, at: 3) ?? "")",
+                            try row.decode(Date.self, at: 4) ?? .distantPast
+                        )
+                    )
+                })
             #expect(outcome["dee@example.com thank_you"]?.0 == "sent permitted", "the higher priority wins the day's budget")
             #expect(outcome["dee@example.com survey_invite"]?.0 == "pending pressure_cap_1_per_24h")
-            #expect(abs((outcome["dee@example.com survey_invite"]?.1 ?? .distantPast).timeIntervalSince(now.addingTimeInterval(86_400))) < 120,
-                    "due again when the thank-you leaves the window")
+            #expect(
+                abs((outcome["dee@example.com survey_invite"]?.1 ?? .distantPast).timeIntervalSince(now.addingTimeInterval(86_400))) < 120,
+                "due again when the thank-you leaves the window")
             #expect(outcome["eve@example.com why_we_exist"]?.0 == "pending pressure_cap_1_per_24h")
-            #expect(abs((outcome["eve@example.com why_we_exist"]?.1 ?? .distantPast).timeIntervalSince(now.addingTimeInterval(23 * 3600))) < 120,
-                    "due again when the earlier send leaves the window")
+            #expect(
+                abs((outcome["eve@example.com why_we_exist"]?.1 ?? .distantPast).timeIntervalSince(now.addingTimeInterval(23 * 3600))) < 120,
+                "due again when the earlier send leaves the window")
             #expect(outcome["fay@example.com why_we_exist"]?.0 == "pending quiet_hours")
             #expect(abs((outcome["fay@example.com why_we_exist"]?.1 ?? .distantPast).timeIntervalSince(quietEnd)) < 61, "deferred to the end of quiet hours")
             // What was sent is on the wire once the scheduler's outbox rows are published and deleted.
@@ -390,7 +418,8 @@ final class ManualClock: Sendable {
             // hours lifted from the settings and the steps' new due times brought to now (instead of waiting a day).
             fixture.workers.first?.send(SIGTERM)
             #expect(try await fixture.workers.first?.waitForExit() == 0)
-            try Data(#"{"unknown_stores": "defaults", "defaults": {"pressure": [], "quiet_hours": null, "survey_url": "https://t.test/s"}}"#.utf8).write(to: file)
+            try Data(#"{"unknown_stores": "defaults", "defaults": {"pressure": [], "quiet_hours": null, "survey_url": "https://t.test/s"}}"#.utf8).write(
+                to: file)
             let deferred = try await fixture.query(
                 "UPDATE rapport_scheduled_steps SET due_at = now() - interval '1 minute' WHERE state = 'pending' AND attempts > 0 RETURNING step_id")
             #expect(deferred.count == 3)
@@ -402,8 +431,9 @@ final class ManualClock: Sendable {
             }
             try await fixture.waitUntilConsumed()
             let all = try await Self.emails(fixture).map { "\($0["to"]?["email"]?.stringValue ?? "") \($0["template"]?.stringValue ?? "")" }.sorted()
-            #expect(all == ["dee@example.com survey_invite", "dee@example.com thank_you", "eve@example.com why_we_exist", "fay@example.com why_we_exist"],
-                    "every deferred step sent once, nothing lost")
+            #expect(
+                all == ["dee@example.com survey_invite", "dee@example.com thank_you", "eve@example.com why_we_exist", "fay@example.com why_we_exist"],
+                "every deferred step sent once, nothing lost")
         }
     }
 
@@ -435,7 +465,10 @@ final class ManualClock: Sendable {
             let settings = #"{"pressure": [], "quiet_hours": null}"#
             let (first, one) = try Self.scheduler(fixture, clock: clock, settings: settings, batchSize: 25)
             let (second, two) = try Self.scheduler(fixture, clock: clock, settings: settings, batchSize: 25)
-            defer { one.close(); two.close() }
+            defer {
+                one.close()
+                two.close()
+            }
             async let a: Void = { while try await first.tick() {} }()
             async let b: Void = { while try await second.tick() {} }()
             _ = try await (a, b)
@@ -475,8 +508,9 @@ final class ManualClock: Sendable {
             #expect(emails.count == 30, "every command once")
             let expected = try await fixture.query("SELECT command_id FROM rapport_scheduled_steps WHERE store_id = $1", [fixture.store])
             #expect(Set(emails.compactMap { $0["command_id"]?.stringValue }) == Set(try expected.compactMap { try $0.decode(String.self, at: 0) }))
-            #expect(try await fixture.query("SELECT 1 FROM rapport_scheduled_steps WHERE store_id = $1 AND state <> 'sent'", [fixture.store]).count == 0,
-                    "the survivor claimed nothing again")
+            #expect(
+                try await fixture.query("SELECT 1 FROM rapport_scheduled_steps WHERE store_id = $1 AND state <> 'sent'", [fixture.store]).count == 0,
+                "the survivor claimed nothing again")
         }
     }
 }

@@ -64,9 +64,11 @@ import Testing
         #expect(ranked.map(\.productID) == ["P", "Q", "B"])
         #expect(ranked.map(\.reason) == [.popularInStore, .popularInStore, .boughtNextByOthers])
         // A product never followed by anything leaves the whole next sale to the prior, as does a shopper without orders.
-        let unknown = try await Self.candidates(Self.planted(successions: 5), [
-            CandidateQuery(storeID: "s", history: [Self.order("mine", days: 9, "Z")]), CandidateQuery(storeID: "s", history: []),
-        ])
+        let unknown = try await Self.candidates(
+            Self.planted(successions: 5),
+            [
+                CandidateQuery(storeID: "s", history: [Self.order("mine", days: 9, "Z")]), CandidateQuery(storeID: "s", history: []),
+            ])
         #expect(unknown.map(\.priorWeight) == [1, 1])
         #expect(unknown.map { Recommender.rank($0, excluding: ["Z"], limit: 3).map(\.productID) } == [["P", "Q"], ["P", "Q"]])
     }
@@ -76,9 +78,11 @@ import Testing
         for n in 0..<40 { counts.add(PurchaseCounts(customer: [Self.order("x\(n)", days: 1, "X", category: "misc")])) }
         for n in 0..<6 { counts.add(PurchaseCounts(customer: [Self.order("p\(n)", days: 2, n < 4 ? "P1" : "P2", category: "pots")])) }
         let history = [Self.order("mine", days: 9, "T", category: "tea")]
-        let found = try await Self.candidates(counts, [
-            CandidateQuery(storeID: "s", history: history, interests: ["pots"]), CandidateQuery(storeID: "s", history: history),
-        ])
+        let found = try await Self.candidates(
+            counts,
+            [
+                CandidateQuery(storeID: "s", history: history, interests: ["pots"]), CandidateQuery(storeID: "s", history: history),
+            ])
         let leaning = Recommender.rank(found[0], excluding: ["T"], limit: 3)
         #expect(leaning.map(\.productID) == ["P1", "P2", "X"])
         #expect(leaning.map(\.reason) == [.matchesInterests, .matchesInterests, .popularInStore])

@@ -87,7 +87,9 @@ import Testing
             "SELECT relname::text, coalesce(seq_scan, 0), coalesce(idx_tup_fetch, 0), coalesce(n_tup_ins, 0) FROM pg_stat_user_tables WHERE relname = ANY($1::text[])",
             [PostgresArray(tables)])
         {
-            counters[try row.decode(String.self, at: 0) ?? ""] = (try row.decode(Int.self, at: 1) ?? 0, try row.decode(Int.self, at: 2) ?? 0, try row.decode(Int.self, at: 3) ?? 0)
+            counters[try row.decode(String.self, at: 0) ?? ""] = (
+                try row.decode(Int.self, at: 1) ?? 0, try row.decode(Int.self, at: 2) ?? 0, try row.decode(Int.self, at: 3) ?? 0
+            )
         }
         return counters
     }
@@ -121,14 +123,20 @@ import Testing
             var messages: [KafkaOutboundMessage] = []
             for k in 1...450 {
                 // A new customer's first order, a stored customer's repeat order, and now and then a refund.
-                messages.append(events.order("new-\(k)", userID: "new-\(k)", email: "new-\(k)@example.com", minutes: Double(k),
-                                             lines: [.init(product: "p-\(k * 31 % 5000)", price: 10, category: "c-\(k % 50)"), .init(product: "p-\(k * 7 % 5000)", price: 5)]))
+                messages.append(
+                    events.order(
+                        "new-\(k)", userID: "new-\(k)", email: "new-\(k)@example.com", minutes: Double(k),
+                        lines: [.init(product: "p-\(k * 31 % 5000)", price: 10, category: "c-\(k % 50)"), .init(product: "p-\(k * 7 % 5000)", price: 5)]))
                 let stored = k * 500
-                messages.append(events.order("again-\(k)", userID: "c-\(stored)", email: "c-\(stored)@example.com", minutes: Double(k),
-                                             lines: [.init(product: "p-\(k * 11 % 5000)", price: 10, category: "c-\(k % 50)")]))
+                messages.append(
+                    events.order(
+                        "again-\(k)", userID: "c-\(stored)", email: "c-\(stored)@example.com", minutes: Double(k),
+                        lines: [.init(product: "p-\(k * 11 % 5000)", price: 10, category: "c-\(k % 50)")]))
                 if k % 3 == 0 {
-                    messages.append(events.track("Order Refunded", id: "refund-\(k)", userID: "c-\(stored + 1)", minutes: Double(k),
-                                                 properties: ["order_id": .string("o-\(stored + 1)")]))
+                    messages.append(
+                        events.track(
+                            "Order Refunded", id: "refund-\(k)", userID: "c-\(stored + 1)", minutes: Double(k),
+                            properties: ["order_id": .string("o-\(stored + 1)")]))
                 }
             }
             try await fixture.publish(messages)

@@ -22,8 +22,10 @@ import Testing
 
         /// A track event; its anonymous id is the customer's own device's (`anon-<userID>`, a guest's `anon-guest`) unless
         /// given: one anonymous id shared by every customer would make them one shopper.
-        func track(_ event: String, id: String, userID: String?, anonymousID: String? = nil, minutes: Double, properties: [String: JSONValue],
-                   context: [String: JSONValue] = [:]) -> KafkaOutboundMessage {
+        func track(
+            _ event: String, id: String, userID: String?, anonymousID: String? = nil, minutes: Double, properties: [String: JSONValue],
+            context: [String: JSONValue] = [:]
+        ) -> KafkaOutboundMessage {
             let anonymousID = anonymousID ?? "anon-\(userID ?? "guest")"
             var context = context
             context["storeId"] = .string(store)
@@ -32,21 +34,25 @@ import Testing
                 "timestamp": .string(Self.base.addingTimeInterval(minutes * 60).rfc3339), "properties": .object(properties), "context": .object(context),
             ]
             if let userID { body["userId"] = .string(userID) }
-            return KafkaOutboundMessage(topic: fixture.inputTopic, key: Array("\(store)/\(userID ?? anonymousID)".utf8), value: JSONValue.object(body).encoded())
+            return KafkaOutboundMessage(
+                topic: fixture.inputTopic, key: Array("\(store)/\(userID ?? anonymousID)".utf8), value: JSONValue.object(body).encoded())
         }
 
-        func order(_ orderID: String, id: String? = nil, userID: String? = "u-1", email: String? = "ana@example.com", minutes: Double = 0,
-                   currency: String = "EUR", lines: [Line], extra: [String: JSONValue] = [:], locale: String? = nil) -> KafkaOutboundMessage {
+        func order(
+            _ orderID: String, id: String? = nil, userID: String? = "u-1", email: String? = "ana@example.com", minutes: Double = 0,
+            currency: String = "EUR", lines: [Line], extra: [String: JSONValue] = [:], locale: String? = nil
+        ) -> KafkaOutboundMessage {
             var properties: [String: JSONValue] = [
                 "order_id": .string(orderID), "currency": .string(currency),
-                "products": .array(lines.map { line in
-                    var product: [String: JSONValue] = [
-                        "product_id": .string(line.product), "name": .string("Product \(line.product)"), "price": .number(line.price),
-                        "quantity": .number(Double(line.quantity)),
-                    ]
-                    if let category = line.category { product["category"] = .string(category) }
-                    return .object(product)
-                }),
+                "products": .array(
+                    lines.map { line in
+                        var product: [String: JSONValue] = [
+                            "product_id": .string(line.product), "name": .string("Product \(line.product)"), "price": .number(line.price),
+                            "quantity": .number(Double(line.quantity)),
+                        ]
+                        if let category = line.category { product["category"] = .string(category) }
+                        return .object(product)
+                    }),
             ]
             if let email { properties["email"] = .string(email) }
             properties.merge(extra) { _, new in new }
@@ -83,7 +89,9 @@ import Testing
             let events = Events(fixture: fixture)
             fixture.extraEnvironment = [
                 "STORE_SETTINGS_FILE": try CaptureWorkerTests.settingsFile(
-                    fixture, #"{"brand_story": "We grow tea on small farms. Since 1990.", "signature": "Mia", "social_links": [{"name": "Instagram", "url": "https://instagram.com/t"}]}"#),
+                    fixture,
+                    #"{"brand_story": "We grow tea on small farms. Since 1990.", "signature": "Mia", "social_links": [{"name": "Instagram", "url": "https://instagram.com/t"}]}"#
+                )
             ]
             try await fixture.startWorker()
             let order = events.order(
@@ -94,12 +102,15 @@ import Testing
                 events.order("o-1", id: "resent", lines: [.init(product: "other", price: 1)]),  // the same order under a new messageId
                 events.order("o-2", userID: nil, email: nil, minutes: 1, lines: [.init(product: "cup", price: 9.9)]),  // no address
                 events.order("o-3", userID: "u-3", email: "yu@example.com", minutes: 2, currency: "JPY", lines: [.init(product: "matcha", price: 5990)]),
-                events.order("o-4", userID: "u-4", email: "ali@example.com", minutes: 3, currency: "BHD", lines: [.init(product: "kettle", price: 1.25, quantity: 3)]),
+                events.order(
+                    "o-4", userID: "u-4", email: "ali@example.com", minutes: 3, currency: "BHD", lines: [.init(product: "kettle", price: 1.25, quantity: 3)]),
                 events.track("Cart Viewed", id: "noise", userID: "u-1", minutes: 4, properties: [:]),
             ])
             try await CaptureWorkerTests.processed(fixture, 6)
             // Different shoppers' commands reach the topic's partitions in no fixed order.
-            let emails = try await Self.commands(fixture, fixture.commandsTopic).sorted { ($0["data"]?["order_id"]?.stringValue ?? "") < ($1["data"]?["order_id"]?.stringValue ?? "") }
+            let emails = try await Self.commands(fixture, fixture.commandsTopic).sorted {
+                ($0["data"]?["order_id"]?.stringValue ?? "") < ($1["data"]?["order_id"]?.stringValue ?? "")
+            }
             #expect(emails.map { $0["data"]?["order_id"] } == [.string("o-1"), .string("o-3"), .string("o-4")], "one receipt per order with an address")
             let receipt = try #require(emails.first)
             #expect(receipt["template"] == .string("receipt") && receipt["category"] == .string("transactional"))
@@ -109,14 +120,19 @@ import Testing
             #expect(data["items"]?.arrayValue?.count == 2)
             let first = try #require(data["items"]?.arrayValue?.first?.objectValue)
             #expect(first["product_id"] == .string("sencha") && first["quantity"] == .number(2))
-            #expect(first["unit_price"] == .string("12.50") && first["line_total"] == .string("25.00") && first["line_total_formatted"] == .string("25,00\u{a0}€"))
-            #expect(data["subtotal"] == .string("34.90") && data["tax"] == .string("3.50") && data["shipping"] == .string("4.90") && data["discount"] == .string("5.00"))
+            #expect(
+                first["unit_price"] == .string("12.50") && first["line_total"] == .string("25.00") && first["line_total_formatted"] == .string("25,00\u{a0}€"))
+            #expect(
+                data["subtotal"] == .string("34.90") && data["tax"] == .string("3.50") && data["shipping"] == .string("4.90")
+                    && data["discount"] == .string("5.00"))
             #expect(data["total"] == .string("38.30") && data["total_formatted"] == .string("38,30\u{a0}€"), "subtotal + tax + shipping − discount")
             #expect(data["introduction"]?["brand_story_teaser"] == .string("We grow tea on small farms."))
             #expect(data["introduction"]?["signature"] == .string("Mia"))
             #expect(data["store"]?["brand_story"] == .string("We grow tea on small farms. Since 1990."))
             #expect(emails[1]["data"]?["total"] == .string("5990"), "JPY has no minor unit")
-            #expect(emails[2]["data"]?["total"] == .string("3.750") && emails[2]["data"]?["items"]?.arrayValue?.first?["unit_price"] == .string("1.250"), "BHD has three")
+            #expect(
+                emails[2]["data"]?["total"] == .string("3.750") && emails[2]["data"]?["items"]?.arrayValue?.first?["unit_price"] == .string("1.250"),
+                "BHD has three")
             let stored = try await fixture.query("SELECT order_id, total, currency FROM receipt_orders WHERE store_id = $1 ORDER BY order_id", [fixture.store])
             #expect(try stored.map { try $0.decode(String.self, at: 0) ?? "" } == ["o-1", "o-2", "o-3", "o-4"], "the order without an address is recorded")
             #expect(try stored.first?.decode(Int64.self, at: 1) == 3830)
@@ -132,15 +148,17 @@ import Testing
                 """
                 SELECT causation_id FROM rapport_contact_decisions
                 WHERE store_id = $1 AND template = 'recommend:post_purchase' AND decision = 'dropped' AND reason = 'nothing_to_recommend'
-                """, [fixture.store]).compactMap { try $0.decode(String.self, at: 0) }
+                """, [fixture.store]
+            ).compactMap { try $0.decode(String.self, at: 0) }
             #expect(
                 Set(recommendations.compactMap { $0["causation_id"]?.stringValue } + empty) == ["m-o-1", "m-o-2", "m-o-3", "m-o-4"],
                 "each order once: a list or the reason there is none")
             let own = ["m-o-1": ["sencha", "cup"], "m-o-2": ["cup"], "m-o-3": ["matcha"], "m-o-4": ["kettle"]]
             for recommendation in recommendations {
                 let products = recommendation["products"]?.arrayValue?.compactMap { $0["product_id"]?.stringValue } ?? []
-                #expect(!products.isEmpty && Set(products).isDisjoint(with: own[recommendation["causation_id"]?.stringValue ?? ""] ?? []),
-                        "never what is in the triggering order")
+                #expect(
+                    !products.isEmpty && Set(products).isDisjoint(with: own[recommendation["causation_id"]?.stringValue ?? ""] ?? []),
+                    "never what is in the triggering order")
                 #expect(recommendation["products"]?.arrayValue?.allSatisfy { $0["reason"] != .string("bought_next_by_others") } == true)
             }
         }
@@ -155,12 +173,21 @@ import Testing
             // Four hundred customers bought A, then B in their next order — four times the follows a succession needs to
             // outweigh the store's top sellers (`NextSaleTuning.successionPrior`) — and thirty bought P (popular) twice.
             for n in 0..<400 {
-                history.append(events.order("a-\(n)", userID: "c-\(n)", email: "c\(n)@example.com", minutes: yearAgo + Double(n), lines: [.init(product: "A", price: 10, category: "tea")]))
-                history.append(events.order("b-\(n)", userID: "c-\(n)", email: "c\(n)@example.com", minutes: yearAgo + 1000 + Double(n), lines: [.init(product: "B", price: 10, category: "pots")]))
+                history.append(
+                    events.order(
+                        "a-\(n)", userID: "c-\(n)", email: "c\(n)@example.com", minutes: yearAgo + Double(n),
+                        lines: [.init(product: "A", price: 10, category: "tea")]))
+                history.append(
+                    events.order(
+                        "b-\(n)", userID: "c-\(n)", email: "c\(n)@example.com", minutes: yearAgo + 1000 + Double(n),
+                        lines: [.init(product: "B", price: 10, category: "pots")]))
             }
             for n in 0..<30 {
                 for k in 0..<2 {
-                    history.append(events.order("p-\(n)-\(k)", userID: "p-\(n)", email: "p\(n)@example.com", minutes: -60 * 24 * Double(10 + k) , lines: [.init(product: "P", price: 5)]))
+                    history.append(
+                        events.order(
+                            "p-\(n)-\(k)", userID: "p-\(n)", email: "p\(n)@example.com", minutes: -60 * 24 * Double(10 + k),
+                            lines: [.init(product: "P", price: 5)]))
                 }
             }
             // Stale: a year old, or ten days — older than 72 hours.
@@ -177,20 +204,23 @@ import Testing
             #expect(try transitions.first?.decode(Int.self, at: 0) == 400, "the model learned A → B")
 
             // A new customer buys A now: B comes first, above the merely popular P.
-            try await fixture.publish([events.order("new-1", userID: "n-1", email: "new@example.com", lines: [.init(product: "A", price: 10, category: "tea")])])
+            try await fixture.publish([events.order("new-1", userID: "n-1", email: "new@example.com", lines: [.init(product: "A", price: 10, category: "tea")])]
+            )
             try await CaptureWorkerTests.processed(fixture, history.count + 1)
             try await Self.modelFolded(fixture)
             let recommendation = try #require(try await Self.commands(fixture, fixture.recommendationsTopic).first)
             let products = recommendation["products"]?.arrayValue ?? []
             #expect(products.first?["product_id"] == .string("B"))
             #expect(products.first?["reason"] == .string("bought_next_by_others"))
-            #expect(products.dropFirst().first?["product_id"] == .string("P") && products.dropFirst().first?["reason"] == .string("popular_in_store"),
-                    "the merely popular product after the succession")
+            #expect(
+                products.dropFirst().first?["product_id"] == .string("P") && products.dropFirst().first?["reason"] == .string("popular_in_store"),
+                "the merely popular product after the succession")
             #expect(!products.contains { $0["product_id"] == .string("A") }, "never what they bought")
 
             // The operator's view, as of now, for the same shopper.
             let recommend = try ChildProcess(
-                "ReceiptWorker", ["recommend", "--store", fixture.store, "--user-id", "n-1", "--limit", "2"], environment: ["DATABASE_URL": fixture.databaseURL])
+                "ReceiptWorker", ["recommend", "--store", fixture.store, "--user-id", "n-1", "--limit", "2"], environment: ["DATABASE_URL": fixture.databaseURL]
+            )
             #expect(try await recommend.waitForExit() == 0)
             let answer = try #require(try JSONValue.parse(Array(recommend.stdout.utf8)[...]).objectValue)
             #expect(answer["store_id"] == .string(fixture.store) && answer["shopper"]?["user_id"] == .string("n-1"))
@@ -231,7 +261,8 @@ import Testing
             ])
             try await CaptureWorkerTests.processed(fixture, 2)
             try await Self.modelFolded(fixture)
-            let before = try await fixture.query("SELECT count FROM receipt_transitions WHERE store_id = $1 AND from_product = 'A' AND to_product = 'B'", [fixture.store])
+            let before = try await fixture.query(
+                "SELECT count FROM receipt_transitions WHERE store_id = $1 AND from_product = 'A' AND to_product = 'B'", [fixture.store])
             #expect(try before.first?.decode(Int.self, at: 0) == 1)
             try await fixture.publish([events.track("Order Refunded", id: "refund-2", userID: "u-1", minutes: 5, properties: ["order_id": .string("r-2")])])
             try await CaptureWorkerTests.processed(fixture, 3)
@@ -241,11 +272,15 @@ import Testing
             let after = try await fixture.query("SELECT count(*) FROM receipt_transitions WHERE store_id = $1 AND count > 0", [fixture.store])
             #expect(try after.first?.decode(Int.self, at: 0) == 0, "A → B is gone with the refunded order")
             let stats = try await fixture.query(
-                "SELECT product_id, orders, followed FROM receipt_product_stats WHERE store_id = $1 AND (orders <> 0 OR followed <> 0) ORDER BY 1", [fixture.store])
-            #expect(try stats.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(Int.self, at: 1) ?? -1) \(try $0.decode(Int.self, at: 2) ?? -1)" } == ["A 1 0"])
+                "SELECT product_id, orders, followed FROM receipt_product_stats WHERE store_id = $1 AND (orders <> 0 OR followed <> 0) ORDER BY 1",
+                [fixture.store])
+            #expect(
+                try stats.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(Int.self, at: 1) ?? -1) \(try $0.decode(Int.self, at: 2) ?? -1)" }
+                    == ["A 1 0"])
             let dead = try await fixture.readToEnd(fixture.deadLetterTopic)
             #expect(dead.count == 2)
-            let reasons = dead.map { message in message.headers.first { $0.key == "dlq.message" }.map { String(decoding: $0.value ?? [], as: UTF8.self) } ?? "" }
+            let reasons = dead.map { message in message.headers.first { $0.key == "dlq.message" }.map { String(decoding: $0.value ?? [], as: UTF8.self) } ?? ""
+            }
             #expect(reasons.contains { $0.contains("properties.currency must be an ISO 4217 code") })
             #expect(reasons.contains { $0.contains("properties.order_id is required") })
         }
@@ -271,13 +306,16 @@ import Testing
             func rows(_ sql: String) async throws -> [String] {
                 try await fixture.query(sql, [fixture.store]).map { (try? $0.decode(String.self, at: 0)) ?? "" }
             }
-            #expect(try await rows("SELECT from_product || '>' || to_product || ' ' || count FROM receipt_transitions WHERE store_id = $1 ORDER BY 1")
-                == ["X>Y 3", "Y>X 4"])
-            #expect(try await rows("SELECT product_id || ' ' || category || ' ' || orders || ' ' || followed FROM receipt_product_stats WHERE store_id = $1")
-                == ["X tea 3 2"])
+            #expect(
+                try await rows("SELECT from_product || '>' || to_product || ' ' || count FROM receipt_transitions WHERE store_id = $1 ORDER BY 1")
+                    == ["X>Y 3", "Y>X 4"])
+            #expect(
+                try await rows("SELECT product_id || ' ' || category || ' ' || orders || ' ' || followed FROM receipt_product_stats WHERE store_id = $1")
+                    == ["X tea 3 2"])
             #expect(try await rows("SELECT from_product || '+' || to_product || ' ' || count FROM receipt_copurchases WHERE store_id = $1") == ["X+Z 1"])
-            #expect(try await rows("SELECT from_category || '>' || to_category || ' ' || count FROM receipt_category_transitions WHERE store_id = $1")
-                == ["tea>pots 2"])
+            #expect(
+                try await rows("SELECT from_category || '>' || to_category || ' ' || count FROM receipt_category_transitions WHERE store_id = $1")
+                    == ["tea>pots 2"])
             #expect(try await rows("SELECT product_id || ' ' || day || ' ' || orders FROM receipt_daily_sales WHERE store_id = $1") == ["X 2026-12-01 3"])
         }
     }

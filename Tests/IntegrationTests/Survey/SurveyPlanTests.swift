@@ -62,20 +62,30 @@ import Testing
                 return (before["rapport_scheduled_steps"]?.inserted ?? 0) >= 2_000_000
             }
 
-            fixture.extraEnvironment = ["CHURN_RESCORE_SECONDS": "0", "SCHEDULER_INTERVAL_MS": "100", "STORE_SETTINGS_FILE": try CaptureWorkerTests.settingsFile(
-                fixture, #"{"quiet_hours": null, "pressure": [], "survey_acknowledgement": true}"#), "BATCH_SIZE": "2000"]
+            fixture.extraEnvironment = [
+                "CHURN_RESCORE_SECONDS": "0", "SCHEDULER_INTERVAL_MS": "100",
+                "STORE_SETTINGS_FILE": try CaptureWorkerTests.settingsFile(
+                    fixture, #"{"quiet_hours": null, "pressure": [], "survey_acknowledgement": true}"#), "BATCH_SIZE": "2000",
+            ]
             // Batches as large as an SRE may set, from a backlog waiting before the worker starts (CapturePlanTests
             // says why: a join that probes for 150 rows may read the whole table for 700).
             let events = SurveyWorkerTests.Events(fixture: fixture)
             var messages: [KafkaOutboundMessage] = []
             for k in 1...450 {
                 // A stored customer's second survey (with orders, a profile, preferences), and a new shopper's first.
-                messages.append(events.survey("again-\(k)", userID: "c-\(k * 500)", minutes: Double(k), answers: .object([
-                    "interests": .array([.string("c-\(k % 50)")]), "channels": .array([.string("events")]), "habits": .object(["when": .string("evening")]),
-                ])))
-                messages.append(events.survey("new-\(k)", userID: "new-\(k)", email: "new-\(k)@example.com", minutes: Double(k), answers: .object([
-                    "interests": .array([.string("c-\(k % 50)")]), "income_band": .string("50-75k"),
-                ])))
+                messages.append(
+                    events.survey(
+                        "again-\(k)", userID: "c-\(k * 500)", minutes: Double(k),
+                        answers: .object([
+                            "interests": .array([.string("c-\(k % 50)")]), "channels": .array([.string("events")]),
+                            "habits": .object(["when": .string("evening")]),
+                        ])))
+                messages.append(
+                    events.survey(
+                        "new-\(k)", userID: "new-\(k)", email: "new-\(k)@example.com", minutes: Double(k),
+                        answers: .object([
+                            "interests": .array([.string("c-\(k % 50)")]), "income_band": .string("50-75k"),
+                        ])))
             }
             try await fixture.publish(messages)
             try await fixture.startWorker()

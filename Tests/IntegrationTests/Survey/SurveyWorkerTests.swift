@@ -16,8 +16,10 @@ import Testing
         /// The topic the fixture's ReceiptWorker reads.
         var ordersTopic: String { fixture.inputTopic + "-orders" }
 
-        func survey(_ id: String, userID: String?, email: String? = nil, minutes: Double = 0, surveyID: JSONValue? = .string("onboarding"),
-                    answers: JSONValue?) -> KafkaOutboundMessage {
+        func survey(
+            _ id: String, userID: String?, email: String? = nil, minutes: Double = 0, surveyID: JSONValue? = .string("onboarding"),
+            answers: JSONValue?
+        ) -> KafkaOutboundMessage {
             var properties: [String: JSONValue] = [:]
             if let surveyID { properties["survey_id"] = surveyID }
             if let answers { properties["answers"] = answers }
@@ -27,7 +29,8 @@ import Testing
 
         /// An order on the ReceiptWorker's topic, `days` from now (negative: in the past).
         func order(_ orderID: String, userID: String, email: String, days: Double, product: String = "A", category: String = "tea", price: Double = 20)
-            -> KafkaOutboundMessage {
+            -> KafkaOutboundMessage
+        {
             var message = orders.order(
                 orderID, userID: userID, email: email, minutes: days * 24 * 60 + 120, lines: [.init(product: product, price: price, category: category)])
             message.topic = ordersTopic
@@ -92,7 +95,9 @@ import Testing
             WHERE s.store_id = $1 AND s.template = 'win_back'
             """, [fixture.store])
         var outcome: [String: String] = [:]
-        for row in steps { outcome[try row.decode(String.self, at: 0) ?? ""] = "\(try row.decode(String.self, at: 1) ?? "") \(try row.decode(String.self, at: 2) ?? "")" }
+        for row in steps {
+            outcome[try row.decode(String.self, at: 0) ?? ""] = "\(try row.decode(String.self, at: 1) ?? "") \(try row.decode(String.self, at: 2) ?? "")"
+        }
         return outcome
     }
 
@@ -118,15 +123,19 @@ import Testing
             let survey = events.survey("s-1", userID: "u-1", email: "ana@example.com", answers: first)
             try await fixture.publish([
                 survey, survey,  // published twice: one response
-                events.survey("s-2", userID: "u-1", minutes: 1, answers: .object([
-                    "habits": .object(["time": .string("evening")]), "interests": .array([.string("pots"), .string("cups")]), "mood": .string("calm"),
-                ])),
+                events.survey(
+                    "s-2", userID: "u-1", minutes: 1,
+                    answers: .object([
+                        "habits": .object(["time": .string("evening")]), "interests": .array([.string("pots"), .string("cups")]), "mood": .string("calm"),
+                    ])),
                 // An older survey arriving late overrides nothing newer.
-                events.survey("s-0", userID: "u-1", minutes: -10, answers: .object(["interests": .array([.string("coffee")]), "income_band": .string("25-50k")])),
+                events.survey(
+                    "s-0", userID: "u-1", minutes: -10, answers: .object(["interests": .array([.string("coffee")]), "income_band": .string("25-50k")])),
                 // A survey before any order, from a shopper never seen: the shopper is created.
                 events.survey("s-new", userID: "u-new", minutes: 2, answers: .object(["channels": .array([])])),
                 // A survey imported from a year ago: it shapes the profile and says nothing.
-                events.survey("s-old", userID: "u-old", email: "old@example.com", minutes: -365 * 24 * 60, answers: .object(["interests": .array([.string("tea")])])),
+                events.survey(
+                    "s-old", userID: "u-old", email: "old@example.com", minutes: -365 * 24 * 60, answers: .object(["interests": .array([.string("tea")])])),
                 events.orders.track("Survey Viewed", id: "noise", userID: "u-1", minutes: 3, properties: [:]),
                 events.survey("bad-1", userID: "u-1", minutes: 4, answers: .string("yes")),
                 events.survey("bad-2", userID: "u-1", minutes: 4, answers: .object(["interests": .array([.number(1)])])),
@@ -170,7 +179,8 @@ import Testing
             let preferences = try await fixture.query(
                 "SELECT to_json(interests)::text, to_json(channels)::text FROM rapport_shopper_preferences WHERE store_id = $1 AND shopper_id = $2",
                 [fixture.store, ana])
-            #expect(try preferences.first?.decode(String.self, at: 0) == #"["pots","cups"]"# && preferences.first?.decode(String.self, at: 1) == #"["instagram"]"#)
+            #expect(
+                try preferences.first?.decode(String.self, at: 0) == #"["pots","cups"]"# && preferences.first?.decode(String.self, at: 1) == #"["instagram"]"#)
             let newcomer = try #require(try await Self.shopperID(fixture, userID: "u-new"), "a survey from a shopper never seen creates the shopper")
             let chose = try await fixture.query(
                 "SELECT to_json(channels)::text FROM rapport_shopper_preferences WHERE store_id = $1 AND shopper_id = $2", [fixture.store, newcomer])
@@ -185,13 +195,16 @@ import Testing
             #expect(decisions.contains("survey:onboarding recommend:post_survey dropped stale_event"), "history is not a conversation")
             #expect(decisions.contains("survey:onboarding survey_acknowledgement dropped stale_event"))
             let old = try #require(try await Self.shopperID(fixture, userID: "u-old"))
-            let oldProfile = try await fixture.query("SELECT to_json(interests)::text FROM survey_profiles WHERE store_id = $1 AND shopper_id = $2", [fixture.store, old])
+            let oldProfile = try await fixture.query(
+                "SELECT to_json(interests)::text FROM survey_profiles WHERE store_id = $1 AND shopper_id = $2", [fixture.store, old])
             #expect(try oldProfile.first?.decode(String.self, at: 0) == #"["tea"]"#, "but it changes state")
             #expect(decisions.contains("survey:onboarding recommend:post_survey dropped no_purchase_model"), "without ReceiptWorker's tables, nothing to say")
 
             // Erasure (CaptureWorker's Erasure Requested calls the dispatcher): every answer, the profile and the
             // preferences go.
-            let contact = try #require(try await fixture.query("SELECT contact_id FROM rapport_contacts WHERE store_id = $1 AND email = 'ana@example.com'", [fixture.store]).first?.decode(Int64.self, at: 0))
+            let contact = try #require(
+                try await fixture.query("SELECT contact_id FROM rapport_contacts WHERE store_id = $1 AND email = 'ana@example.com'", [fixture.store]).first?
+                    .decode(Int64.self, at: 0))
             _ = try await fixture.query("SELECT rapport_erase_contact($1, $2, $3)", [fixture.store, contact, PostgresArray(["\(fixture.store)/u-1"])])
             for table in ["survey_responses", "survey_profiles", "rapport_shopper_preferences"] {
                 let left = try await fixture.query(
@@ -221,24 +234,33 @@ import Testing
             try await JourneySchedulerTests.consent(fixture, "ana@example.com")
             // History: forty customers bought the popular X, a few bought the pots P1 and P2; nobody bought a pot after tea.
             var orders: [KafkaOutboundMessage] = []
-            for n in 0..<40 { orders.append(events.order("x-\(n)", userID: "h-\(n)", email: "h\(n)@example.com", days: -10 - Double(n % 5), product: "X", category: "misc")) }
-            for n in 0..<6 { orders.append(events.order("p-\(n)", userID: "p-\(n)", email: "p\(n)@example.com", days: -12, product: n < 4 ? "P1" : "P2", category: "pots")) }
+            for n in 0..<40 {
+                orders.append(events.order("x-\(n)", userID: "h-\(n)", email: "h\(n)@example.com", days: -10 - Double(n % 5), product: "X", category: "misc"))
+            }
+            for n in 0..<6 {
+                orders.append(events.order("p-\(n)", userID: "p-\(n)", email: "p\(n)@example.com", days: -12, product: n < 4 ? "P1" : "P2", category: "pots"))
+            }
             // Ana's and Bo's first orders, now: a journey each.
             orders.append(events.order("ana-1", userID: "u-1", email: "ana@example.com", days: 0, product: "T1", category: "tea"))
             orders.append(events.order("bo-1", userID: "u-2", email: "bo@example.com", days: 0, product: "T1", category: "tea"))
             try await fixture.publish(orders)
             try await Self.ordersApplied(fixture, orders.count)
-            #expect(try await JourneySchedulerTests.steps(fixture).filter { $0.hasPrefix("walk_with_me") } == ["walk_with_me pending ", "walk_with_me pending "])
+            #expect(
+                try await JourneySchedulerTests.steps(fixture).filter { $0.hasPrefix("walk_with_me") } == ["walk_with_me pending ", "walk_with_me pending "])
 
             try await fixture.publish([
-                events.survey("s-ana", userID: "u-1", email: "ana@example.com", minutes: 130, answers: .object([
-                    "interests": .array([.string("pots")]), "channels": .array([.string("instagram"), .string("loyalty")]),
-                ])),
+                events.survey(
+                    "s-ana", userID: "u-1", email: "ana@example.com", minutes: 130,
+                    answers: .object([
+                        "interests": .array([.string("pots")]), "channels": .array([.string("instagram"), .string("loyalty")]),
+                    ])),
                 // Webinars: the store has none. Bo chose no channel the walk-with-me could invite to.
                 events.survey("s-bo", userID: "u-2", minutes: 131, answers: .object(["channels": .array([.string("webinars")])])),
             ])
             try await Self.surveysApplied(fixture, 2)
-            let recommendations = try await ReceiptWorkerTests.commands(fixture, fixture.recommendationsTopic).filter { $0["context"] == .string("post_survey") }
+            let recommendations = try await ReceiptWorkerTests.commands(fixture, fixture.recommendationsTopic).filter {
+                $0["context"] == .string("post_survey")
+            }
             let forAna = try #require(recommendations.first { $0["causation_id"] == .string("s-ana") })
             let products = forAna["products"]?.arrayValue ?? []
             let ids = products.compactMap { $0["product_id"]?.stringValue }
@@ -256,7 +278,8 @@ import Testing
 
             // Ana's walk-with-me, when due, invites to what she chose: Instagram and the club, not Facebook or the tasting.
             let clock = ManualClock(ReceiptWorkerTests.Events.base.addingTimeInterval(721 * 3600 + 120 * 60))
-            let (scheduler, postgres) = try JourneySchedulerTests.scheduler(fixture, clock: clock, settings: Self.channelSettings, group: fixture.group + "-receipt")
+            let (scheduler, postgres) = try JourneySchedulerTests.scheduler(
+                fixture, clock: clock, settings: Self.channelSettings, group: fixture.group + "-receipt")
             defer { postgres.close() }
             try await scheduler.tick()
             let walk = try #require(try await JourneySchedulerTests.emails(fixture).first { $0["template"] == .string("walk_with_me") })
@@ -310,7 +333,8 @@ import Testing
 
             // `SurveyWorker churn`, now and as of a moment in the past.
             func churn(_ arguments: [String]) async throws -> [String: [String: JSONValue]] {
-                let command = try ChildProcess("SurveyWorker", ["churn", "--store", fixture.store] + arguments, environment: ["DATABASE_URL": fixture.databaseURL])
+                let command = try ChildProcess(
+                    "SurveyWorker", ["churn", "--store", fixture.store] + arguments, environment: ["DATABASE_URL": fixture.databaseURL])
                 #expect(try await command.waitForExit() == 0, "\(command.stderr)")
                 var lines: [String: [String: JSONValue]] = [:]
                 for line in command.stdout.split(separator: "\n") {
@@ -401,7 +425,8 @@ import Testing
 
             // x's next silence is a new lapse: scored as if 130 days had passed, x gets a second win-back.
             let later = Date().addingTimeInterval(130 * 86_400)
-            let scorer = ChurnScorer(postgres: postgres, stores: directory, groupID: fixture.group, interval: .seconds(3600), clock: { later }, logger: TestEnvironment.logger)
+            let scorer = ChurnScorer(
+                postgres: postgres, stores: directory, groupID: fixture.group, interval: .seconds(3600), clock: { later }, logger: TestEnvironment.logger)
             try await eventually("a pass of its own (the worker's passes hold the lock a moment)", timeout: .seconds(30)) { try await scorer.pass() != nil }
             let x = try #require(try await Self.shopperID(fixture, userID: "u-x"))
             let lapses = try await fixture.query(
