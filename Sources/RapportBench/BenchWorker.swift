@@ -65,7 +65,6 @@ struct BenchWorker {
     }
 }
 
-/// A benchmark that could not run to the end.
 extension Logger {
     /// The benchmark's logger: quiet, its output is the figures on stdout.
     static var bench: Logger {
@@ -75,6 +74,7 @@ extension Logger {
     }
 }
 
+/// A benchmark that could not run to the end.
 struct BenchError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
