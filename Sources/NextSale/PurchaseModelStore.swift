@@ -144,6 +144,35 @@ public enum PurchaseModelStore {
         return (folded, stores)
     }
 
+    /// Rebuilds `store`'s model from its completed orders (`receipt_orders`, `receipt_order_items`), grouped by
+    /// shopper (an order no shopper owns — erased, or recorded before shoppers were shared — counts under its own key):
+    /// what `ReceiptWorker rebuild` runs, and `rapport-bench nextsale` after loading its training orders. The caller's
+    /// transaction must not have run a statement yet (it is made `REPEATABLE READ`: the orders read and the pending
+    /// changes dropped are one snapshot, so a batch committing meanwhile is counted once, by its change folded later).
+    /// - Returns: How many customers and orders it counted.
+    /// - Throws: ``PostgresError``.
+    public static func rebuild(store: String, connection: PostgresConnection) throws -> (customers: Int, orders: Int) {
+        try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        var histories: [String: [String: (Date, [PurchasedOrder.Product])]] = [:]
+        for (key, order, at, product, category) in try connection.query(
+            """
+            SELECT coalesce(o.shopper_id::text, o.shopper_key), o.order_id, o.placed_at, i.product_id, i.category
+            FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id
+            WHERE o.store_id = \(store) AND o.status = 'completed' ORDER BY i.line
+            """
+        ).decode((String, String, Date, String, String?).self) {
+            histories[key, default: [:]][order, default: (at, [])].1.append(.init(id: product, category: category))
+        }
+        var counts = PurchaseCounts()
+        var orders = 0
+        for byOrder in histories.values {
+            orders += byOrder.count
+            counts.add(PurchaseCounts(customer: byOrder.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) }))
+        }
+        try replace(store: store, with: counts, connection: connection)
+        return (histories.count, orders)
+    }
+
     /// Replaces `store`'s model with `counts` (a rebuild from its orders), inside the caller's transaction, which
     /// must be `REPEATABLE READ` and have read the orders already: the store's pending changes are dropped — they are
     /// in the orders it read — and every other fold waits.
@@ -167,7 +196,7 @@ public enum PurchaseModelStore {
 /// distinct category's next categories and top sellers, through their indexes — into a ``ModelSlice``, which scores
 /// each query. Measured: one statement per kind over every (query, seed) pair read the same popular products' rows
 /// again for each shopper (160 ms a batch of 220 orders for the successors alone).
-public struct PostgresCandidateSource: CandidateSource {
+public struct PostgresCandidateSource {
     let connection: PostgresConnection
     let asOf: Date
 
@@ -251,11 +280,16 @@ public struct PostgresCandidateSource: CandidateSource {
         return slice
     }
 
-    /// The store's top sellers of the 90 days up to `asOf` (orders containing each): as the last fold computed them,
-    /// or, before any has, from the daily sales.
+    /// The store's top sellers of the 90 days up to `asOf` (orders containing each): as the last fold computed them
+    /// when it did so on `asOf`'s day (the window counts whole days), else — before any fold has, or for another day,
+    /// as when the benchmark asks as of each held-out order's time — from the daily sales.
     func topSellers(store: String) throws -> [(String, Int)] {
         let cached = try connection.query(
-            "SELECT product_id, orders FROM receipt_top_sellers WHERE store_id = \(store) ORDER BY orders DESC, product_id LIMIT \(NextSaleTuning.popular)"
+            """
+            SELECT product_id, orders FROM receipt_top_sellers
+            WHERE store_id = \(store) AND (computed_at AT TIME ZONE 'UTC')::date = \(PurchaseCounts.day(asOf))::date
+            ORDER BY orders DESC, product_id LIMIT \(NextSaleTuning.popular)
+            """
         ).decode((String, Int).self)
         guard cached.isEmpty else { return cached }
         let since = PurchaseCounts.day(asOf.addingTimeInterval(-NextSaleTuning.popularWindow))

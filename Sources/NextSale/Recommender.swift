@@ -33,7 +33,7 @@ public struct Recommendation: Sendable, Equatable {
 }
 
 /// What the model is asked for one shopper: the products they bought (recent orders weigh more) and the categories
-/// they like, from which a ``CandidateSource`` gathers candidates.
+/// they like, from which ``PostgresCandidateSource`` gathers candidates.
 public struct CandidateQuery: Sendable, Equatable {
     public var storeID: String
     /// Each product the shopper bought, with its weight: 1 for the latest order, halved for each order before.
@@ -97,14 +97,7 @@ public struct Candidates: Sendable, Equatable {
     }
 }
 
-/// Where candidates come from: PostgreSQL in the workers (``PostgresCandidateSource``), memory in the benchmark.
-/// Both follow ``NextSaleTuning`` so that the benchmark measures what the workers recommend.
-public protocol CandidateSource {
-    /// The candidates of each query, in order.
-    func candidates(for queries: [CandidateQuery]) throws -> [Candidates]
-}
-
-/// The model's knobs, shared by every source; chosen by `rapport-bench nextsale` (docs/models.md: figures and data).
+/// The model's knobs; chosen by `rapport-bench nextsale` (docs/models.md: figures and data).
 public enum NextSaleTuning {
     /// Seeds per shopper: the products of their latest orders first (older ones weigh little, and each costs a read).
     public static let seeds = 12

@@ -1,15 +1,14 @@
 import ArgumentParser
 import Foundation
+import Logging
 import NextSale
 import Shared
 
 /// `rapport-bench nextsale`: how well the next-sale model predicts what a customer buys next, against plain
-/// popularity. Each customer with two orders or more has their last order held out; the model is built from every
-/// other order (``PurchaseCounts``, the same rules and limits as the workers' tables, its top sellers those of the 90
-/// days before the last order) and asked for 10 products, never one the customer bought before. A hit is a held-out
-/// product new to the customer. Two baselines: the top sellers of every training order (the popularity), and
-/// those of the last 90 days (the model's own prior, then every order's).
-struct NextSaleBenchmark: ParsableCommand {
+/// popularity, through PostgreSQL (``NextSaleEvaluation``): on a fresh database, migrated by `ReceiptWorker migrate`,
+/// each customer's last order is held out, the others recorded and the model rebuilt as `ReceiptWorker rebuild` does,
+/// and every customer's list read as `ReceiptWorker recommend` reads it, as of their held-out order's time.
+struct NextSaleBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nextsale",
         abstract: "Hit rate@10 and recall@10 of the next-sale model and of popularity on purchase histories (CSV: shopper, order, product[, category]).")
@@ -27,14 +26,24 @@ struct NextSaleBenchmark: ParsableCommand {
         guard (file != nil) != planted else { throw ValidationError("give a CSV file or --planted") }
     }
 
-    func run() throws {
+    func run() async throws {
         let (customers, source) = try planted ? (Self.plantedHistories(), "planted histories") : (Self.read(file ?? ""), file ?? "")
-        let result = Self.evaluate(customers, limit: limit)
+        let logger = Logger.bench
+        let database = try await BenchDatabase(prefix: "rapport_bench_nextsale", logger: logger)
+        try BenchWorker("ReceiptWorker", arguments: ["migrate"], environment: ["DATABASE_URL": database.url]).waitForSuccess()
+        let client = database.client(logger: logger)
+        let started = ContinuousClock.now
+        let limit = self.limit
+        let result = try await client.withConnection { try NextSaleEvaluation.evaluate(customers, limit: limit, connection: $0) }
+        let seconds = (ContinuousClock.now - started).seconds
+        client.close()
+        try await database.drop()
         print("rapport-bench nextsale — \(source)")
         print(
             String(
                 format: "  %d customers, %d orders, %d products; %d held-out orders with a product new to the customer",
                 result.customers, result.orders, result.products, result.tested))
+        print(String(format: "  through PostgreSQL (recorded, rebuilt, each list as `recommend` reads it) in %.0f s", seconds))
         func row(_ name: String, _ first: String, _ second: String) {
             print("  " + name.padding(toLength: 28, withPad: " ", startingAt: 0) + first.leftPadded(11) + second.leftPadded(12))
         }
@@ -42,82 +51,13 @@ struct NextSaleBenchmark: ParsableCommand {
         row("next-sale model", String(format: "%.2f %%", 100 * result.model.hit), String(format: "%.2f %%", 100 * result.model.recall))
         row("popularity (top sellers)", String(format: "%.2f %%", 100 * result.popular.hit), String(format: "%.2f %%", 100 * result.popular.recall))
         row("popularity, last 90 days", String(format: "%.2f %%", 100 * result.recent.hit), String(format: "%.2f %%", 100 * result.recent.recall))
-        func ratio(_ name: String, _ baseline: Score) {
+        func ratio(_ name: String, _ baseline: NextSaleEvaluation.Score) {
             row(
                 name, String(format: "%.2f×", result.model.hit / max(baseline.hit, 1e-9)),
                 String(format: "%.2f×", result.model.recall / max(baseline.recall, 1e-9)))
         }
         ratio("model ÷ popularity", result.popular)
         ratio("model ÷ popularity, 90 days", result.recent)
-    }
-
-    struct Score {
-        var hit = 0.0
-        var recall = 0.0
-
-        /// Counts one held-out order: a hit when any of `recommended` is `relevant`, and the share of `relevant` found.
-        mutating func add(_ recommended: some Sequence<String>, _ relevant: Set<String>) {
-            let found = Double(Set(recommended).intersection(relevant).count)
-            hit += found > 0 ? 1 : 0
-            recall += found / Double(relevant.count)
-        }
-
-        /// The sums as rates over `count` held-out orders.
-        func averaged(over count: Double) -> Score { Score(hit: hit / count, recall: recall / count) }
-    }
-
-    struct Result {
-        var customers = 0, orders = 0, products = 0, tested = 0
-        var model = Score()
-        var popular = Score()
-        var recent = Score()
-    }
-
-    /// Holds out each customer's last order and scores both recommenders on it.
-    static func evaluate(_ customers: [String: [PurchasedOrder]], limit: Int) -> Result {
-        var result = Result()
-        var training = PurchaseCounts()
-        var tests: [(history: [PurchasedOrder], next: PurchasedOrder)] = []
-        var products = Set<String>()
-        for orders in customers.values {
-            let sequence = PurchasedOrder.sequence(orders)
-            result.orders += sequence.count
-            for order in sequence { for product in order.products { products.insert(product.id) } }
-            if sequence.count >= 2, let last = sequence.last {
-                let history = Array(sequence.dropLast())
-                training.add(PurchaseCounts(customer: history))
-                tests.append((history, last))
-            } else {
-                training.add(PurchaseCounts(customer: sequence))
-            }
-        }
-        result.customers = customers.count
-        result.products = products.count
-        let asOf = customers.values.flatMap { $0.map(\.placedAt) }.max() ?? Date()
-        // The workers' source, 90-day top sellers included (where times are order numbers, 90 "days" are 90 orders).
-        let source = MemoryCandidateSource(counts: ["s": training], asOf: asOf)
-        func ranked(_ counts: [String: Int]) -> [String] { counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key) }
-        let popular = ranked(training.orders)
-        let lately = training.sales(within: NextSaleTuning.popularWindow, endingAt: asOf)
-        let recent = ranked(lately) + popular.filter { lately[$0] == nil }
-        var model = Score()
-        var popularity = Score()
-        var recency = Score()
-        for (history, next) in tests {
-            let bought = Set(history.flatMap { $0.products.map(\.id) })
-            let relevant = Set(next.products.map(\.id)).subtracting(bought)
-            guard !relevant.isEmpty else { continue }
-            result.tested += 1
-            let candidates = source.candidates(for: [CandidateQuery(storeID: "s", history: history)])[0]
-            model.add(Recommender.rank(candidates, excluding: bought, limit: limit).map(\.productID), relevant)
-            popularity.add(popular.lazy.filter { !bought.contains($0) }.prefix(limit), relevant)
-            recency.add(recent.lazy.filter { !bought.contains($0) }.prefix(limit), relevant)
-        }
-        let tested = Double(max(result.tested, 1))
-        result.model = model.averaged(over: tested)
-        result.popular = popularity.averaged(over: tested)
-        result.recent = recency.averaged(over: tested)
-        return result
     }
 
     /// Reads `shopper, order, product[, category]` lines: an order is the shopper's lines with one order value; orders

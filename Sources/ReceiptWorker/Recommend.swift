@@ -73,11 +73,7 @@ struct Recommend: AsyncParsableCommand {
         guard let shopperID = try ShopperResolver.linkedShoppers([identity], connection: connection)[identity] else {
             return .failure(Problem(message: "no shopper with \(column) \(value) in store \(store)"))
         }
-        let history = try PurchaseHistory.load([(store, shopperID)], connection: connection)[shopperID] ?? []
-        let interests = try ShopperPreferences.load([(store, shopperID)], connection: connection)[shopperID]?.interests ?? []
-        let query = CandidateQuery(storeID: store, history: history, interests: interests)
-        let candidates = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: [query])
-        let products = Recommender.rank(candidates.first ?? Candidates(), excluding: Set(history.flatMap { $0.products.map(\.id) }), limit: limit)
+        let products = try NextSaleRanker.recommend(store: store, shopperID: shopperID, asOf: now, limit: limit, connection: connection)
         return .success(
             .object([
                 "store_id": .string(store),

@@ -1,9 +1,8 @@
 import Foundation
 
 /// The part of a store's model that a set of queries reads: counts and the strongest rows of each kind, as the
-/// tables' indexes give them (``NextSaleTuning``). Both sources fill one — ``MemoryCandidateSource`` with a whole
-/// store, ``PostgresCandidateSource`` with what a batch's queries need — and score candidates with the same code, so
-/// that the benchmark measures what the workers recommend.
+/// tables' indexes give them (``NextSaleTuning``). ``PostgresCandidateSource`` fills one with what a batch's queries
+/// need, and it scores each query's candidates.
 public struct ModelSlice: Sendable {
     public var orders: [String: Int] = [:]
     public var followed: [String: Int] = [:]
@@ -17,13 +16,6 @@ public struct ModelSlice: Sendable {
     public var popular: [(String, Int)] = []
 
     public init() {}
-
-    /// The strongest `limit` pairs from each `from`, count first (ties by name), as the indexes read them.
-    static func strongest(_ pairs: [Pair: Int], limit: Int) -> [String: [(String, Int)]] {
-        var grouped: [String: [(String, Int)]] = [:]
-        for (pair, count) in pairs where count > 0 { grouped[pair.from, default: []].append((pair.to, count)) }
-        return grouped.mapValues { Array($0.sorted { ($0.1, $1.0) > ($1.1, $0.0) }.prefix(limit)) }
-    }
 
     /// The candidates of `query`.
     public func candidates(for query: CandidateQuery) -> Candidates {
@@ -64,33 +56,5 @@ public struct ModelSlice: Sendable {
         candidates.interests = best(interests)
         candidates.popular = popular.map { ($0.0, Double($0.1)) }
         return candidates
-    }
-}
-
-/// Candidates from counts held in memory: what `rapport-bench nextsale` evaluates.
-public struct MemoryCandidateSource: CandidateSource {
-    private let stores: [String: ModelSlice]
-
-    /// Indexes `counts` (by store) as the tables are; top sellers are those of the `window` (default: 90 days) before
-    /// `asOf`.
-    public init(counts: [String: PurchaseCounts], asOf: Date, window: TimeInterval = NextSaleTuning.popularWindow) {
-        stores = counts.mapValues { counts in
-            var slice = ModelSlice()
-            slice.orders = counts.orders
-            slice.followed = counts.followed
-            slice.successors = ModelSlice.strongest(counts.transitions, limit: NextSaleTuning.successorsPerSeed)
-            slice.together = ModelSlice.strongest(counts.together, limit: NextSaleTuning.togetherPerSeed)
-            slice.nextCategories = ModelSlice.strongest(counts.categoryTransitions, limit: NextSaleTuning.nextCategories)
-            var byCategory: [Pair: Int] = [:]
-            for (product, orders) in counts.orders { if let category = counts.categories[product] { byCategory[Pair(category, product)] = orders } }
-            slice.byCategory = ModelSlice.strongest(byCategory, limit: NextSaleTuning.productsPerCategory)
-            let recent = counts.sales(within: window, endingAt: asOf)
-            slice.popular = Array(recent.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(NextSaleTuning.popular).map { ($0.key, $0.value) })
-            return slice
-        }
-    }
-
-    public func candidates(for queries: [CandidateQuery]) -> [Candidates] {
-        queries.map { stores[$0.storeID]?.candidates(for: $0) ?? Candidates() }
     }
 }
