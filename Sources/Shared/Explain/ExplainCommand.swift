@@ -8,33 +8,14 @@ public struct ExplainCommand: AsyncParsableCommand {
         commandName: "explain",
         abstract: "Print one shopper's timeline: events, consent, orders, surveys, and every decision to send or not, with its reason.")
 
-    @Option(help: "The store (context.storeId).")
-    var store = "default"
-
-    @Option(help: "The shopper's email address.")
-    var email: String?
-
-    @Option(help: "The shopper's userId.")
-    var userId: String?
-
-    @Option(help: "The shopper's anonymousId.")
-    var anonymousId: String?
+    @OptionGroup var shopper: ShopperOptions
 
     public init() {}
 
-    public func validate() throws {
-        guard [email, userId, anonymousId].compactMap({ $0 }).count == 1 else {
-            throw ValidationError("give exactly one of --email, --user-id, --anonymous-id")
-        }
-        if let email, EmailAddress(email) == nil { throw ValidationError("--email is not a valid email address") }
-    }
-
     public func run() async throws {
-        let identity: ShopperTimeline.Identity =
-            if let email { .email(EmailAddress(email)?.value ?? email) } else if let userId { .userID(userId) } else { .anonymousID(anonymousId ?? "") }
-        let store = self.store
+        let identity = shopper.identity
         let lines = try await OperatorCommand.withConnection(applicationName: "rapport explain") { connection in
-            try ShopperTimeline.lines(store: store, identity: identity, connection: connection)
+            try ShopperTimeline.lines(of: identity, connection: connection)
         }
         print(lines.joined(separator: "\n"))
     }

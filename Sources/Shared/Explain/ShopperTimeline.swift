@@ -13,61 +13,40 @@ import Foundation
 ///
 /// A worker whose tables are not in the database simply has no part: the fleet's workers may share one database or not.
 public enum ShopperTimeline {
-    /// How the shopper is named: an address (normalized), a `userId` or an `anonymousId`.
-    public enum Identity: Sendable {
-        case email(String)
-        case userID(String)
-        case anonymousID(String)
-
-        var kind: String {
-            switch self {
-            case .email: "email"
-            case .userID: "user_id"
-            case .anonymousID: "anonymous_id"
-            }
-        }
-
-        var value: String {
-            switch self {
-            case .email(let value), .userID(let value), .anonymousID(let value): value
-            }
-        }
-
-        var email: String? {
-            if case .email(let value) = self { value } else { nil }
-        }
-    }
-
     /// A fact of the timeline: when, its order among the facts of that moment, and its text.
     typealias Fact = (at: Date, rank: Int, line: String)
 
     /// The timeline as printable lines: a header with the current permission state and what the workers keep of the
     /// shopper, then one line per fact, oldest first.
     /// - Throws: ``PostgresError``.
-    public static func lines(store: String, identity: Identity, connection: PostgresConnection) throws -> [String] {
+    public static func lines(of identity: ShopperIdentity, connection: PostgresConnection) throws -> [String] {
+        let store = identity.store
+        let email = identity.kind == .email ? identity.value : nil
         let shopperID = try connection.query(
-            "SELECT shopper_id FROM rapport_identities WHERE store_id = \(store) AND kind = \(identity.kind) AND value = \(identity.value)"
+            "SELECT shopper_id FROM rapport_identities WHERE store_id = \(store) AND kind = \(identity.kind.rawValue) AND value = \(identity.value)"
         ).first?.decode("shopper_id", as: Int64.self)
         let parts = try workerParts(connection: connection)
-        let contactID = try contact(store: store, identity: identity, shopperID: shopperID, providers: parts.contacts, connection: connection)
+        let contactID = try contact(store: store, email: email, shopperID: shopperID, providers: parts.contacts, connection: connection)
         var header: [String] = []
         var facts: [Fact] = []
         for name in parts.timelines {
             for (at, rank, line) in try connection.query(
-                "SELECT at, rank, line FROM \(identifier: name)(\(store)::text, \(shopperID)::bigint, \(identity.email)::text) ORDER BY rank"
+                "SELECT at, rank, line FROM \(identifier: name)(\(store)::text, \(shopperID)::bigint, \(email)::text) ORDER BY rank"
             ).decode((Date?, Int, String).self) {
                 if let at { facts.append((at, rank, line)) } else { header.append(line) }
             }
         }
-        guard shopperID != nil || contactID != nil || !facts.isEmpty else { return ["no shopper with \(identity.kind) \(identity.value) in store \(store)"] }
-        var lines = ["shopper \(shopperID.map { "capture:\($0)" } ?? "(none)") in store \(store), by \(identity.kind)"]
+        guard shopperID != nil || contactID != nil || !facts.isEmpty else {
+            return ["no shopper with \(identity.kind.rawValue) \(identity.value) in store \(store)"]
+        }
+        var lines = ["shopper \(shopperID.map { "capture:\($0)" } ?? "(none)") in store \(store), by \(identity.kind.rawValue)"]
         if let contactID, let now = try permission(store: store, contactID: contactID, connection: connection) { lines.append(now) }
         lines += header
         // The shared facts first, so that among facts of one moment and rank the order stays: decisions and steps,
         // then each worker's in the order of their names.
         let shared =
             try decisions(store: store, contactID: contactID, shopperID: shopperID, connection: connection)
-            + steps(store: store, shopperID: shopperID, email: identity.email, connection: connection)
+            + steps(store: store, shopperID: shopperID, email: email, connection: connection)
         let ordered = (shared + facts).enumerated().sorted { ($0.element.at, $0.element.rank, $0.offset) < ($1.element.at, $1.element.rank, $1.offset) }
         return lines + ordered.map { "\($0.element.at.rfc3339)  \($0.element.line)" }
     }
@@ -86,12 +65,12 @@ public enum ShopperTimeline {
 
     /// The contact the timeline is about: the address's, or the one a worker keeps for the shopper, or that of the
     /// shopper's known address.
-    static func contact(store: String, identity: Identity, shopperID: Int64?, providers: [String], connection: PostgresConnection) throws -> Int64? {
+    static func contact(store: String, email: String?, shopperID: Int64?, providers: [String], connection: PostgresConnection) throws -> Int64? {
         func contact(of email: String) throws -> Int64? {
             try connection.query("SELECT contact_id FROM rapport_contacts WHERE store_id = \(store) AND email = \(email)").first?
                 .decode("contact_id", as: Int64.self)
         }
-        if let email = identity.email { return try contact(of: email) }
+        if let email { return try contact(of: email) }
         guard let shopperID else { return nil }
         for name in providers {
             if let kept = try connection.query("SELECT \(identifier: name)(\(store)::text, \(shopperID)::bigint) AS contact_id").first?
