@@ -14,6 +14,8 @@ public struct ModelSlice: Sendable {
     public var byCategory: [String: [(String, Int)]] = [:]
     /// The store's top sellers of the window.
     public var popular: [(String, Int)] = []
+    /// Whether the store serves its top sellers instead of the model (``StoreModelChoice``).
+    public var popularityOnly = false
 
     public init() {}
 
@@ -55,6 +57,7 @@ public struct ModelSlice: Sendable {
         candidates.categoryNext = best(categoryNext)
         candidates.interests = best(interests)
         candidates.popular = popular.map { ($0.0, Double($0.1)) }
+        candidates.popularityOnly = popularityOnly
         return candidates
     }
 }

@@ -13,7 +13,7 @@ public enum NextSaleRanker {
     public static func recommend(store: String, shopperID: Int64, asOf: Date, limit: Int, connection: PostgresConnection) throws -> [Recommendation] {
         let history = try PurchaseHistory.load([(store, shopperID)], connection: connection)[shopperID] ?? []
         let interests = try ShopperPreferences.load([(store, shopperID)], connection: connection)[shopperID]?.interests ?? []
-        let query = CandidateQuery(storeID: store, history: history, interests: interests)
+        let query = CandidateQuery(storeID: store, history: history, interests: interests, shopperID: shopperID)
         let candidates = try PostgresCandidateSource(connection: connection, asOf: asOf).candidates(for: [query])
         return Recommender.rank(candidates.first ?? Candidates(), excluding: Set(history.flatMap { $0.products.map(\.id) }), limit: limit)
     }

@@ -42,29 +42,46 @@ public struct CandidateQuery: Sendable, Equatable {
     public var categories: [String: Double]
     /// The shopper's stated interests (categories), when a survey told them.
     public var interests: [String]
+    /// The shopper, whom "customers like you" leaves out of their own neighbours.
+    public var shopperID: Int64?
+    /// What the shopper bought, the most recently bought first, at most ``NextSaleTuning/profile``: the products
+    /// whose buyers are their candidate neighbours.
+    public var profile: [String]
+    /// How many distinct products the shopper bought (the profile's norm in the cosine similarity).
+    public var breadth: Int
 
-    public init(storeID: String, seeds: [String: Double], categories: [String: Double], interests: [String] = []) {
+    public init(
+        storeID: String, seeds: [String: Double], categories: [String: Double], interests: [String] = [], shopperID: Int64? = nil,
+        profile: [String] = [], breadth: Int = 0
+    ) {
         self.storeID = storeID
         self.seeds = seeds
         self.categories = categories
         self.interests = interests
+        self.shopperID = shopperID
+        self.profile = profile
+        self.breadth = max(breadth, profile.count)
     }
 
     /// The query for a shopper with `history` (their completed orders): each product weighs 0.5^k, k the number of
     /// orders placed after the latest one containing it; the products of the latest orders first, at most
     /// ``NextSaleTuning/seeds``.
-    public init(storeID: String, history: [PurchasedOrder], interests: [String] = []) {
+    public init(storeID: String, history: [PurchasedOrder], interests: [String] = [], shopperID: Int64? = nil) {
         var seeds: [String: Double] = [:]
         var categories: [String: Double] = [:]
+        var bought = Set<String>()
+        var profile: [String] = []
         for (rank, order) in PurchasedOrder.sequence(history).reversed().enumerated() {
             let weight = pow(0.5, Double(rank))
             for product in order.products {
+                if bought.insert(product.id).inserted, profile.count < NextSaleTuning.profile { profile.append(product.id) }
                 if seeds[product.id] == nil, seeds.count >= NextSaleTuning.seeds { continue }
                 seeds[product.id] = max(seeds[product.id] ?? 0, weight)
                 if let category = product.category { categories[category] = max(categories[category] ?? 0, weight) }
             }
         }
-        self.init(storeID: storeID, seeds: seeds, categories: categories, interests: interests)
+        self.init(
+            storeID: storeID, seeds: seeds, categories: categories, interests: interests, shopperID: shopperID, profile: profile, breadth: bought.count)
     }
 }
 
@@ -85,6 +102,11 @@ public struct Candidates: Sendable, Equatable {
     public var interests: [(productID: String, score: Double)] = []
     /// The store's top sellers of the last 90 days (orders containing each).
     public var popular: [(productID: String, score: Double)] = []
+    /// "Customers like you": what the shopper's nearest neighbours bought (the customers whose purchases are most
+    /// like theirs, by cosine), each product's score the sum of the similarities of the neighbours who bought it.
+    public var neighbours: [(productID: String, score: Double)] = []
+    /// Whether the store serves its top sellers instead of the model (its backtest said the model does not beat them).
+    public var popularityOnly = false
 
     public init() {}
 
@@ -94,6 +116,7 @@ public struct Candidates: Sendable, Equatable {
         }
         return same(lhs.successors, rhs.successors) && lhs.priorWeight == rhs.priorWeight && same(lhs.together, rhs.together)
             && same(lhs.categoryNext, rhs.categoryNext) && same(lhs.interests, rhs.interests) && same(lhs.popular, rhs.popular)
+            && same(lhs.neighbours, rhs.neighbours) && lhs.popularityOnly == rhs.popularityOnly
     }
 }
 
@@ -123,26 +146,41 @@ public enum NextSaleTuning {
     /// The part of the prior given to the top sellers of the shopper's stated interests, when a survey told them (the
     /// rest to the store's top sellers): a choice, not measured — no public purchase history has surveys.
     public static let interestsShare = 0.75
+    /// "Customers like you": the products of the shopper's profile whose buyers are candidate neighbours (the most
+    /// recently bought first), the most recent buyers read of each, and the nearest neighbours kept. Chosen with
+    /// `rapport-bench nextsale` on Instacart, the last 5 orders held out (docs/models.md): hit rate ÷ distinct-buyer
+    /// popularity 1.08× at 30 × 100 (profile × buyers) and at 30 × 300, 1.11× at 60 × 300; 100 neighbours 1.08×.
+    public static let profile = 60
+    public static let buyersPerProduct = 300
+    public static let neighbours = 50
+    /// What the next sale's successions and prior weigh beside the neighbours, each normalised to its best candidate
+    /// (0.15 and 0.3 measured alike on Instacart; the prototype's 0.3 kept).
+    public static let successionBlend = 0.3
     /// How far back the store's top sellers count.
     public static let popularWindow: TimeInterval = 90 * 86_400
 }
 
-/// Ranks candidates into one list: first the next sale — each candidate scored by its successions plus the prior
-/// (``Candidates/priorWeight`` × its share of the store's recent top sellers, or of the top sellers of the shopper's
-/// stated interests when known), its `reason` whichever of the three parts weighs most — then same-order co-purchase
-/// and category transitions; each product once, never one in `excluded` (what the shopper bought, and what is in the
-/// triggering order).
+/// Ranks candidates into one list: first the next sale — what the shopper's nearest neighbours bought ("customers like
+/// you", `bought_together`) blended with the successions and the prior (``Candidates/priorWeight`` × each product's
+/// share of the store's recent top sellers, or of the top sellers of the shopper's stated interests when known), each
+/// normalised to its best candidate, the successions weighing ``NextSaleTuning/successionBlend``; a candidate's
+/// `reason` is whichever part weighs most — then same-order co-purchase and category transitions; each product once,
+/// never one in `excluded` (what the shopper bought, and what is in the triggering order). A store whose backtest
+/// chose popularity (``Candidates/popularityOnly``) gets its top sellers alone, `popular_in_store`.
 public enum Recommender {
     /// At most `limit` recommendations, best first.
     public static func rank(_ candidates: Candidates, excluding excluded: Set<String>, limit: Int) -> [Recommendation] {
         var chosen: [Recommendation] = []
         var taken = excluded
-        let tiers: [[(productID: String, score: Double, reason: Recommendation.Reason)]] = [
-            nextSale(candidates), candidates.together.map { ($0.productID, $0.score, .boughtTogether) },
-            candidates.categoryNext.map { ($0.productID, $0.score, .sameCategoryNext) },
-        ]
+        let tiers: [[(productID: String, score: Double, reason: Recommendation.Reason)]] =
+            candidates.popularityOnly
+            ? [candidates.popular.map { ($0.productID, $0.score, .popularInStore) }]
+            : [
+                nextSale(candidates, excluding: excluded), candidates.together.map { ($0.productID, $0.score, .boughtTogether) },
+                candidates.categoryNext.map { ($0.productID, $0.score, .sameCategoryNext) },
+            ]
         for (tier, list) in tiers.enumerated() where chosen.count < limit {
-            let best = list.map(\.score).max() ?? 0
+            let best = list.filter { !excluded.contains($0.productID) }.map(\.score).max() ?? 0
             guard best > 0 else { continue }
             let ordered = list.sorted { ($0.score, $1.productID) > ($1.score, $0.productID) }
             for (product, raw, reason) in ordered where chosen.count < limit && !taken.contains(product) {
@@ -157,17 +195,26 @@ public enum Recommender {
 
     /// A next-sale candidate's score, part by part.
     struct Parts {
-        var succession = 0.0, popular = 0.0, interests = 0.0
+        var neighbours = 0.0, succession = 0.0, popular = 0.0, interests = 0.0
 
-        /// The part that weighs most (successions on a tie).
-        var reason: Recommendation.Reason {
-            succession >= max(popular, interests) ? .boughtNextByOthers : interests >= popular ? .matchesInterests : .popularInStore
+        /// The successions and the prior.
+        var sequence: Double { succession + popular + interests }
+
+        /// The evidence that speaks most for the candidate: the neighbours when their score, as a share of their best
+        /// candidate's, is above the sequence's (successions and prior) as a share of its best — else, and on a tie (the
+        /// more specific explanation), the sequence's largest part.
+        func reason(neighbourScale: Double, sequenceScale: Double) -> Recommendation.Reason {
+            if neighbours * neighbourScale > sequence * sequenceScale / NextSaleTuning.successionBlend { return .boughtTogether }
+            return succession >= max(popular, interests) ? .boughtNextByOthers : interests >= popular ? .matchesInterests : .popularInStore
         }
     }
 
-    /// Successions plus the prior, each candidate's reason the part that weighs most.
-    static func nextSale(_ candidates: Candidates) -> [(productID: String, score: Double, reason: Recommendation.Reason)] {
+    /// The neighbours blended with the successions and the prior, each candidate's reason the part that weighs most.
+    static func nextSale(
+        _ candidates: Candidates, excluding excluded: Set<String>
+    ) -> [(productID: String, score: Double, reason: Recommendation.Reason)] {
         var parts: [String: Parts] = [:]
+        for (product, score) in candidates.neighbours { parts[product, default: Parts()].neighbours += score }
         for (product, score) in candidates.successors { parts[product, default: Parts()].succession += score }
         let interestsShare = candidates.interests.isEmpty ? 0 : NextSaleTuning.interestsShare
         // `mass` of the prior spread over `list` by each product's share of its orders.
@@ -178,6 +225,15 @@ public enum Recommender {
         }
         spread(candidates.popular, mass: candidates.priorWeight * (1 - interestsShare), into: \.popular)
         spread(candidates.interests, mass: candidates.priorWeight * interestsShare, into: \.interests)
-        return parts.map { product, part in (product, part.succession + part.popular + part.interests, part.reason) }
+        // Each part normalised to its best candidate among those that may be listed.
+        let open = parts.filter { !excluded.contains($0.key) }.values
+        let neighbourScale = open.map(\.neighbours).max().map { $0 > 0 ? 1 / $0 : 0 } ?? 0
+        let sequenceScale = open.map(\.sequence).max().map { $0 > 0 ? NextSaleTuning.successionBlend / $0 : 0 } ?? 0
+        return parts.map { product, part in
+            (
+                product, part.neighbours * neighbourScale + part.sequence * sequenceScale,
+                part.reason(neighbourScale: neighbourScale, sequenceScale: sequenceScale)
+            )
+        }
     }
 }

@@ -5,9 +5,9 @@ import NextSale
 import Shared
 
 /// `rapport-bench nextsale`: how well the next-sale model predicts what a customer buys next, against plain
-/// popularity, through PostgreSQL (``NextSaleEvaluation``): on a fresh database, migrated by `ReceiptWorker migrate`,
-/// each customer's last order is held out, the others recorded and the model rebuilt as `ReceiptWorker rebuild` does,
-/// and every customer's list read as `ReceiptWorker recommend` reads it, as of their held-out order's time.
+/// popularity, through PostgreSQL: on a fresh database, migrated by `ReceiptWorker migrate`, the backtest that
+/// `ReceiptWorker evaluate` runs on a store (``NextSaleEvaluation``) — each customer's last orders held out one at a
+/// time, every list read as `ReceiptWorker recommend` reads it, as of the held-out order's time.
 struct NextSaleBenchmark: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "nextsale",
@@ -22,6 +22,9 @@ struct NextSaleBenchmark: AsyncParsableCommand {
     @Option(help: "How many products are recommended.")
     var limit = 10
 
+    @Option(help: "How many of each customer's last orders are held out, one at a time.")
+    var holdoutOrders = 5
+
     func validate() throws {
         guard (file != nil) != planted else { throw ValidationError("give a CSV file or --planted") }
     }
@@ -33,31 +36,17 @@ struct NextSaleBenchmark: AsyncParsableCommand {
         try BenchWorker("ReceiptWorker", arguments: ["migrate"], environment: ["DATABASE_URL": database.url]).waitForSuccess()
         let client = database.client(logger: logger)
         let started = ContinuousClock.now
-        let limit = self.limit
-        let result = try await client.withConnection { try NextSaleEvaluation.evaluate(customers, limit: limit, connection: $0) }
+        let (limit, holdout) = (self.limit, holdoutOrders)
+        let backtest = try await client.withConnection {
+            try NextSaleEvaluation.evaluate(customers, holdoutOrders: holdout, limit: limit, connection: $0).backtest
+        }
         let seconds = (ContinuousClock.now - started).seconds
         client.close()
         try await database.drop()
         print("rapport-bench nextsale — \(source)")
         print(
-            String(
-                format: "  %d customers, %d orders, %d products; %d held-out orders with a product new to the customer",
-                result.customers, result.orders, result.products, result.tested))
-        print(String(format: "  through PostgreSQL (recorded, rebuilt, each list as `recommend` reads it) in %.0f s", seconds))
-        func row(_ name: String, _ first: String, _ second: String) {
-            print("  " + name.padding(toLength: 28, withPad: " ", startingAt: 0) + first.leftPadded(11) + second.leftPadded(12))
-        }
-        row("", "hit@\(limit)", "recall@\(limit)")
-        row("next-sale model", String(format: "%.2f %%", 100 * result.model.hit), String(format: "%.2f %%", 100 * result.model.recall))
-        row("popularity (top sellers)", String(format: "%.2f %%", 100 * result.popular.hit), String(format: "%.2f %%", 100 * result.popular.recall))
-        row("popularity, last 90 days", String(format: "%.2f %%", 100 * result.recent.hit), String(format: "%.2f %%", 100 * result.recent.recall))
-        func ratio(_ name: String, _ baseline: NextSaleEvaluation.Score) {
-            row(
-                name, String(format: "%.2f×", result.model.hit / max(baseline.hit, 1e-9)),
-                String(format: "%.2f×", result.model.recall / max(baseline.recall, 1e-9)))
-        }
-        ratio("model ÷ popularity", result.popular)
-        ratio("model ÷ popularity, 90 days", result.recent)
+            String(format: "  through PostgreSQL (recorded, rebuilt, orders added as batches add them, each list as `recommend` reads it) in %.0f s", seconds))
+        for line in backtest.report { print(line) }
     }
 
     /// Reads `shopper, order, product[, category]` lines: an order is the shopper's lines with one order value; orders

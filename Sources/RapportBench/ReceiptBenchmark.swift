@@ -124,7 +124,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
     }
 
     /// Seeds `orders` orders (three items, 250 thousand customers) and the model by `ReceiptWorker rebuild`, then
-    /// times one shopper's list — history, candidates, ranking: what `recommend` does — for random customers.
+    /// times one shopper's list as `ReceiptWorker recommend` computes it (``NextSaleRanker``) for random customers.
     func recommendLatency(orders: Int, logger: Logger) async throws {
         let database = try await BenchDatabase(prefix: "rapport_bench_recommend", logger: logger)
         let migrate = try BenchWorker("ReceiptWorker", arguments: ["migrate"], environment: ["DATABASE_URL": database.url])
@@ -159,12 +159,8 @@ struct ReceiptBenchmark: AsyncParsableCommand {
         for _ in 0..<samples {
             let key = Int64(generator.next() % UInt64(customers))
             let started = ContinuousClock.now
-            let count = try await client.withConnection { connection in
-                let history = try PurchaseHistory.load([("bench", key)], connection: connection)[key] ?? []
-                let candidates = try PostgresCandidateSource(connection: connection, asOf: Date()).candidates(for: [
-                    CandidateQuery(storeID: "bench", history: history)
-                ])
-                return Recommender.rank(candidates[0], excluding: Set(history.flatMap { $0.products.map(\.id) }), limit: 10).count
+            let count = try await client.withConnection {
+                try NextSaleRanker.recommend(store: "bench", shopperID: key, asOf: Date(), limit: 10, connection: $0).count
             }
             latencies.append((ContinuousClock.now - started).seconds * 1000)
             guard count > 0 else { throw BenchError("no recommendation for \(key)") }

@@ -64,6 +64,8 @@ struct ReceiptModel {
         var ended: [(key: OrderStore.Key, status: OrderStatus, at: Date)] = []
         /// The next-sale model's change, by store.
         var modelChanges: [String: PurchaseCounts] = [:]
+        /// The change of each customer's products ("customers like you").
+        var shopperProducts: [(store: String, shopperID: Int64, changes: [ShopperProducts.Change], breadth: Int)] = []
         /// The journey steps to schedule.
         var steps: [ScheduledStep] = []
         /// The endings whose orders' steps are cancelled before ``latestOrders`` supersede thank-yous: those with no
@@ -221,7 +223,9 @@ struct ReceiptModel {
         orders.filter { !isStale($0) }.map { new in
             (
                 new.key,
-                CandidateQuery(storeID: new.event.message.storeID, history: after[new.shopperID] ?? [], interests: preferences[new.shopperID]?.interests ?? [])
+                CandidateQuery(
+                    storeID: new.event.message.storeID, history: after[new.shopperID] ?? [], interests: preferences[new.shopperID]?.interests ?? [],
+                    shopperID: new.shopperID)
             )
         }
     }
@@ -240,6 +244,8 @@ struct ReceiptModel {
         for (customer, store) in customers {
             let change = PurchaseCounts.change(from: before[customer] ?? [], to: after[customer] ?? [])
             if !change.isEmpty { output.modelChanges[store, default: PurchaseCounts()].add(change) }
+            let products = ShopperProducts.change(from: before[customer] ?? [], to: after[customer] ?? [])
+            if !products.changes.isEmpty { output.shopperProducts.append((store, customer, products.changes, products.breadth)) }
         }
         schedule(orders, waiting: waiting, into: &output)
         converse(orders, contacts: contacts, preferences: preferences, candidates: candidates, into: &output)

@@ -33,7 +33,7 @@ struct ReceiptWorker: WorkerDefinition {
         }
     )
 
-    static var subcommands: [any ParsableCommand.Type] { [Recommend.self, Rebuild.self] }
+    static var subcommands: [any ParsableCommand.Type] { [Recommend.self, Rebuild.self, Evaluate.self] }
 
     static func main() async {
         await WorkerCommand<Self>.main()

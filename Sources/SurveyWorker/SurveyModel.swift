@@ -81,7 +81,8 @@ struct SurveyModel {
     func candidateQueries(histories: [Int64: [PurchasedOrder]]) -> [CandidateQuery] {
         recent.map { respondent in
             CandidateQuery(
-                storeID: respondent.message.storeID, history: histories[respondent.shopperID] ?? [], interests: profiles[respondent.shopperID]?.interests ?? [])
+                storeID: respondent.message.storeID, history: histories[respondent.shopperID] ?? [], interests: profiles[respondent.shopperID]?.interests ?? [],
+                shopperID: respondent.shopperID)
         }
     }
 

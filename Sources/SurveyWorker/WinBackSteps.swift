@@ -32,7 +32,7 @@ struct WinBackSteps: StepHandler {
         let queries = steps.map { step in
             CandidateQuery(
                 storeID: step.storeID, history: step.shopperID.flatMap { histories[$0] } ?? [],
-                interests: step.shopperID.flatMap { preferences[$0]?.interests } ?? [])
+                interests: step.shopperID.flatMap { preferences[$0]?.interests } ?? [], shopperID: step.shopperID)
         }
         let found = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries)
 

@@ -72,7 +72,7 @@ struct JourneySteps: StepHandler {
         let queries = nextSale.map { index in
             CandidateQuery(
                 storeID: steps[index].storeID, history: steps[index].shopperID.flatMap { histories[$0] } ?? [],
-                interests: steps[index].shopperID.flatMap { preferences[$0]?.interests } ?? [])
+                interests: steps[index].shopperID.flatMap { preferences[$0]?.interests } ?? [], shopperID: steps[index].shopperID)
         }
         let found = try PostgresCandidateSource(connection: connection, asOf: now).candidates(for: queries)
         var recommendations: [Int: [Recommendation]] = [:]

@@ -5,9 +5,9 @@ import Testing
 
 @testable import ReceiptWorker
 
-/// One path for the next-sale model's figures: `rapport-bench nextsale`'s evaluation (``NextSaleEvaluation``, which
-/// records the training orders, rebuilds the model and ranks every customer) gives each customer the very list
-/// `ReceiptWorker recommend` prints for them from the same database.
+/// One path for the next-sale model's figures: `rapport-bench nextsale`'s evaluation — the backtest `ReceiptWorker
+/// evaluate` runs (``NextSaleEvaluation``) — gives each customer the very list `ReceiptWorker recommend` prints for
+/// them from the same training orders.
 @Suite struct NextSaleParityTests {
     /// 30 customers over 12 products: A, C and E are each followed by B, D and F in the next order three times in
     /// five, under a popular noise of P1…P6. Orders every 8 days over the last month; the last one (held out by the
@@ -43,14 +43,22 @@ import Testing
             let postgres = TestEnvironment.postgres(url: url, poolSize: 1)
             defer { postgres.close() }
             try await WorkerApp.migrate(descriptor: ReceiptWorker.descriptor, postgres: postgres, logger: TestEnvironment.logger, timeout: .seconds(30))
-            let result = try await postgres.withConnection { try NextSaleEvaluation.evaluate(customers, limit: 10, connection: $0) }
-            #expect(result.rankings.count == 30, "every customer has a held-out order")
-            #expect(result.tested > 0 && result.model.hit > 0, "the model finds some held-out products")
-            for (customer, ranking) in result.rankings.sorted(by: { $0.key < $1.key }) {
+            // The benchmark's path: the whole history recorded, then backtested as `ReceiptWorker evaluate` does
+            // (its last order held out, in the session's temporary tables).
+            let (backtest, rankings) = try await postgres.withConnection {
+                try NextSaleEvaluation.evaluate(customers, holdoutOrders: 1, limit: 10, connection: $0)
+            }
+            #expect(rankings.count == 30, "every customer has a held-out order")
+            #expect(backtest.tested > 0 && backtest.model.hit.value > 0, "the model finds some held-out products")
+            // The same training orders in a store of their own, ranked by `recommend` (each last order an hour ago:
+            // the top sellers' 90 days end today for both).
+            try await postgres.withConnection {
+                _ = try NextSaleEvaluation.load(customers.mapValues { Array($0.dropLast()) }, store: "trained", connection: $0)
+            }
+            for (customer, ranking) in rankings.sorted(by: { $0.key < $1.key }) {
                 #expect(!ranking.isEmpty, "\(customer) has a list")
                 let recommend = try ChildProcess(
-                    "ReceiptWorker", ["recommend", "--store", NextSaleEvaluation.store, "--user-id", customer, "--limit", "10"],
-                    environment: ["DATABASE_URL": url])
+                    "ReceiptWorker", ["recommend", "--store", "trained", "--user-id", customer, "--limit", "10"], environment: ["DATABASE_URL": url])
                 #expect(try await recommend.waitForExit() == 0, "\(recommend.stderr)")
                 let answer = try #require(try JSONValue.parse(Array(recommend.stdout.utf8)[...]).objectValue)
                 let listed = answer["products"]?.arrayValue?.compactMap { $0["product_id"]?.stringValue } ?? []
@@ -59,6 +67,11 @@ import Testing
                 let bought = Set((customers[customer] ?? []).dropLast().flatMap { $0.products.map(\.id) })
                 #expect(bought.isDisjoint(with: ranking), "\(customer) is never offered what they bought")
             }
+            // The backtest left the workers' tables as they were: the store's orders all there, nothing decided.
+            let orders = try await postgres.withConnection {
+                try $0.query("SELECT count(*) FROM receipt_orders WHERE store_id = \(NextSaleEvaluation.store)").first?.decode(Int.self)
+            }
+            #expect(orders == customers.values.reduce(0) { $0 + $1.count })
         }
     }
 }

@@ -233,7 +233,10 @@ import Testing
             // A rebuild from the orders finds the counts the increments left.
             func model() async throws -> [String] {
                 var rows: [String] = []
-                for table in ["receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales"] {
+                for table in [
+                    "receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales",
+                    "receipt_shopper_products", "receipt_shopper_breadth",
+                ] {
                     rows += try await fixture.query("SELECT t::text FROM \(table) t WHERE store_id = $1 ORDER BY 1", [fixture.store])
                         .map { table + " " + ((try? $0.decode(String.self, at: 0)) ?? "") }
                 }
@@ -241,7 +244,9 @@ import Testing
             }
             let incremental = try await model()
             #expect(incremental.count > 10)
+            #expect(incremental.contains { $0.hasPrefix("receipt_shopper_products ") } && incremental.contains { $0.hasPrefix("receipt_shopper_breadth ") })
             _ = try await fixture.query("DELETE FROM receipt_transitions WHERE store_id = $1", [fixture.store])
+            _ = try await fixture.query("DELETE FROM receipt_shopper_products WHERE store_id = $1", [fixture.store])
             let rebuild = try ChildProcess("ReceiptWorker", ["rebuild", "--store", fixture.store], environment: ["DATABASE_URL": fixture.databaseURL])
             #expect(try await rebuild.waitForExit() == 0)
             #expect(rebuild.stdout.contains("from 861 orders of 431 customers"))
@@ -277,6 +282,12 @@ import Testing
             #expect(
                 try stats.map { "\(try $0.decode(String.self, at: 0) ?? "") \(try $0.decode(Int.self, at: 1) ?? -1) \(try $0.decode(Int.self, at: 2) ?? -1)" }
                     == ["A 1 0"])
+            // "Customers like you" forgets the refunded order too: the shopper bought A, once.
+            let profile = try await fixture.query(
+                "SELECT product_id || ' ' || orders FROM receipt_shopper_products WHERE store_id = $1 ORDER BY 1", [fixture.store])
+            #expect(try profile.map { try $0.decode(String.self, at: 0) ?? "" } == ["A 1"])
+            let breadth = try await fixture.query("SELECT products FROM receipt_shopper_breadth WHERE store_id = $1", [fixture.store])
+            #expect(try breadth.map { try $0.decode(Int.self, at: 0) ?? -1 } == [1])
             let dead = try await fixture.readToEnd(fixture.deadLetterTopic)
             #expect(dead.count == 2)
             let reasons = dead.map { message in message.headers.first { $0.key == "dlq.message" }.map { String(decoding: $0.value ?? [], as: UTF8.self) } ?? ""
