@@ -121,6 +121,7 @@ public enum NextSaleEvaluation {
         }
         try connection.execute("ANALYZE")
         _ = try connection.transaction { try PurchaseModelStore.rebuild(store: store, connection: connection) }
+        try suggestAll(store: store, connection: connection)
         return ids
     }
 
@@ -157,7 +158,7 @@ public enum NextSaleEvaluation {
     static let shadowed = [
         "receipt_orders", "receipt_order_items", "receipt_product_stats", "receipt_transitions", "receipt_copurchases",
         "receipt_category_transitions", "receipt_daily_sales", "receipt_top_sellers", "receipt_model_changes", "receipt_model_change_sets",
-        "receipt_shopper_products", "receipt_shopper_breadth", "receipt_store_models",
+        "receipt_shopper_products", "receipt_shopper_breadth", "receipt_shopper_suggestions", "receipt_store_models",
     ]
 
     /// One customer's results at every position, summed (bootstrapped together).
@@ -200,6 +201,7 @@ public enum NextSaleEvaluation {
         try connection.execute(PostgresQuery(unsafeSQL: "ANALYZE \(tables)"))
         _ = try connection.transaction { try PurchaseModelStore.rebuild(store: store, connection: connection) }
         try connection.execute(PostgresQuery(unsafeSQL: "ANALYZE \(tables)"))
+        try suggestAll(store: store, connection: connection)
         var outcomes: [Int64: Outcome] = [:]
         for position in stride(from: holdout, through: 1, by: -1) {
             func ranked(_ counts: [String: Int]) -> [String] { counts.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.map(\.key) }
@@ -253,6 +255,7 @@ public enum NextSaleEvaluation {
                 try ShopperProducts.record(products, connection: connection)
             }
             try connection.transaction { try PurchaseModelStore.foldAll(connection: connection) }
+            try suggestAll(store: store, connection: connection)
         }
         result.model = estimate(outcomes, \.model)
         result.byOrders = estimate(outcomes, \.orders)
@@ -278,6 +281,12 @@ public enum NextSaleEvaluation {
         try connection.copy(
             into: "receipt_orders", columns: ["store_id", "order_id", "shopper_key", "shopper_id", "currency", "status", "placed_at"], rows: orders)
         try connection.copy(into: "receipt_order_items", columns: ["store_id", "order_id", "line", "product_id", "category", "quantity"], rows: items)
+    }
+
+    /// The suggestions of every shopper of `store` whose products changed, as the compactor keeps them once it has
+    /// caught up.
+    public static func suggestAll(store: String, connection: PostgresConnection) throws {
+        while try connection.transaction({ try ShopperProducts.suggest(store: store, limit: 1_000, refreshAfter: .zero, connection: connection) }) > 0 {}
     }
 
     typealias Sum = (hit: Double, recall: Double)

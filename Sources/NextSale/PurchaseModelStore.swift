@@ -220,7 +220,7 @@ public struct PostgresCandidateSource {
         // they have not created yet is left out rather than failing the batch.
         let tables =
             try connection.query(
-                "SELECT to_regclass('receipt_shopper_products') IS NOT NULL AS neighbours, to_regclass('receipt_store_models') IS NOT NULL AS choices"
+                "SELECT to_regclass('receipt_shopper_suggestions') IS NOT NULL AS neighbours, to_regclass('receipt_store_models') IS NOT NULL AS choices"
             ).first?.decode((Bool, Bool).self) ?? (false, false)
         var slices: [String: ModelSlice] = [:]
         for store in Set(queries.map(\.storeID)).sorted() {
@@ -236,74 +236,25 @@ public struct PostgresCandidateSource {
         return candidates
     }
 
-    /// "Customers like you", for every query with a profile, in one statement: each profile product's most recent
-    /// buyers (``NextSaleTuning/buyersPerProduct``, through the buyers' index, read once per batch) are the candidate
-    /// neighbours, ranked by cosine — products shared ÷ √(their breadth × the shopper's) — and what the nearest
-    /// ``NextSaleTuning/neighbours`` bought (each neighbour's products read once per batch), less what the shopper
-    /// bought before the batch, is scored by the sum of their similarities; the best
-    /// ``NextSaleTuning/candidatesPerKind`` of each query are kept. The reads are bounded by the tuning, not by the
-    /// store: at most profile × buyers rows, then the neighbours' products.
+    /// "Customers like you" for every query of a shopper: their suggestions as the compactor last computed them
+    /// (``ShopperProducts/suggest(store:limit:refreshAfter:connection:)``), one index range each.
     /// - Returns: Each query's candidates, by the query's index.
     func neighbours(of queries: [CandidateQuery]) throws -> [Int: [(productID: String, score: Double)]] {
-        var indexes: [Int] = []
-        var stores: [String] = []
-        var shoppers: [Int64] = []
-        var breadths: [Int] = []
-        var products: [String] = []
-        for (index, query) in queries.enumerated() {
-            for product in query.profile {
-                indexes.append(index)
-                stores.append(query.storeID)
-                shoppers.append(query.shopperID ?? 0)
-                breadths.append(max(query.breadth, 1))
-                products.append(product)
-            }
-        }
-        guard !products.isEmpty else { return [:] }
-        let rows = try connection.query(
-            """
-            WITH profile AS (
-                SELECT * FROM unnest(\(PostgresArray(indexes))::int[], \(PostgresArray(stores))::text[], \(PostgresArray(shoppers))::bigint[],
-                                     \(PostgresArray(breadths))::int[], \(PostgresArray(products))::text[]) AS q(query, store_id, shopper_id, breadth, product_id)),
-            -- Each product's recent buyers once, however many profiles hold it (index probes: OFFSET 0 keeps each
-            -- subquery a probe rather than a join the planner may turn into a scan).
-            buyers AS (
-                SELECT p.store_id, p.product_id, b.shopper_id
-                FROM (SELECT DISTINCT store_id, product_id FROM profile) p CROSS JOIN LATERAL (
-                    SELECT b.shopper_id FROM receipt_shopper_products b WHERE b.store_id = p.store_id AND b.product_id = p.product_id
-                    ORDER BY b.last_at DESC LIMIT \(NextSaleTuning.buyersPerProduct)) b),
-            shared AS (
-                SELECT q.query, q.store_id, min(q.shopper_id) AS shopper_id, min(q.breadth) AS breadth, b.shopper_id AS neighbour, count(*) AS shared
-                FROM profile q JOIN buyers b ON b.store_id = q.store_id AND b.product_id = q.product_id AND b.shopper_id <> q.shopper_id
-                GROUP BY q.query, q.store_id, b.shopper_id),
-            widths AS (
-                SELECT n.store_id, n.neighbour, w.products
-                FROM (SELECT DISTINCT store_id, neighbour FROM shared) n CROSS JOIN LATERAL (
-                    SELECT w.products FROM receipt_shopper_breadth w WHERE w.store_id = n.store_id AND w.shopper_id = n.neighbour OFFSET 0) w),
-            candidates AS (
-                SELECT s.*, s.shared / sqrt(w.products::float8 * s.breadth) AS similarity
-                FROM shared s JOIN widths w ON w.store_id = s.store_id AND w.neighbour = s.neighbour),
-            nearest AS (
-                SELECT * FROM (
-                    SELECT c.*, row_number() OVER (PARTITION BY c.query ORDER BY c.similarity DESC, c.neighbour) AS rank FROM candidates c) n
-                WHERE rank <= \(NextSaleTuning.neighbours)),
-            -- What each neighbour bought, once however many shoppers they are near.
-            bought AS (
-                SELECT n.store_id, n.neighbour, p.product_id
-                FROM (SELECT DISTINCT store_id, neighbour FROM nearest) n CROSS JOIN LATERAL (
-                    SELECT p.product_id FROM receipt_shopper_products p WHERE p.store_id = n.store_id AND p.shopper_id = n.neighbour OFFSET 0) p),
-            scored AS (
-                SELECT n.query, b.product_id, sum(n.similarity) AS score,
-                       row_number() OVER (PARTITION BY n.query ORDER BY sum(n.similarity) DESC, b.product_id) AS rank
-                FROM nearest n JOIN bought b ON b.store_id = n.store_id AND b.neighbour = n.neighbour
-                WHERE NOT EXISTS (
-                    SELECT FROM receipt_shopper_products m WHERE m.store_id = n.store_id AND m.shopper_id = n.shopper_id AND m.product_id = b.product_id)
-                GROUP BY n.query, b.product_id)
-            SELECT query, product_id, score FROM scored WHERE rank <= \(NextSaleTuning.candidatesPerKind) ORDER BY query, rank
-            """
-        ).decode((Int, String, Double).self)
+        let asked = queries.enumerated().compactMap { index, query in query.shopperID.map { (index, query.storeID, $0) } }
+        guard !asked.isEmpty else { return [:] }
         var found: [Int: [(productID: String, score: Double)]] = [:]
-        for (index, product, score) in rows { found[index, default: []].append((product, score)) }
+        for (index, product, score) in try connection.query(
+            """
+            SELECT a.query, s.product_id, s.score
+            FROM unnest(\(PostgresArray(asked.map(\.0)))::int[], \(PostgresArray(asked.map(\.1)))::text[], \(PostgresArray(asked.map(\.2)))::bigint[])
+                AS a(query, store_id, shopper_id)
+            CROSS JOIN LATERAL (
+                SELECT s.product_id, s.score FROM receipt_shopper_suggestions s WHERE s.store_id = a.store_id AND s.shopper_id = a.shopper_id OFFSET 0) s
+            ORDER BY 1, 3 DESC, 2
+            """
+        ).decode((Int, String, Double).self) {
+            found[index, default: []].append((product, score))
+        }
         return found
     }
 

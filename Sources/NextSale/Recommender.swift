@@ -42,25 +42,15 @@ public struct CandidateQuery: Sendable, Equatable {
     public var categories: [String: Double]
     /// The shopper's stated interests (categories), when a survey told them.
     public var interests: [String]
-    /// The shopper, whom "customers like you" leaves out of their own neighbours.
+    /// The shopper, whose "customers like you" suggestions are read.
     public var shopperID: Int64?
-    /// What the shopper bought, the most recently bought first, at most ``NextSaleTuning/profile``: the products
-    /// whose buyers are their candidate neighbours.
-    public var profile: [String]
-    /// How many distinct products the shopper bought (the profile's norm in the cosine similarity).
-    public var breadth: Int
 
-    public init(
-        storeID: String, seeds: [String: Double], categories: [String: Double], interests: [String] = [], shopperID: Int64? = nil,
-        profile: [String] = [], breadth: Int = 0
-    ) {
+    public init(storeID: String, seeds: [String: Double], categories: [String: Double], interests: [String] = [], shopperID: Int64? = nil) {
         self.storeID = storeID
         self.seeds = seeds
         self.categories = categories
         self.interests = interests
         self.shopperID = shopperID
-        self.profile = profile
-        self.breadth = max(breadth, profile.count)
     }
 
     /// The query for a shopper with `history` (their completed orders): each product weighs 0.5^k, k the number of
@@ -69,19 +59,15 @@ public struct CandidateQuery: Sendable, Equatable {
     public init(storeID: String, history: [PurchasedOrder], interests: [String] = [], shopperID: Int64? = nil) {
         var seeds: [String: Double] = [:]
         var categories: [String: Double] = [:]
-        var bought = Set<String>()
-        var profile: [String] = []
         for (rank, order) in PurchasedOrder.sequence(history).reversed().enumerated() {
             let weight = pow(0.5, Double(rank))
             for product in order.products {
-                if bought.insert(product.id).inserted, profile.count < NextSaleTuning.profile { profile.append(product.id) }
                 if seeds[product.id] == nil, seeds.count >= NextSaleTuning.seeds { continue }
                 seeds[product.id] = max(seeds[product.id] ?? 0, weight)
                 if let category = product.category { categories[category] = max(categories[category] ?? 0, weight) }
             }
         }
-        self.init(
-            storeID: storeID, seeds: seeds, categories: categories, interests: interests, shopperID: shopperID, profile: profile, breadth: bought.count)
+        self.init(storeID: storeID, seeds: seeds, categories: categories, interests: interests, shopperID: shopperID)
     }
 }
 

@@ -19,9 +19,13 @@ struct ReceiptWorker: WorkerDefinition {
             // The next-sale model's changes folded into its tables.
             let fold = try context.environment.integer("MODEL_FOLD_INTERVAL_MS", default: 1000, in: 10...3_600_000)
             let refresh = try context.environment.integer("TOP_SELLERS_REFRESH_SECONDS", default: 60, in: 0...86_400)
+            // A shopper's "customers like you" suggestions are recomputed at most this often.
+            let suggestions = try context.environment.integer("SUGGESTIONS_REFRESH_SECONDS", default: 3_600, in: 0...604_800)
             var services: [any Service] = [
                 PeriodicService(
-                    ModelCompactor(postgres: context.postgres, interval: .milliseconds(fold), refreshAfter: .seconds(refresh)), logger: context.logger)
+                    ModelCompactor(
+                        postgres: context.postgres, interval: .milliseconds(fold), refreshAfter: .seconds(refresh),
+                        suggestionsAfter: .seconds(suggestions)), logger: context.logger)
             ]
             // The orientation journey's steps, emitted when due.
             if let scheduler = try context.scheduler(

@@ -110,6 +110,27 @@ import Testing
             #expect(try await serves() == "model")
             #expect(try await Self.reasons("series-0", url: url).contains { $0 != "popular_in_store" })
 
+            // Erasure takes a shopper's purchase profile and suggestions with their orders' identities.
+            let rows = try await postgres.withConnection { connection -> [Int] in
+                let shopper =
+                    try connection.query(
+                        "SELECT shopper_id FROM rapport_identities WHERE store_id = 'shop' AND kind = 'user_id' AND value = 'series-1'"
+                    ).first?.decode(Int64.self) ?? 0
+                func count() throws -> Int {
+                    try connection.query(
+                        """
+                        SELECT (SELECT count(*) FROM receipt_shopper_products WHERE store_id = 'shop' AND shopper_id = \(shopper))
+                             + (SELECT count(*) FROM receipt_shopper_breadth WHERE store_id = 'shop' AND shopper_id = \(shopper))
+                             + (SELECT count(*) FROM receipt_shopper_suggestions WHERE store_id = 'shop' AND shopper_id = \(shopper))
+                        """
+                    ).first?.decode(Int.self) ?? -1
+                }
+                let before = try count()
+                try connection.execute("SELECT receipt_erase_contact('shop', 0, ARRAY['shop/' || \(shopper)])")
+                return [before, try count()]
+            }
+            #expect(rows.first ?? 0 > 2 && rows.last == 0, "\(rows)")
+
             // An unknown store is one line and status 1.
             let (unknown, _, complaint) = try await Self.run("ReceiptWorker", ["evaluate", "--store", "nowhere"], url: url)
             #expect(unknown == 1)

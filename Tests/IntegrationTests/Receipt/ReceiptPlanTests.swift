@@ -13,7 +13,7 @@ import Testing
     static let growing = [
         "receipt_orders", "receipt_order_items", "receipt_transitions", "receipt_copurchases", "receipt_daily_sales", "rapport_contacts",
         "rapport_contact_decisions", "rapport_scheduled_steps", "rapport_processed_messages", "rapport_shoppers", "rapport_identities",
-        "receipt_shopper_products", "receipt_shopper_breadth",
+        "receipt_shopper_products", "receipt_shopper_breadth", "receipt_shopper_suggestions",
     ]
 
     /// Rows a unit of work may read through indexes of a table where the model reads more than 100 by design: "customers
@@ -74,6 +74,9 @@ import Testing
             FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id WHERE o.store_id = \(s) GROUP BY 1, 2, 3;
             INSERT INTO receipt_shopper_breadth (store_id, shopper_id, products)
             SELECT store_id, shopper_id, count(*) FROM receipt_shopper_products WHERE store_id = \(s) GROUP BY 1, 2;
+            UPDATE receipt_shopper_breadth SET suggested = changes, suggested_at = now() - interval '2 hours' WHERE store_id = \(s);
+            INSERT INTO receipt_shopper_suggestions (store_id, shopper_id, product_id, score)
+            SELECT \(s), k + 1, 'p-' || ((k * 13 + j * 101) % 5000), 1.0 / j FROM generate_series(0, 249999) k, generate_series(1, 4) j;
             ANALYZE;
             """
     }

@@ -208,6 +208,16 @@ import Testing
             )
             try await CaptureWorkerTests.processed(fixture, history.count + 1)
             try await Self.modelFolded(fixture)
+            // Off the order path, the compactor computes the new customer's "customers like you": those who bought A
+            // also bought B.
+            try await eventually("the new customer's suggestions computed", timeout: .seconds(60)) {
+                try await fixture.query(
+                    """
+                    SELECT 1 FROM receipt_shopper_suggestions s JOIN rapport_identities i ON i.store_id = s.store_id AND i.shopper_id = s.shopper_id
+                    WHERE s.store_id = $1 AND i.kind = 'user_id' AND i.value = 'n-1' AND s.product_id = 'B'
+                    """, [fixture.store]
+                ).count == 1
+            }
             let recommendation = try #require(try await Self.commands(fixture, fixture.recommendationsTopic).first)
             let products = recommendation["products"]?.arrayValue ?? []
             #expect(products.first?["product_id"] == .string("B"))
@@ -233,11 +243,13 @@ import Testing
             // A rebuild from the orders finds the counts the increments left.
             func model() async throws -> [String] {
                 var rows: [String] = []
-                for table in [
-                    "receipt_product_stats", "receipt_transitions", "receipt_copurchases", "receipt_category_transitions", "receipt_daily_sales",
-                    "receipt_shopper_products", "receipt_shopper_breadth",
+                // The counts, and each shopper's products and breadth (not when their suggestions were computed).
+                for (table, row) in [
+                    ("receipt_product_stats", "t::text"), ("receipt_transitions", "t::text"), ("receipt_copurchases", "t::text"),
+                    ("receipt_category_transitions", "t::text"), ("receipt_daily_sales", "t::text"), ("receipt_shopper_products", "t::text"),
+                    ("receipt_shopper_breadth", "(t.shopper_id, t.products)::text"),
                 ] {
-                    rows += try await fixture.query("SELECT t::text FROM \(table) t WHERE store_id = $1 ORDER BY 1", [fixture.store])
+                    rows += try await fixture.query("SELECT \(row) FROM \(table) t WHERE store_id = $1 ORDER BY 1", [fixture.store])
                         .map { table + " " + ((try? $0.decode(String.self, at: 0)) ?? "") }
                 }
                 return rows
