@@ -42,8 +42,15 @@ public struct NextSaleBacktest: Sendable {
     /// `recommend` prints once the backtest is over.
     public var rankings: [Int64: [String]] = [:]
 
+    /// The fewest held-out orders (with a product new to the customer) a decision is made on: fewer, and the hit rates'
+    /// intervals are wider than any lead the model could show (±5 points at 100).
+    public static let minimumTested = 100
+
+    /// Whether there are enough held-out orders to decide (``minimumTested``).
+    public var decides: Bool { tested >= Self.minimumTested }
+
     /// What the store is served: the model only when its hit rate beats both baselines' on the store's own history.
-    public var serves: StoreModelChoice.Serves { tested > 0 && lead.value > 1 ? .model : .popularity }
+    public var serves: StoreModelChoice.Serves { lead.value > 1 ? .model : .popularity }
 
     /// The table `ReceiptWorker evaluate` and `rapport-bench nextsale` print: each rate with its interval, the
     /// model's over each baseline.
@@ -145,12 +152,20 @@ public enum NextSaleEvaluation {
         for table in shadowed {
             try connection.execute("CREATE TEMPORARY TABLE \(identifier: table) (LIKE \(identifier: table) INCLUDING ALL)")
         }
-        let backtest = try run(
-            store: store,
-            customers: customers.mapValues { byOrder in byOrder.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) } },
-            holdoutOrders: holdoutOrders, limit: limit, connection: connection)
-        for table in shadowed { try connection.execute("DROP TABLE pg_temp.\(identifier: table)") }
-        return backtest
+        func drop() throws { for table in shadowed { try connection.execute("DROP TABLE IF EXISTS pg_temp.\(identifier: table)") } }
+        do {
+            let backtest = try run(
+                store: store,
+                customers: customers.mapValues { byOrder in byOrder.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) } },
+                holdoutOrders: holdoutOrders, limit: limit, connection: connection)
+            try drop()
+            return backtest
+        } catch {
+            // A connection that outlives a failed backtest must not keep shadowing the workers' tables.
+            _ = try? connection.execute("ROLLBACK")
+            try? drop()
+            throw error
+        }
     }
 
     /// The tables a backtest writes and the ranking reads, shadowed by temporary ones in ``backtest(store:holdoutOrders:limit:connection:)``

@@ -150,7 +150,7 @@ public enum NextSaleTuning {
 /// you", `bought_together`) blended with the successions and the prior (``Candidates/priorWeight`` × each product's
 /// share of the store's recent top sellers, or of the top sellers of the shopper's stated interests when known), each
 /// normalised to its best candidate, the successions weighing ``NextSaleTuning/successionBlend``; a candidate's
-/// `reason` is whichever part weighs most — then same-order co-purchase and category transitions; each product once,
+/// `reason` is the evidence that speaks most for it, each as a share of its own best candidate — then same-order co-purchase and category transitions; each product once,
 /// never one in `excluded` (what the shopper bought, and what is in the triggering order). A store whose backtest
 /// chose popularity (``Candidates/popularityOnly``) gets its top sellers alone, `popular_in_store`.
 public enum Recommender {

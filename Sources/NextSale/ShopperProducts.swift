@@ -41,9 +41,10 @@ public enum ShopperProducts {
         return (changes.sorted { $0.productID < $1.productID }, new.count - old.count)
     }
 
-    /// Adds the changes of `customers` (store, shopper, rows, breadth change) inside the caller's transaction: one
-    /// upsert of the rows in key order (two batches wait rather than deadlock), one of the breadths, and — only when
-    /// something was taken out — a delete of the rows that reached zero.
+    /// Adds the changes of `customers` (store, shopper, rows; the breadth change is not used: each changed shopper's
+    /// breadth is counted again from their rows) inside the caller's transaction: one upsert of the rows in key order
+    /// (two batches wait rather than deadlock), a delete of the rows that reached zero when something was taken out,
+    /// and one upsert of the changed shoppers' breadths, which counts a change and makes their suggestions stale.
     /// - Throws: ``PostgresError``.
     public static func record(_ customers: [(store: String, shopperID: Int64, changes: [Change], breadth: Int)], connection: PostgresConnection) throws {
         let sorted = customers.filter { !$0.changes.isEmpty }.sorted { ($0.store, $0.shopperID) < ($1.store, $1.shopperID) }
@@ -57,27 +58,41 @@ public enum ShopperProducts {
             FROM unnest(\(keys.0)::text[], \(keys.1)::bigint[], \(keys.2)::text[], \(PostgresArray(rows.map(\.2.orders)))::int[],
                         \(PostgresArray(rows.map(\.2.lastAt)))::timestamptz[]) AS c(s, h, p, n, l)
             ON CONFLICT (store_id, shopper_id, product_id) DO UPDATE
-            SET orders = t.orders + EXCLUDED.orders, last_at = CASE WHEN EXCLUDED.last_at = '-infinity' THEN t.last_at ELSE EXCLUDED.last_at END
+            SET orders = t.orders + EXCLUDED.orders,
+                last_at = CASE WHEN EXCLUDED.last_at = '-infinity' THEN t.last_at WHEN EXCLUDED.orders > 0 THEN greatest(t.last_at, EXCLUDED.last_at)
+                               ELSE EXCLUDED.last_at END
             """)
-        // Every changed shopper counts a change: their suggestions are stale (``suggest(limit:refreshAfter:connection:)``).
-        try connection.execute(
+        if rows.contains(where: { $0.2.orders < 0 }) {
+            try connection.execute(
+                """
+                DELETE FROM receipt_shopper_products
+                WHERE (store_id, shopper_id, product_id) IN (SELECT * FROM unnest(\(keys.0)::text[], \(keys.1)::bigint[], \(keys.2)::text[])) AND orders <= 0
+                """)
+        }
+        // Each changed shopper's breadth counted from their rows (not added up: two batches adding one new product
+        // would count it twice), and a change counted: their suggestions are stale (``suggest(store:limit:refreshAfter:connection:)``).
+        let (stores, shoppers) = (PostgresArray(sorted.map(\.store)), PostgresArray(sorted.map(\.shopperID)))
+        let emptied = try connection.query(
             """
             INSERT INTO receipt_shopper_breadth AS t (store_id, shopper_id, products)
-            SELECT * FROM unnest(\(PostgresArray(sorted.map(\.store)))::text[], \(PostgresArray(sorted.map(\.shopperID)))::bigint[],
-                                 \(PostgresArray(sorted.map(\.breadth)))::int[])
-            ON CONFLICT (store_id, shopper_id) DO UPDATE
-            SET products = t.products + EXCLUDED.products, changes = t.changes + 1, changed_at = EXCLUDED.changed_at
-            """)
-        guard rows.contains(where: { $0.2.orders < 0 }) else { return }
+            SELECT c.store_id, c.shopper_id, (SELECT count(*) FROM receipt_shopper_products p WHERE p.store_id = c.store_id AND p.shopper_id = c.shopper_id)
+            FROM unnest(\(stores)::text[], \(shoppers)::bigint[]) AS c(store_id, shopper_id)
+            ON CONFLICT (store_id, shopper_id) DO UPDATE SET products = EXCLUDED.products, changes = t.changes + 1, changed_at = EXCLUDED.changed_at
+            RETURNING products = 0 AS empty
+            """
+        ).decode(Bool.self).contains(true)
+        // A shopper whose every order was refunded has no profile left, nor suggestions.
+        guard emptied else { return }
         try connection.execute(
             """
-            DELETE FROM receipt_shopper_products
-            WHERE (store_id, shopper_id, product_id) IN (SELECT * FROM unnest(\(keys.0)::text[], \(keys.1)::bigint[], \(keys.2)::text[])) AND orders <= 0
+            DELETE FROM receipt_shopper_suggestions s USING receipt_shopper_breadth b
+            WHERE (b.store_id, b.shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) AND b.products = 0
+              AND s.store_id = b.store_id AND s.shopper_id = b.shopper_id
             """)
         try connection.execute(
             """
             DELETE FROM receipt_shopper_breadth
-            WHERE (store_id, shopper_id) IN (SELECT * FROM unnest(\(keys.0)::text[], \(keys.1)::bigint[])) AND products <= 0
+            WHERE (store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) AND products = 0
             """)
     }
 
@@ -126,12 +141,6 @@ public enum ShopperProducts {
             DELETE FROM receipt_shopper_suggestions
             WHERE (store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[]))
             """)
-        try connection.execute(
-            """
-            UPDATE receipt_shopper_breadth t SET suggested = s.changes, suggested_at = now()
-            FROM unnest(\(stores)::text[], \(shoppers)::bigint[], \(PostgresArray(stale.map(\.2)))::bigint[]) AS s(store_id, shopper_id, changes)
-            WHERE t.store_id = s.store_id AND t.shopper_id = s.shopper_id
-            """)
         // The planner cannot know how many rows the arrays hold and would join the CTEs by nested loops (measured:
         // 32 s for 1,000 shoppers of a 40,000-order store, 8.7 s with hash and merge joins); the index probes are
         // LATERAL and stay loops. The sorts and aggregates of a thousand shoppers' neighbours need more than 4 MB.
@@ -143,6 +152,19 @@ public enum ShopperProducts {
             \(neighbourhoods(stores: stores, shoppers: shoppers))
             """)
         try connection.execute("SET LOCAL enable_nestloop = on")
+        // The shoppers marked last, in key order as batches lock them: a batch waits for this commit, not for the
+        // neighbours' search, and the two cannot deadlock.
+        try connection.query(
+            """
+            SELECT 1 FROM receipt_shopper_breadth
+            WHERE (store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) ORDER BY store_id, shopper_id FOR UPDATE
+            """)
+        try connection.execute(
+            """
+            UPDATE receipt_shopper_breadth t SET suggested = s.changes, suggested_at = now()
+            FROM unnest(\(stores)::text[], \(shoppers)::bigint[], \(PostgresArray(stale.map(\.2)))::bigint[]) AS s(store_id, shopper_id, changes)
+            WHERE t.store_id = s.store_id AND t.shopper_id = s.shopper_id
+            """)
         return stale.count
     }
 
@@ -177,7 +199,7 @@ public enum ShopperProducts {
             FROM (SELECT DISTINCT store_id, shopper_id AS neighbour FROM buyers) n CROSS JOIN LATERAL (
                 SELECT w.products FROM receipt_shopper_breadth w WHERE w.store_id = n.store_id AND w.shopper_id = n.neighbour OFFSET 0) w),
         shared AS (
-            SELECT q.store_id, q.shopper_id, b.shopper_id AS neighbour, count(*) / sqrt(min(w.products)::float8 * min(q.breadth)) AS similarity
+            SELECT q.store_id, q.shopper_id, b.shopper_id AS neighbour, count(*) / sqrt(greatest(min(w.products), 1)::float8 * greatest(min(q.breadth), 1)) AS similarity
             FROM profile q JOIN buyers b ON b.store_id = q.store_id AND b.product_id = q.product_id AND b.shopper_id <> q.shopper_id
             JOIN widths w ON w.store_id = b.store_id AND w.neighbour = b.shopper_id
             GROUP BY q.store_id, q.shopper_id, b.shopper_id),

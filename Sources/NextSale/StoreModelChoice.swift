@@ -38,12 +38,12 @@ public enum StoreModelChoice {
     public static func record(store: String, backtest: NextSaleBacktest, at now: Date, connection: PostgresConnection) throws {
         try connection.execute(
             """
-            INSERT INTO receipt_store_models (store_id, serves, decided_at, holdout, tested, model_hit, model_low, popular_hit, buyers_hit, summary)
+            INSERT INTO receipt_store_models (store_id, serves, decided_at, holdout, tested, model_hit, lead_low, popular_hit, buyers_hit, summary)
             VALUES (\(store), \(backtest.serves.rawValue), \(now), \(backtest.holdoutOrders), \(backtest.tested), \(backtest.model.hit.value),
                     \(backtest.lead.low), \(backtest.byOrders.hit.value), \(backtest.byBuyers.hit.value), \(backtest.summary))
             ON CONFLICT (store_id) DO UPDATE
             SET serves = EXCLUDED.serves, decided_at = EXCLUDED.decided_at, holdout = EXCLUDED.holdout, tested = EXCLUDED.tested,
-                model_hit = EXCLUDED.model_hit, model_low = EXCLUDED.model_low, popular_hit = EXCLUDED.popular_hit,
+                model_hit = EXCLUDED.model_hit, lead_low = EXCLUDED.lead_low, popular_hit = EXCLUDED.popular_hit,
                 buyers_hit = EXCLUDED.buyers_hit, summary = EXCLUDED.summary
             """)
     }

@@ -37,7 +37,7 @@ struct Evaluate: AsyncParsableCommand {
             guard try connection.query("SELECT 1 FROM receipt_orders WHERE store_id = \(store) LIMIT 1").count > 0 else { return nil }
             let before = try StoreModelChoice.decision(store: store, connection: connection)
             let backtest = try NextSaleEvaluation.backtest(store: store, holdoutOrders: holdout, limit: 10, connection: connection)
-            if !dryRun, backtest.tested > 0 { try StoreModelChoice.record(store: store, backtest: backtest, at: Date(), connection: connection) }
+            if !dryRun, backtest.decides { try StoreModelChoice.record(store: store, backtest: backtest, at: Date(), connection: connection) }
             return (backtest, before)
         }
         guard let (backtest, before) = outcome else {
@@ -47,8 +47,8 @@ struct Evaluate: AsyncParsableCommand {
         print("ReceiptWorker evaluate — store \(store), \(String(format: "%.0f s", (ContinuousClock.now - started).seconds))")
         for line in backtest.report { print(line) }
         let was = before.map { "until now \($0.serves.rawValue), decided \($0.decidedAt.rfc3339)" } ?? "until now the model (never evaluated)"
-        guard backtest.tested > 0 else {
-            print("  no held-out order has a product new to its customer: nothing to decide; \(was)")
+        guard backtest.decides else {
+            print("  fewer than \(NextSaleBacktest.minimumTested) held-out orders with a product new to the customer: nothing decided; \(was)")
             return
         }
         let serves =

@@ -15,7 +15,8 @@ import Testing
 
     @Test func neighboursLeadTheBlendAndNothingBoughtOrInTheOrderIsListed() {
         let candidates = Self.candidates(
-            neighbours: [("BOUGHT", 9), ("N1", 3), ("B", 2.9), ("N2", 1)], successors: [("B", 0.5), ("S", 0.2)], popular: [("P", 100), ("N2", 50)])
+            neighbours: [("BOUGHT", 9), ("IN-ORDER", 8), ("N1", 3), ("B", 2.9), ("N2", 1)], successors: [("B", 0.5), ("S", 0.2), ("IN-ORDER", 1)],
+            popular: [("P", 100), ("N2", 50)])
         let list = Recommender.rank(candidates, excluding: ["BOUGHT", "IN-ORDER"], limit: 10)
         let ids = list.map(\.productID)
         #expect(!ids.contains("BOUGHT") && !ids.contains("IN-ORDER"))

@@ -72,3 +72,23 @@ BEGIN
         SELECT order_id FROM receipt_orders WHERE store_id = p_store AND shopper_id = ANY(ids));
 END;
 $$;
+
+-- A merge (the anonymous shopper's orders become the known shopper's): so do their products; the known shopper's
+-- breadth is counted again and their suggestions are stale; the anonymous one's rows go.
+CREATE OR REPLACE FUNCTION receipt_merge_shopper(p_store text, p_from bigint, p_into bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE receipt_orders SET shopper_id = p_into WHERE store_id = p_store AND shopper_id = p_from;
+    WITH moved AS (
+        DELETE FROM receipt_shopper_products WHERE store_id = p_store AND shopper_id = p_from RETURNING product_id, orders, last_at)
+    INSERT INTO receipt_shopper_products AS t (store_id, shopper_id, product_id, orders, last_at)
+    SELECT p_store, p_into, product_id, orders, last_at FROM moved ORDER BY product_id
+    ON CONFLICT (store_id, shopper_id, product_id) DO UPDATE
+    SET orders = t.orders + EXCLUDED.orders, last_at = greatest(t.last_at, EXCLUDED.last_at);
+    DELETE FROM receipt_shopper_breadth WHERE store_id = p_store AND shopper_id = p_from;
+    DELETE FROM receipt_shopper_suggestions WHERE store_id = p_store AND shopper_id = p_from;
+    INSERT INTO receipt_shopper_breadth AS t (store_id, shopper_id, products)
+    SELECT p_store, p_into, count(*) FROM receipt_shopper_products WHERE store_id = p_store AND shopper_id = p_into HAVING count(*) > 0
+    ON CONFLICT (store_id, shopper_id) DO UPDATE SET products = EXCLUDED.products, changes = t.changes + 1, changed_at = now();
+END;
+$$;

@@ -7,7 +7,7 @@ CREATE TABLE receipt_store_models (
     holdout      integer     NOT NULL,
     tested       integer     NOT NULL,
     model_hit    double precision NOT NULL,
-    model_low    double precision NOT NULL,
+    lead_low     double precision NOT NULL,  -- the lower end of the 95 % interval of model ÷ the better baseline
     popular_hit  double precision NOT NULL,
     buyers_hit   double precision NOT NULL,
     summary      text        NOT NULL

@@ -110,26 +110,49 @@ import Testing
             #expect(try await serves() == "model")
             #expect(try await Self.reasons("series-0", url: url).contains { $0 != "popular_in_store" })
 
-            // Erasure takes a shopper's purchase profile and suggestions with their orders' identities.
-            let rows = try await postgres.withConnection { connection -> [Int] in
-                let shopper =
-                    try connection.query(
-                        "SELECT shopper_id FROM rapport_identities WHERE store_id = 'shop' AND kind = 'user_id' AND value = 'series-1'"
-                    ).first?.decode(Int64.self) ?? 0
-                func count() throws -> Int {
-                    try connection.query(
-                        """
-                        SELECT (SELECT count(*) FROM receipt_shopper_products WHERE store_id = 'shop' AND shopper_id = \(shopper))
-                             + (SELECT count(*) FROM receipt_shopper_breadth WHERE store_id = 'shop' AND shopper_id = \(shopper))
-                             + (SELECT count(*) FROM receipt_shopper_suggestions WHERE store_id = 'shop' AND shopper_id = \(shopper))
-                        """
-                    ).first?.decode(Int.self) ?? -1
+            // Erasure takes a shopper's purchase profile and suggestions with their orders' identities; a merge moves a
+            // guest's profile into the known shopper's; a shopper whose every order is refunded keeps none.
+            let counts = try await postgres.withConnection { connection -> [String] in
+                func shopper(_ user: String) throws -> Int64 {
+                    try connection.query("SELECT shopper_id FROM rapport_identities WHERE store_id = 'shop' AND kind = 'user_id' AND value = \(user)").first?
+                        .decode(Int64.self) ?? 0
                 }
-                let before = try count()
-                try connection.execute("SELECT receipt_erase_contact('shop', 0, ARRAY['shop/' || \(shopper)])")
-                return [before, try count()]
+                func rows(_ shopper: Int64) throws -> String {
+                    try connection.query(
+                        """
+                        SELECT (SELECT count(*) FROM receipt_shopper_products WHERE store_id = 'shop' AND shopper_id = \(shopper)) || ' '
+                            || coalesce((SELECT products::text FROM receipt_shopper_breadth WHERE store_id = 'shop' AND shopper_id = \(shopper)), '-') || ' '
+                            || (SELECT count(*) FROM receipt_shopper_suggestions WHERE store_id = 'shop' AND shopper_id = \(shopper))
+                        """
+                    ).first?.decode(String.self) ?? ""
+                }
+                var seen: [String] = []
+                let (erased, guest, known, refunded) = (try shopper("series-1"), try shopper("series-2"), try shopper("series-3"), try shopper("series-4"))
+                seen.append(try rows(erased))
+                try connection.execute("SELECT receipt_erase_contact('shop', 0, ARRAY['shop/' || \(erased)])")
+                seen.append(try rows(erased))
+                let together =
+                    try connection.query(
+                        """
+                        SELECT count(*) FROM (SELECT product_id FROM receipt_shopper_products WHERE store_id = 'shop' AND shopper_id IN (\(guest), \(known))
+                                              GROUP BY product_id) p
+                        """
+                    ).first?.decode(Int.self) ?? 0
+                try connection.execute("SELECT receipt_merge_shopper('shop', \(guest), \(known))")
+                seen += [try rows(guest), try rows(known), "\(together)"]
+                let history = try PurchaseHistory.load([("shop", refunded)], connection: connection)[refunded] ?? []
+                let change = ShopperProducts.change(from: history, to: [])
+                try connection.transaction { try ShopperProducts.record([("shop", refunded, change.changes, change.breadth)], connection: connection) }
+                seen.append(try rows(refunded))
+                return seen
             }
-            #expect(rows.first ?? 0 > 2 && rows.last == 0, "\(rows)")
+            let before = counts[0].split(separator: " ").compactMap { Int($0) }
+            #expect(before.count == 3 && before[0] > 0 && before[1] == before[0] && before[2] > 0, "products, breadth, suggestions before: \(counts[0])")
+            #expect(counts[1] == "0 - 0", "nothing of the erased shopper's profile is left: \(counts[1])")
+            #expect(counts[2] == "0 - 0", "the guest's rows moved: \(counts[2])")
+            #expect(
+                counts[3].hasPrefix("\(counts[4]) \(counts[4]) "), "the known shopper holds both profiles, counted again: \(counts[3]), \(counts[4]) products")
+            #expect(counts[5] == "0 - 0", "a shopper refunded of everything keeps no profile nor suggestions: \(counts[5])")
 
             // An unknown store is one line and status 1.
             let (unknown, _, complaint) = try await Self.run("ReceiptWorker", ["evaluate", "--store", "nowhere"], url: url)
