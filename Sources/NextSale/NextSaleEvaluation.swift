@@ -139,16 +139,10 @@ public enum NextSaleEvaluation {
     /// they are dropped before it returns (and with the session, should it fail).
     /// - Throws: ``PostgresError``.
     public static func backtest(store: String, holdoutOrders: Int, limit: Int, connection: PostgresConnection) throws -> NextSaleBacktest {
-        var customers: [Int64: [String: (Date, [PurchasedOrder.Product])]] = [:]
-        for (shopper, order, at, product, category) in try connection.query(
-            """
-            SELECT o.shopper_id, o.order_id, o.placed_at, i.product_id, i.category
-            FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id
-            WHERE o.store_id = \(store) AND o.status = 'completed' AND o.shopper_id IS NOT NULL ORDER BY i.line
-            """
-        ).decode((Int64, String, Date, String, String?).self) {
-            customers[shopper, default: [:]][order, default: (at, [])].1.append(.init(id: product, category: category))
-        }
+        // Those of a shopper: an erased shopper's orders are no one's history.
+        let customers = Dictionary(
+            try PurchaseHistory.store(store, connection: connection).compactMap { customer in customer.shopperID.map { ($0, customer.orders) } },
+            uniquingKeysWith: { first, _ in first })
         for table in shadowed {
             try connection.execute("CREATE TEMPORARY TABLE \(identifier: table) (LIKE \(identifier: table) INCLUDING ALL)")
         }
@@ -156,8 +150,7 @@ public enum NextSaleEvaluation {
         do {
             let backtest = try run(
                 store: store,
-                customers: customers.mapValues { byOrder in byOrder.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) } },
-                holdoutOrders: holdoutOrders, limit: limit, connection: connection)
+                customers: customers, holdoutOrders: holdoutOrders, limit: limit, connection: connection)
             try drop()
             return backtest
         } catch {
@@ -253,21 +246,17 @@ public enum NextSaleEvaluation {
             guard position > 1 else { break }
             // The next position's training orders: every customer's k-th last order, added as a batch adds orders.
             var added: [Int64: [PurchasedOrder]] = [:]
-            var change = PurchaseCounts()
-            var products: [(store: String, shopperID: Int64, changes: [ShopperProducts.Change], breadth: Int)] = []
+            var change = PurchaseModelChange()
             for (shopper, sequence) in sequences where sequence.count >= position {
                 let history = sequence[..<(sequence.count - position)]
                 let order = sequence[sequence.count - position]
                 count(order, before: history)
                 added[shopper] = [order]
-                change.add(PurchaseCounts.change(from: Array(history), to: Array(history) + [order]))
-                let rows = ShopperProducts.change(from: Array(history), to: Array(history) + [order])
-                products.append((store, shopper, rows.changes, rows.breadth))
+                change.add(store: store, shopperID: shopper, from: Array(history), to: Array(history) + [order])
             }
             try connection.transaction {
                 try write(store: store, added, connection: connection)
-                try PurchaseModelStore.record([store: change], connection: connection)
-                try ShopperProducts.record(products, connection: connection)
+                try change.record(connection: connection)
             }
             try connection.transaction { try PurchaseModelStore.foldAll(connection: connection) }
             try suggestAll(store: store, connection: connection)

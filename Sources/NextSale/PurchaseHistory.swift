@@ -31,4 +31,23 @@ public enum PurchaseHistory {
             PurchasedOrder.sequence(byID.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.placedAt, products: $0.value.products) })
         }
     }
+
+    /// Every completed order of `store`, by customer: the shared shopper, or for an order no shopper owns (erased, or
+    /// recorded before shoppers were shared) its own key — what a rebuild counts and a backtest replays.
+    /// - Throws: ``PostgresError``.
+    public static func store(_ store: String, connection: PostgresConnection) throws -> [(shopperID: Int64?, orders: [PurchasedOrder])] {
+        var customers: [String: (shopperID: Int64?, orders: [String: (Date, [PurchasedOrder.Product])])] = [:]
+        for (key, shopper, order, at, product, category) in try connection.query(
+            """
+            SELECT coalesce(o.shopper_id::text, o.shopper_key), o.shopper_id, o.order_id, o.placed_at, i.product_id, i.category
+            FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id
+            WHERE o.store_id = \(store) AND o.status = 'completed' ORDER BY i.line
+            """
+        ).decode((String, Int64?, String, Date, String, String?).self) {
+            customers[key, default: (shopper, [:])].orders[order, default: (at, [])].1.append(.init(id: product, category: category))
+        }
+        return customers.values.map { customer in
+            (customer.shopperID, customer.orders.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) })
+        }
+    }
 }

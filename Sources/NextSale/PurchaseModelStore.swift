@@ -161,25 +161,16 @@ public enum PurchaseModelStore {
     /// - Throws: ``PostgresError``.
     public static func rebuild(store: String, connection: PostgresConnection) throws -> (customers: Int, orders: Int) {
         try connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        var histories: [String: [String: (Date, [PurchasedOrder.Product])]] = [:]
-        for (key, order, at, product, category) in try connection.query(
-            """
-            SELECT coalesce(o.shopper_id::text, o.shopper_key), o.order_id, o.placed_at, i.product_id, i.category
-            FROM receipt_orders o JOIN receipt_order_items i ON i.store_id = o.store_id AND i.order_id = o.order_id
-            WHERE o.store_id = \(store) AND o.status = 'completed' ORDER BY i.line
-            """
-        ).decode((String, String, Date, String, String?).self) {
-            histories[key, default: [:]][order, default: (at, [])].1.append(.init(id: product, category: category))
-        }
+        let customers = try PurchaseHistory.store(store, connection: connection)
         var counts = PurchaseCounts()
         var orders = 0
-        for byOrder in histories.values {
-            orders += byOrder.count
-            counts.add(PurchaseCounts(customer: byOrder.map { PurchasedOrder(orderID: $0.key, placedAt: $0.value.0, products: $0.value.1) }))
+        for customer in customers {
+            orders += customer.orders.count
+            counts.add(PurchaseCounts(customer: customer.orders))
         }
         try replace(store: store, with: counts, connection: connection)
         try ShopperProducts.rebuild(store: store, connection: connection)
-        return (histories.count, orders)
+        return (customers.count, orders)
     }
 
     /// Replaces `store`'s model with `counts` (a rebuild from its orders), inside the caller's transaction, which

@@ -18,9 +18,8 @@ public enum ShopperProducts {
         public var lastAt: Date?
     }
 
-    /// The rows of one customer whose completed orders go from `before` to `after`, and the change in how many
-    /// distinct products they bought.
-    public static func change(from before: [PurchasedOrder], to after: [PurchasedOrder]) -> (changes: [Change], breadth: Int) {
+    /// The rows of one customer whose completed orders go from `before` to `after`.
+    public static func change(from before: [PurchasedOrder], to after: [PurchasedOrder]) -> [Change] {
         func summary(_ orders: [PurchasedOrder]) -> [String: (orders: Int, last: Date)] {
             var bought: [String: (orders: Int, last: Date)] = [:]
             for order in orders {
@@ -38,15 +37,14 @@ public enum ShopperProducts {
             changes.append(Change(productID: product, orders: now.orders - (old[product]?.orders ?? 0), lastAt: now.last))
         }
         for (product, was) in old where new[product] == nil { changes.append(Change(productID: product, orders: -was.orders, lastAt: nil)) }
-        return (changes.sorted { $0.productID < $1.productID }, new.count - old.count)
+        return changes.sorted { $0.productID < $1.productID }
     }
 
-    /// Adds the changes of `customers` (store, shopper, rows; the breadth change is not used: each changed shopper's
-    /// breadth is counted again from their rows) inside the caller's transaction: one upsert of the rows in key order
+    /// Adds the changes of `customers` (store, shopper, rows) inside the caller's transaction: one upsert of the rows in key order
     /// (two batches wait rather than deadlock), a delete of the rows that reached zero when something was taken out,
     /// and one upsert of the changed shoppers' breadths, which counts a change and makes their suggestions stale.
     /// - Throws: ``PostgresError``.
-    public static func record(_ customers: [(store: String, shopperID: Int64, changes: [Change], breadth: Int)], connection: PostgresConnection) throws {
+    public static func record(_ customers: [(store: String, shopperID: Int64, changes: [Change])], connection: PostgresConnection) throws {
         let sorted = customers.filter { !$0.changes.isEmpty }.sorted { ($0.store, $0.shopperID) < ($1.store, $1.shopperID) }
         let rows = sorted.flatMap { customer in customer.changes.map { (customer.store, customer.shopperID, $0) } }
         guard !rows.isEmpty else { return }

@@ -65,8 +65,7 @@ struct ReceiptHandler: PipelineHandler {
     private func write(_ output: ReceiptModel.Output, connection: PostgresConnection) throws {
         try OrderStore.insert(output.orders.map { ($0.event, $0.order, $0.shopperID, $0.status, $0.endedAt) }, connection: connection)
         try OrderStore.end(output.ended, connection: connection)
-        try PurchaseModelStore.record(output.modelChanges, connection: connection)
-        try ShopperProducts.record(output.shopperProducts, connection: connection)
+        try output.modelChange.record(connection: connection)
         try StepStore.schedule(output.steps, group: groupID, connection: connection)
         try Self.cancel(output.endings, connection: connection)
         if !output.latestOrders.isEmpty {

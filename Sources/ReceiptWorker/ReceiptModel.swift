@@ -62,10 +62,8 @@ struct ReceiptModel {
         var orders: [NewOrder] = []
         /// Orders recorded before the batch that it refunded or cancelled.
         var ended: [(key: OrderStore.Key, status: OrderStatus, at: Date)] = []
-        /// The next-sale model's change, by store.
-        var modelChanges: [String: PurchaseCounts] = [:]
-        /// The change of each customer's products ("customers like you").
-        var shopperProducts: [(store: String, shopperID: Int64, changes: [ShopperProducts.Change], breadth: Int)] = []
+        /// The next-sale model's change.
+        var modelChange = PurchaseModelChange()
         /// The journey steps to schedule.
         var steps: [ScheduledStep] = []
         /// The endings whose orders' steps are cancelled before ``latestOrders`` supersede thank-yous: those with no
@@ -242,10 +240,7 @@ struct ReceiptModel {
         output.orders = orders
         output.ended = ended
         for (customer, store) in customers {
-            let change = PurchaseCounts.change(from: before[customer] ?? [], to: after[customer] ?? [])
-            if !change.isEmpty { output.modelChanges[store, default: PurchaseCounts()].add(change) }
-            let products = ShopperProducts.change(from: before[customer] ?? [], to: after[customer] ?? [])
-            if !products.changes.isEmpty { output.shopperProducts.append((store, customer, products.changes, products.breadth)) }
+            output.modelChange.add(store: store, shopperID: customer, from: before[customer] ?? [], to: after[customer] ?? [])
         }
         schedule(orders, waiting: waiting, into: &output)
         converse(orders, contacts: contacts, preferences: preferences, candidates: candidates, into: &output)

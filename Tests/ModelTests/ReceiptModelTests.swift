@@ -121,7 +121,7 @@ import Testing
         #expect(model.after[5] == [] && model.after[9] == [], "both orders ended: neither stands")
         let output = model.apply(waiting: [:], contacts: [:], preferences: [:], candidates: [:])
         #expect(output.orders.map(\.shopperID) == [9] && output.ended.map(\.key) == [Self.key("o1")])
-        #expect(output.modelChanges == [Self.store: PurchaseCounts.change(from: [o1], to: [])], "o2 came and went: only o1's leaving counts")
+        #expect(output.modelChange.counts == [Self.store: PurchaseCounts.change(from: [o1], to: [])], "o2 came and went: only o1's leaving counts")
         #expect(
             output.endings == [
                 ReceiptModel.Ending(key: Self.key("o2"), status: .refunded, index: 1, orderArrivedAt: 0, shopperID: 9),
@@ -188,7 +188,7 @@ import Testing
         #expect(model.candidateQueries(preferences: [:]).isEmpty)
         let (key, contact) = Self.contact()
         let output = model.apply(waiting: [:], contacts: [key: contact], preferences: [:], candidates: [:])
-        #expect(output.orders.count == 1 && output.modelChanges[Self.store]?.orders == ["A": 1])
+        #expect(output.orders.count == 1 && output.modelChange.counts[Self.store]?.orders == ["A": 1])
         #expect(output.commands.isEmpty && output.steps.isEmpty)
         #expect(output.decisions.map(\.name) == ["receipt", "recommend:post_purchase"])
         #expect(output.decisions.allSatisfy { $0.decision == .dropped(reason: ConversationPolicy.staleEvent) && $0.commandID == nil })

@@ -141,8 +141,9 @@ import Testing
                 try connection.execute("SELECT receipt_merge_shopper('shop', \(guest), \(known))")
                 seen += [try rows(guest), try rows(known), "\(together)"]
                 let history = try PurchaseHistory.load([("shop", refunded)], connection: connection)[refunded] ?? []
-                let change = ShopperProducts.change(from: history, to: [])
-                try connection.transaction { try ShopperProducts.record([("shop", refunded, change.changes, change.breadth)], connection: connection) }
+                try connection.transaction {
+                    try ShopperProducts.record([("shop", refunded, ShopperProducts.change(from: history, to: []))], connection: connection)
+                }
                 seen.append(try rows(refunded))
                 return seen
             }
