@@ -1,5 +1,6 @@
 import Foundation
 import Shared
+import Synchronization
 
 /// The next-sale model's tables (`receipt_product_stats`, `receipt_transitions`, `receipt_copurchases`,
 /// `receipt_category_transitions`, `receipt_daily_sales`, owned by ReceiptWorker's migrations): a batch appends its
@@ -197,6 +198,9 @@ public enum PurchaseModelStore {
 /// each query. Measured: one statement per kind over every (query, seed) pair read the same popular products' rows
 /// again for each shopper (160 ms a batch of 220 orders for the successors alone).
 public struct PostgresCandidateSource {
+    /// Whether `receipt_shopper_suggestions` and `receipt_store_models` exist, once seen.
+    private static let present = Mutex<(Bool, Bool)>((false, false))
+
     let connection: PostgresConnection
     let asOf: Date
 
@@ -209,10 +213,15 @@ public struct PostgresCandidateSource {
         guard !queries.isEmpty else { return [] }
         // SurveyWorker reads ReceiptWorker's model, whose migrations may be a release behind during a rollout: what
         // they have not created yet is left out rather than failing the batch.
-        let tables =
-            try connection.query(
-                "SELECT to_regclass('receipt_shopper_suggestions') IS NOT NULL AS neighbours, to_regclass('receipt_store_models') IS NOT NULL AS choices"
-            ).first?.decode((Bool, Bool).self) ?? (false, false)
+        // Asked until both are there (tables are not dropped), then never again in this process.
+        var tables = Self.present.withLock { $0 }
+        if !(tables.0 && tables.1) {
+            tables =
+                try connection.query(
+                    "SELECT to_regclass('receipt_shopper_suggestions') IS NOT NULL AS neighbours, to_regclass('receipt_store_models') IS NOT NULL AS choices"
+                ).first?.decode((Bool, Bool).self) ?? (false, false)
+            Self.present.withLock { $0 = tables }
+        }
         var slices: [String: ModelSlice] = [:]
         for store in Set(queries.map(\.storeID)).sorted() {
             let mine = queries.filter { $0.storeID == store }
