@@ -9,10 +9,14 @@ import Shared
 struct BenchWorker {
     let process: Process
 
-    /// Starts `executable` with `environment` added to this process's own; its output goes to `log` when given.
+    /// Starts `executable` (a path, or the name of an executable built beside this one) with `environment` added to
+    /// this process's own; its output goes to `log` when given.
     init(_ executable: String, arguments: [String] = [], environment: [String: String], log: String? = nil) throws {
         process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(executable)
+        process.executableURL =
+            executable.contains("/")
+            ? URL(fileURLWithPath: executable)
+            : URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent(executable)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         if let log {
@@ -57,10 +61,14 @@ struct BenchWorker {
         }
     }
 
-    /// SIGTERM, and waits for the exit.
-    func stop() {
+    /// SIGTERM, and waits for the exit; SIGKILL after `grace` (the peer's consumer can hang leaving the mock
+    /// cluster's group).
+    func stop(grace: Duration = .seconds(20)) {
         guard process.isRunning else { return }
         process.terminate()
+        let deadline = ContinuousClock.now + grace
+        while process.isRunning, ContinuousClock.now < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 }

@@ -8,7 +8,7 @@ struct RapportBench: AsyncParsableCommand {
         abstract: "Measure Rapport's throughput (build with -c release; see docs/benchmarks.md).",
         subcommands: [
             FoundationBenchmark.self, PipelineBenchmark.self, CaptureBenchmark.self, ReceiptBenchmark.self, NextSaleBenchmark.self, ChurnBenchmark.self,
-            SurveyBenchmark.self,
+            SurveyBenchmark.self, VersusBenchmark.self,
         ],
         defaultSubcommand: FoundationBenchmark.self
     )
