@@ -34,6 +34,9 @@ struct VersusBenchmark: AsyncParsableCommand {
     @Option(help: "Statements printed per run from pg_stat_statements (when the server preloads it); 0: none.")
     var statements = 12
 
+    @Flag(help: "Keep each run's database (its name is printed) for EXPLAIN and inspection.")
+    var keepDatabases = false
+
     @OptionGroup var harnessOptions: HarnessOptions
 
     mutating func run() async throws {
@@ -133,6 +136,8 @@ struct VersusBenchmark: AsyncParsableCommand {
             try await Task.sleep(for: .milliseconds(20))
         }
         let drained = ContinuousClock.now
+        let drainedWorker = ProcessCPU.seconds(of: process.process.processIdentifier) ?? .nan
+        let drainedServer = try await server.sample()
         if side == .rapport, workload == .orders {
             while try await !client.withConnection({ connection in
                 try connection.query(
@@ -152,9 +157,14 @@ struct VersusBenchmark: AsyncParsableCommand {
         process.stop()
         let detail = try await server.detail(statements: statements, since: before)
         client.close()
-        try await database.drop()
+        if keepDatabases {
+            print("      (kept \(database.name))")
+        } else {
+            try await database.drop()
+        }
         return VersusRun(
-            events: count, rate: Double(count) / (drained - started).seconds, settledAfter: (settled - drained).seconds, workerSeconds: workerSeconds,
+            events: count, rate: Double(count) / (drained - started).seconds, settledAfter: (settled - drained).seconds,
+            deferredSeconds: workerSeconds - drainedWorker + after.cpu - drainedServer.cpu, workerSeconds: workerSeconds,
             postgresSeconds: after.cpu - before.cpu, walBytes: after.wal - before.wal, detail: detail)
     }
 
@@ -193,6 +203,8 @@ struct VersusRun {
     let rate: Double
     /// Seconds from the last offset to the deferred work done (Rapport's model; 0 for the peer), inside the CPU figure.
     let settledAfter: Double
+    /// CPU seconds (worker and PostgreSQL) spent in that time, inside the CPU figure.
+    let deferredSeconds: Double
     let workerSeconds: Double
     let postgresSeconds: Double
     let walBytes: Double
@@ -204,7 +216,9 @@ struct VersusRun {
             format: "  round %d  %@ %@ %7.0f events/s   CPU-s/1,000: worker %.3f + PostgreSQL %.3f = %.3f   WAL %.2f kB/event%@", round,
             pad(workload.rawValue, 9), pad(side.rawValue, 8), rate, workerSeconds / thousands, postgresSeconds / thousands,
             (workerSeconds + postgresSeconds) / thousands,
-            walBytes / Double(events) / 1000, settledAfter > 0.05 ? String(format: "   (deferred work settled %.1f s after)", settledAfter) : "")
+            walBytes / Double(events) / 1000,
+            settledAfter > 0.05
+                ? String(format: "   (deferred work settled %.1f s after, %.3f CPU-s/1,000 of it)", settledAfter, deferredSeconds / thousands) : "")
     }
 
     /// Rows and index entries per event by table, then the costliest statements per 1,000 events.

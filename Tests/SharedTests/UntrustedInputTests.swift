@@ -168,6 +168,30 @@ import Testing
         #expect(Money(decimalText: "59.90", currency: "EUR")?.text == "59.90")
     }
 
+    /// A JSON number becomes minor units by integer rounding of its shortest spelling; `Decimal` (the decimal-string
+    /// path) is the reference it must agree with, amount for amount, in every exponent of currency.
+    @Test func aNumberIsRoundedAsItsDecimalTextIs() throws {
+        var generator = SystemRandomNumberGenerator()
+        var amounts: [Double] = [
+            0, -0.0, 0.005, 0.015, 0.285, 1.005, 2.675, 59.9, 0.1 + 0.2, 1e-7, 5e-5, 4.9999e-3, 123_456_789.125, -0.5, -2.5, 1e15, 9_999_999_999_999.99,
+        ]
+        for _ in 0..<20_000 {
+            let scale = [1.0, 10, 100, 1000, 10_000, 1e6][Int.random(in: 0..<6, using: &generator)]
+            amounts.append(Double(Int64.random(in: -10_000_000_000...10_000_000_000, using: &generator)) / scale)
+            amounts.append(Double.random(in: -1e6...1e6, using: &generator))
+        }
+        for currency in ["EUR", "JPY", "BHD", "CLF"] {
+            for amount in amounts {
+                let reference = Money(try #require(Decimal(string: amount.description, locale: Locale(identifier: "en_US_POSIX"))), currency: currency)
+                #expect(Money(amount, currency: currency) == reference, "\(amount) \(currency)")
+            }
+        }
+        #expect(Money(9_999_999_999_999.998, currency: "EUR") == nil, "rounds past the largest amount")
+        #expect(Money(1e16 - 2, currency: "JPY") == nil)
+        #expect(Money(0.285, currency: "EUR")?.minorUnits == 29, "the amount the JSON text wrote, half away from zero")
+        #expect(Money(-0.285, currency: "EUR")?.minorUnits == -29)
+    }
+
     // MARK: lists
 
     /// 100,000 strings, half of them repeats: a quadratic `contains` took minutes here, `uniqued()` a tenth of a

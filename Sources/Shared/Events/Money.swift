@@ -43,9 +43,74 @@ public struct Money: Sendable, Equatable {
 
     /// `amount`, a JSON number in major units: `nil` unless finite and within range (``maximumMinorUnits``) — checked
     /// before `Decimal(Double)`, which traps on infinity.
+    ///
+    /// The amount is read from its shortest round-trip spelling (`0.285` for the `Double` nearest 0.285, as the JSON
+    /// text wrote it) and rounded in integers: no `Decimal` arithmetic, which was a third of ReceiptWorker's CPU.
     public init?(_ amount: Double, currency: String) {
-        guard amount.isFinite, abs(amount) < 1e16 else { return nil }
-        self.init(Decimal(amount), currency: currency)
+        guard amount.isFinite, abs(amount) < 1e16, let minorUnits = Self.minorUnits(shortest: amount.description, exponent: Self.exponent(of: currency))
+        else { return nil }
+        self.currency = currency
+        self.minorUnits = minorUnits
+    }
+
+    /// `text` — a `Double`'s description: `-`?, digits, `.` and digits?, `e` and a signed exponent? — in minor units
+    /// of a currency with `exponent` minor digits, rounded half away from zero; `nil` beyond ``maximumMinorUnits``.
+    static func minorUnits(shortest text: String, exponent: Int) -> Int64? {
+        var digits: [UInt8] = []  // the significant digits, the point removed
+        digits.reserveCapacity(24)
+        var negative = false
+        var fractionDigits = 0
+        var inFraction = false
+        var power = 0
+        var utf8 = text.utf8[...]
+        if utf8.first == UInt8(ascii: "-") {
+            negative = true
+            utf8 = utf8.dropFirst()
+        }
+        while let byte = utf8.first, byte != UInt8(ascii: "e"), byte != UInt8(ascii: "E") {
+            utf8 = utf8.dropFirst()
+            if byte == UInt8(ascii: ".") {
+                guard !inFraction else { return nil }
+                inFraction = true
+            } else if (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte), digits.count < 40 {
+                digits.append(byte - UInt8(ascii: "0"))
+                if inFraction { fractionDigits += 1 }
+            } else {
+                return nil
+            }
+        }
+        if !utf8.isEmpty {
+            utf8 = utf8.dropFirst()
+            var sign = 1
+            if let byte = utf8.first, byte == UInt8(ascii: "-") || byte == UInt8(ascii: "+") {
+                sign = byte == UInt8(ascii: "-") ? -1 : 1
+                utf8 = utf8.dropFirst()
+            }
+            guard !utf8.isEmpty, utf8.count <= 4 else { return nil }
+            for byte in utf8 {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                power = power * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            power *= sign
+        }
+        guard !digits.isEmpty else { return nil }
+        // The amount is digits × 10^shift minor units.
+        let shift = power - fractionDigits + exponent
+        let kept = digits.count + min(shift, 0)  // digits left of the minor units' point
+        var magnitude: Int64 = 0
+        for digit in digits.prefix(max(kept, 0)) {
+            magnitude = magnitude * 10 + Int64(digit)
+            guard magnitude <= maximumMinorUnits else { return nil }
+        }
+        if shift > 0 {
+            for _ in 0..<shift {
+                magnitude *= 10
+                guard magnitude <= maximumMinorUnits else { return nil }
+            }
+        }
+        if kept >= 0, kept < digits.count, digits[kept] >= 5 { magnitude += 1 }  // half away from zero
+        guard magnitude <= maximumMinorUnits else { return nil }
+        return negative ? -magnitude : magnitude
     }
 
     /// `text`, a decimal string in major units (`"59.90"`): `nil` unless a plain decimal number within range.
