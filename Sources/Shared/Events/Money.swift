@@ -41,11 +41,11 @@ public struct Money: Sendable, Equatable {
         self.minorUnits = NSDecimalNumber(decimal: rounded).int64Value
     }
 
-    /// `amount`, a JSON number in major units: `nil` unless finite and within range (``maximumMinorUnits``) — checked
-    /// before `Decimal(Double)`, which traps on infinity.
+    /// `amount`, a JSON number in major units: `nil` unless finite and within range (``maximumMinorUnits``).
     ///
     /// The amount is read from its shortest round-trip spelling (`0.285` for the `Double` nearest 0.285, as the JSON
-    /// text wrote it) and rounded in integers: no `Decimal` arithmetic, which was a third of ReceiptWorker's CPU.
+    /// text wrote it) and rounded half away from zero in integers, exactly as that decimal string is: 0.285 EUR is 29
+    /// cents. (Through `Decimal(Double)`, as before, it was 0.28499999999999994… and 28 cents.)
     public init?(_ amount: Double, currency: String) {
         guard amount.isFinite, abs(amount) < 1e16, let minorUnits = Self.minorUnits(shortest: amount.description, exponent: Self.exponent(of: currency))
         else { return nil }
