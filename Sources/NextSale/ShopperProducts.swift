@@ -133,28 +133,33 @@ public enum ShopperProducts {
             """
         ).decode((String, Int64, Int64).self)
         guard !stale.isEmpty else { return 0 }
+        // Counted first, from reads that lock nothing; then the shoppers locked in key order, as batches, erasure and
+        // merges lock them before they touch suggestions: a batch waits for the writes below, not for the counting,
+        // and the two cannot deadlock. A shopper erased or merged away meanwhile has no row left to lock and gets
+        // no suggestions.
+        let rows = try neighbourhoods(of: stale.map { ($0.0, $0.1) }, connection: connection)
         let (stores, shoppers) = (PostgresArray(stale.map(\.0)), PostgresArray(stale.map(\.1)))
+        let present = try connection.query(
+            """
+            SELECT shopper_id FROM receipt_shopper_breadth
+            WHERE (store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) ORDER BY store_id, shopper_id FOR UPDATE
+            """
+        ).decode(Int64.self)
         try connection.execute(
             """
             DELETE FROM receipt_shopper_suggestions
             WHERE (store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[]))
             """)
-        let rows = try neighbourhoods(of: stale.map { ($0.0, $0.1) }, connection: connection)
-        if !rows.isEmpty {
+        let kept = Set(present)
+        let written = rows.filter { kept.contains($0.shopperID) }
+        if !written.isEmpty {
             try connection.execute(
                 """
                 INSERT INTO receipt_shopper_suggestions (store_id, shopper_id, product_id, score)
-                SELECT * FROM unnest(\(PostgresArray(rows.map(\.store)))::text[], \(PostgresArray(rows.map(\.shopperID)))::bigint[],
-                                     \(PostgresArray(rows.map(\.productID)))::text[], \(PostgresArray(rows.map(\.score)))::float8[])
+                SELECT * FROM unnest(\(PostgresArray(written.map(\.store)))::text[], \(PostgresArray(written.map(\.shopperID)))::bigint[],
+                                     \(PostgresArray(written.map(\.productID)))::text[], \(PostgresArray(written.map(\.score)))::float8[])
                 """)
         }
-        // The shoppers marked last, in key order as batches lock them: a batch waits for this commit, not for the
-        // neighbours' search, and the two cannot deadlock.
-        try connection.query(
-            """
-            SELECT 1 FROM receipt_shopper_breadth
-            WHERE (store_id, shopper_id) IN (SELECT * FROM unnest(\(stores)::text[], \(shoppers)::bigint[])) ORDER BY store_id, shopper_id FOR UPDATE
-            """)
         try connection.execute(
             """
             UPDATE receipt_shopper_breadth t SET suggested = s.changes, suggested_at = now()
@@ -174,7 +179,7 @@ public enum ShopperProducts {
 
     /// What the nearest neighbours of each of `shoppers` bought, less what the shopper bought, best
     /// ``NextSaleTuning/candidatesPerKind`` each. Each profile product's most recent buyers
-    /// (``NextSaleTuning/buyersPerProduct``, read once however many profiles hold the product) are the candidate
+    /// (``NextSaleTuning/buyersPerProduct``, read once per group of shoppers however many profiles hold it) are the candidate
     /// neighbours, ranked by cosine — products shared ÷ √(their breadth × the shopper's), ties by id — and what the
     /// nearest ``NextSaleTuning/neighbours`` bought is scored by the sum of their similarities, ties by product id.
     ///
@@ -182,14 +187,12 @@ public enum ShopperProducts {
     /// tuning and not by the store) and the counting is done here, in hash maps. Written as one statement, the same
     /// counting was sorts and aggregates of ~1,700 (shopper, neighbour) rows a shopper: 7 ms of the server's time
     /// each (EXPLAIN ANALYZE, 500 shoppers of a store of 50,000 orders), more than half of its work for an order.
-    static func neighbourhoods(of shoppers: [(store: String, shopperID: Int64)], connection: PostgresConnection) throws -> [Suggestion] {
+    static func neighbourhoods(
+        of shoppers: [(store: String, shopperID: Int64)], groupProducts: Int = neighbourhoodProducts, connection: PostgresConnection
+    ) throws -> [Suggestion] {
         guard !shoppers.isEmpty else { return [] }
-        struct Bought {
-            var productID: String
-            var lastAt: Date
-        }
         // What each asked shopper bought, with their breadth.
-        var mine: [Int64: (store: String, breadth: Int, bought: [Bought])] = [:]
+        var mine: [Int64: Held] = [:]
         for (store, shopper, breadth, product, lastAt) in try connection.query(
             """
             SELECT a.store_id, a.shopper_id, w.products, p.product_id, p.last_at
@@ -199,15 +202,51 @@ public enum ShopperProducts {
                 SELECT p.product_id, p.last_at FROM receipt_shopper_products p WHERE p.store_id = a.store_id AND p.shopper_id = a.shopper_id OFFSET 0) p
             """
         ).decode((String, Int64, Int, String, Date).self) {
-            mine[shopper, default: (store, breadth, [])].bought.append(Bought(productID: product, lastAt: lastAt))
+            mine[shopper, default: Held(store: store, breadth: breadth)].bought.append((product, lastAt))
         }
         // Each profile: the most recently bought products.
         var profiles: [Int64: [String]] = [:]
-        var wanted: [String: Set<String>] = [:]  // store → profile products
         for (shopper, held) in mine {
-            let profile = held.bought.sorted { ($0.lastAt, $1.productID) > ($1.lastAt, $0.productID) }.prefix(NextSaleTuning.profile).map(\.productID)
-            profiles[shopper] = profile
-            wanted[held.store, default: []].formUnion(profile)
+            profiles[shopper] = held.bought.sorted { ($0.lastAt, $1.productID) > ($1.lastAt, $0.productID) }.prefix(NextSaleTuning.profile).map(\.productID)
+        }
+        // Counted a group at a time, so that what the worker holds stays bounded however diverse the profiles: a group
+        // closes at `groupProducts` distinct profile products, at most that many × the buyers read per product
+        // (3,000 × 300 = 900,000 buyer rows); the products of the asked shoppers and of their neighbours are read whole.
+        var suggestions: [Suggestion] = []
+        var group: [Int64] = []
+        var products = Set<String>()  // "store\u{0}product" of the group's profiles
+        for shopper in profiles.keys.sorted() {
+            let keys = (profiles[shopper] ?? []).map { "\(mine[shopper]?.store ?? "")\u{0}\($0)" }
+            if !group.isEmpty, products.count + keys.count(where: { !products.contains($0) }) > groupProducts {
+                suggestions += try neighbourhoods(of: group, mine: mine, profiles: profiles, connection: connection)
+                group.removeAll()
+                products.removeAll()
+            }
+            group.append(shopper)
+            products.formUnion(keys)
+        }
+        suggestions += try neighbourhoods(of: group, mine: mine, profiles: profiles, connection: connection)
+        return suggestions
+    }
+
+    /// The distinct profile products whose buyers one group of shoppers reads (``neighbourhoods(of:connection:)``).
+    static let neighbourhoodProducts = 3_000
+
+    /// What an asked shopper bought (`bought`: product, when last), with their breadth.
+    private struct Held {
+        var store: String
+        var breadth: Int
+        var bought: [(productID: String, lastAt: Date)] = []
+    }
+
+    /// The suggestions of `group`, shoppers of `mine` with their `profiles`.
+    private static func neighbourhoods(of group: [Int64], mine: [Int64: Held], profiles: [Int64: [String]], connection: PostgresConnection) throws
+        -> [Suggestion]
+    {
+        guard !group.isEmpty else { return [] }
+        var wanted: [String: Set<String>] = [:]  // store → profile products
+        for shopper in group {
+            if let store = mine[shopper]?.store { wanted[store, default: []].formUnion(profiles[shopper] ?? []) }
         }
         // Each profile product's most recent buyers, once per (store, product).
         var buyers: [String: [String: [Int64]]] = [:]  // store → product → buyers
@@ -226,21 +265,22 @@ public enum ShopperProducts {
                 if seen.insert(buyer).inserted { candidates.append((store, buyer)) }
             }
         }
-        // The candidates' breadths.
-        for (shopper, breadth) in try connection.query(
-            """
-            SELECT a.shopper_id, w.products
-            FROM unnest(\(PostgresArray(candidates.map(\.store)))::text[], \(PostgresArray(candidates.map(\.shopperID)))::bigint[]) AS a(store_id, shopper_id)
-            CROSS JOIN LATERAL (SELECT w.products FROM receipt_shopper_breadth w WHERE w.store_id = a.store_id AND w.shopper_id = a.shopper_id OFFSET 0) w
-            """
-        ).decode((Int64, Int).self) {
-            widths[shopper] = breadth
+        // The candidates' breadths, a store at a time (its id sent once).
+        for (store, ids) in Dictionary(grouping: candidates, by: \.store).sorted(by: { $0.key < $1.key }) {
+            for (shopper, breadth) in try connection.query(
+                """
+                SELECT w.shopper_id, w.products FROM unnest(\(PostgresArray(ids.map(\.shopperID)))::bigint[]) AS a(shopper_id)
+                CROSS JOIN LATERAL (SELECT w.shopper_id, w.products FROM receipt_shopper_breadth w WHERE w.store_id = \(store) AND w.shopper_id = a.shopper_id OFFSET 0) w
+                """
+            ).decode((Int64, Int).self) {
+                widths[shopper] = breadth
+            }
         }
         // The nearest neighbours of each shopper.
         var nearest: [Int64: [(neighbour: Int64, similarity: Double)]] = [:]
         var neighbours: [Int64: String] = [:]  // neighbour → store
-        for (shopper, profile) in profiles {
-            guard let held = mine[shopper], let byProduct = buyers[held.store] else { continue }
+        for shopper in group {
+            guard let held = mine[shopper], let profile = profiles[shopper], let byProduct = buyers[held.store] else { continue }
             var shared: [Int64: Int] = [:]
             for product in profile {
                 for buyer in byProduct[product] ?? [] where buyer != shopper { shared[buyer, default: 0] += 1 }
@@ -253,18 +293,17 @@ public enum ShopperProducts {
             nearest[shopper] = Array(ranked)
             for (neighbour, _) in ranked { neighbours[neighbour] = held.store }
         }
-        // What the neighbours bought.
+        // What the neighbours bought, a store at a time.
         var theirs: [Int64: [String]] = [:]
-        let near = neighbours.sorted { $0.key < $1.key }
-        for (neighbour, product) in try connection.query(
-            """
-            SELECT n.shopper_id, p.product_id
-            FROM unnest(\(PostgresArray(near.map(\.value)))::text[], \(PostgresArray(near.map(\.key)))::bigint[]) AS n(store_id, shopper_id)
-            CROSS JOIN LATERAL (
-                SELECT p.product_id FROM receipt_shopper_products p WHERE p.store_id = n.store_id AND p.shopper_id = n.shopper_id OFFSET 0) p
-            """
-        ).decode((Int64, String).self) {
-            theirs[neighbour, default: []].append(product)
+        for (store, near) in Dictionary(grouping: neighbours.keys, by: { neighbours[$0] ?? "" }).sorted(by: { $0.key < $1.key }) {
+            for (neighbour, product) in try connection.query(
+                """
+                SELECT n.shopper_id, p.product_id FROM unnest(\(PostgresArray(near.sorted()))::bigint[]) AS n(shopper_id) CROSS JOIN LATERAL (
+                    SELECT p.product_id FROM receipt_shopper_products p WHERE p.store_id = \(store) AND p.shopper_id = n.shopper_id OFFSET 0) p
+                """
+            ).decode((Int64, String).self) {
+                theirs[neighbour, default: []].append(product)
+            }
         }
         // Each shopper's suggestions: the neighbours' products they have not bought, by summed similarity.
         var suggestions: [Suggestion] = []
