@@ -155,7 +155,7 @@ struct VersusBenchmark: AsyncParsableCommand {
         let after = try await server.sample()
         let settled = ContinuousClock.now
         process.stop()
-        let detail = try await server.detail(statements: statements, since: before)
+        let detail = try await server.detail(statements: statements)
         client.close()
         if keepDatabases {
             print("      (kept \(database.name))")
@@ -168,8 +168,8 @@ struct VersusBenchmark: AsyncParsableCommand {
             postgresSeconds: after.cpu - before.cpu, walBytes: after.wal - before.wal, detail: detail)
     }
 
-    /// An `Email Captured` of a shopper never seen (distinct per round and side), consented, with an offer code, in
-    /// the last hour.
+    /// An `Email Captured` of a shopper never seen (each side drains its own topic into its own database), consented,
+    /// with an offer code, in the last hour.
     static func capture(_ index: Int, of count: Int, now: Date, round: Int, topic: String) -> KafkaOutboundMessage {
         let anonymous = "anon-\(round)-\(index)"
         let at = now.addingTimeInterval(-3600 + 3000 * Double(index) / Double(max(count, 1))).rfc3339
@@ -356,7 +356,7 @@ struct ServerProbe {
     }
 
     /// Once the worker has exited: the database's writes by table and its costliest statements.
-    func detail(statements: Int, since: Sample) async throws -> Detail {
+    func detail(statements: Int) async throws -> Detail {
         // Stop-time statistics arrive as the worker's backends exit.
         for _ in 0..<100 {
             let others = try await client.withConnection {
