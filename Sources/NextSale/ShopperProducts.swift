@@ -183,8 +183,9 @@ public enum ShopperProducts {
     /// neighbours, ranked by cosine — products shared ÷ √(their breadth × the shopper's), ties by id — and what the
     /// nearest ``NextSaleTuning/neighbours`` bought is scored by the sum of their similarities, ties by product id.
     ///
-    /// PostgreSQL reads the rows through its indexes (four statements, each an index probe per key, bounded by the
-    /// tuning and not by the store) and the counting is done here, in hash maps. Written as one statement, the same
+    /// PostgreSQL reads the rows through its indexes (four statements, an index probe per key; what the asked shoppers
+    /// and their neighbours bought is read whole, the buyers are capped by the tuning) and the counting is done here,
+    /// in hash maps. Written as one statement, the same
     /// counting was sorts and aggregates of ~1,700 (shopper, neighbour) rows a shopper: 7 ms of the server's time
     /// each (EXPLAIN ANALYZE, 500 shoppers of a store of 50,000 orders), more than half of its work for an order.
     static func neighbourhoods(
