@@ -161,6 +161,13 @@ import Testing
             try await fixture.startWorker()
             try await fixture.waitUntilConsumed()
             try await ReceiptWorkerTests.modelFolded(fixture)
+            // The compactor's "customers like you" for every shopper the orders changed: its reads are judged too.
+            try await eventually("every changed shopper's suggestions computed", timeout: .seconds(60)) {
+                // By the stale shoppers' partial index, like the compactor.
+                try await fixture.query(
+                    "SELECT 1 FROM receipt_shopper_breadth WHERE suggested IS NULL OR suggested < changes ORDER BY changed_at LIMIT 1"
+                ).count == 0
+            }
             try await eventually("the due steps decided", timeout: .seconds(60)) {
                 // By the due index, like the scheduler: this test's own reads count in the table's counters too.
                 try await fixture.query(
