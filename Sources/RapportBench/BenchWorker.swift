@@ -203,9 +203,7 @@ final class BenchHarness {
         let database = try await BenchDatabase(prefix: "rapport_bench_\(executable.lowercased())", logger: logger)
         try await prepare(database, group)
         let messages = backlog(topic)
-        for start in stride(from: 0, to: messages.count, by: 10_000) {
-            for result in try await producer.send(Array(messages[start..<min(start + 10_000, messages.count)])) { _ = try result.get() }
-        }
+        try await publish(messages)
         let worker = try BenchWorker(
             executable,
             environment: environment(database: database, inputVariable: inputVariable, topic: topic, group: group)
@@ -216,13 +214,7 @@ final class BenchHarness {
         defer { client.close() }
         // Progress from the offsets the worker records: a tiny table, so polling it costs the run nothing.
         let rate = try await worker.drainRate(total: messages.count) {
-            try await client.withConnection { connection in
-                guard try connection.query("SELECT to_regclass('rapport_consumer_offsets') IS NOT NULL").first?.decode(Bool.self) ?? false
-                else { return 0 }
-                return try connection.query(
-                    "SELECT coalesce(sum(next_offset), 0)::bigint FROM rapport_consumer_offsets WHERE group_id = \(group) AND topic = \(topic)"
-                ).first?.decode(Int.self) ?? 0
-            }
+            try await Self.storedOffsets(client, table: "rapport_consumer_offsets", group: group, topic: topic)
         } settled: {
             try await settled(client)
         }
@@ -232,6 +224,25 @@ final class BenchHarness {
         try await inspect(database)
         try await database.drop()
         return (rate, peak)
+    }
+
+    /// Publishes a backlog, 10,000 messages a send, each delivery confirmed.
+    func publish(_ messages: [KafkaOutboundMessage]) async throws {
+        for start in stride(from: 0, to: messages.count, by: 10_000) {
+            for result in try await producer.send(Array(messages[start..<min(start + 10_000, messages.count)])) { _ = try result.get() }
+        }
+    }
+
+    /// The next offsets a worker stored with its state in `table` (Rapport's `rapport_consumer_offsets`, the peer's
+    /// `consumer_offsets`) for `group` and `topic`, summed over partitions: the events it has applied. 0 until the
+    /// worker has created the table.
+    static func storedOffsets(_ client: PostgresClient, table: String, group: String, topic: String) async throws -> Int {
+        try await client.withConnection { connection in
+            guard try connection.query("SELECT to_regclass($1) IS NOT NULL", [table]).first?.decode(Bool.self) ?? false else { return 0 }
+            return try connection.query(
+                "SELECT coalesce(sum(next_offset), 0)::bigint FROM \(identifier: table) WHERE group_id = \(group) AND topic = \(topic)"
+            ).first?.decode(Int.self) ?? 0
+        }
     }
 
     /// The pipeline's own figure: EchoWorker (two rows and one command per event) drains `count` events.

@@ -127,9 +127,10 @@ struct CaptureBenchmark: AsyncParsableCommand {
     static let trafficStart = Date().addingTimeInterval(-10 * 3600)
 
     /// A pop-up capture of a shopper never seen: consent with an offer code.
-    static func newShopperCapture(_ index: Int, topic: String) -> KafkaOutboundMessage {
+    /// Captured at `at` (by default 10 ms apart from ``trafficStart``).
+    static func newShopperCapture(_ index: Int, at: Date? = nil, topic: String) -> KafkaOutboundMessage {
         let anonymous = "cap-anon-\(index)"
-        let at = trafficStart.addingTimeInterval(Double(index) * 0.01).rfc3339
+        let at = (at ?? trafficStart.addingTimeInterval(Double(index) * 0.01)).rfc3339
         let json =
             #"{"type":"track","event":"Email Captured","messageId":"cap-\#(index)","timestamp":"\#(at)","anonymousId":"\#(anonymous)","context":{"storeId":"bench","ip":"203.0.113.7","userAgent":"bench/1"},"properties":{"email":"cap-\#(index)@example.com","source":"popup","offer_code":"WELCOME10","consent":{"marketing":true,"opt_in_level":"single","text":"Yes please","text_version":"1"}}}"#
         return KafkaOutboundMessage(topic: topic, key: Array("bench/\(anonymous)".utf8), value: Array(json.utf8))

@@ -65,7 +65,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
     }
 
     /// An order of customer `index % customers`: three products, popular ones more often, in 50 categories.
-    static func order(_ index: Int, customers: Int, topic: String) -> KafkaOutboundMessage {
+    static func order(_ index: Int, customers: Int, at: Date? = nil, topic: String) -> KafkaOutboundMessage {
         var generator = SplitMix(state: UInt64(index) &* 7919)
         let customer = index % customers
         var products = Set<Int>()
@@ -74,7 +74,7 @@ struct ReceiptBenchmark: AsyncParsableCommand {
             products.insert(Int(u * u * 2000))
         }
         let items = products.sorted().map { #"{"product_id":"p-\#($0)","name":"Product \#($0)","category":"c-\#($0 % 50)","price":12.5,"quantity":1}"# }
-        let at = CaptureBenchmark.trafficStart.addingTimeInterval(Double(index) * 0.5).rfc3339
+        let at = (at ?? CaptureBenchmark.trafficStart.addingTimeInterval(Double(index) * 0.5)).rfc3339
         let json =
             #"{"type":"track","event":"Order Completed","messageId":"m-\#(index)","timestamp":"\#(at)","userId":"c-\#(customer)","context":{"storeId":"bench","traits":{"firstName":"Ana"}},"properties":{"order_id":"o-\#(index)","currency":"EUR","email":"c-\#(customer)@example.com","products":[\#(items.joined(separator: ","))]}}"#
         return KafkaOutboundMessage(topic: topic, key: Array("bench/c-\(customer)".utf8), value: Array(json.utf8))

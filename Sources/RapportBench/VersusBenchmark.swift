@@ -103,13 +103,12 @@ struct VersusBenchmark: AsyncParsableCommand {
         try harness.cluster.createTopic(Topics.deadLetter(of: topic), partitions: 1)
         let database = try await BenchDatabase(prefix: "rapport_versus", logger: logger)
         let count = workload == .captures ? captures : orders
-        let messages: [KafkaOutboundMessage] =
+        // In the last hour, so that every event may start a conversation (first orders start journeys).
+        let at = { (index: Int) in now.addingTimeInterval(-3600 + 3000 * Double(index) / Double(max(count, 1))) }
+        try await harness.publish(
             workload == .captures
-            ? (0..<count).map { Self.capture($0, of: count, now: now, round: round, topic: topic) }
-            : (0..<count).map { Self.order($0, of: count, now: now, round: round, topic: topic) }
-        for start in stride(from: 0, to: messages.count, by: 10_000) {
-            for result in try await harness.producer.send(Array(messages[start..<min(start + 10_000, messages.count)])) { _ = try result.get() }
-        }
+                ? (0..<count).map { CaptureBenchmark.newShopperCapture($0, at: at($0), topic: topic) }
+                : (0..<count).map { ReceiptBenchmark.order($0, customers: max(count / 5, 1), at: at($0), topic: topic) })
         let client = database.client(logger: logger)
         defer { client.close() }
         let server = try await ServerProbe(client: client)
@@ -126,13 +125,7 @@ struct VersusBenchmark: AsyncParsableCommand {
         // past its batches is done too: the next-sale model folded, every new shopper's "customers like you" computed.
         while true {
             guard process.process.isRunning else { throw BenchError("\(executable) exited early") }
-            let done = try await client.withConnection { connection -> Int in
-                guard try connection.query("SELECT to_regclass($1) IS NOT NULL", [offsets]).first?.decode(Bool.self) ?? false else { return 0 }
-                return try connection.query(
-                    "SELECT coalesce(sum(next_offset), 0)::bigint FROM \(offsets) WHERE group_id = $1 AND topic = $2", [group, topic]
-                ).first?.decode(Int.self) ?? 0
-            }
-            if done >= count { break }
+            if try await BenchHarness.storedOffsets(client, table: offsets, group: group, topic: topic) >= count { break }
             try await Task.sleep(for: .milliseconds(20))
         }
         let drained = ContinuousClock.now
@@ -166,33 +159,6 @@ struct VersusBenchmark: AsyncParsableCommand {
             events: count, rate: Double(count) / (drained - started).seconds, settledAfter: (settled - drained).seconds,
             deferredSeconds: workerSeconds - drainedWorker + after.cpu - drainedServer.cpu, workerSeconds: workerSeconds,
             postgresSeconds: after.cpu - before.cpu, walBytes: after.wal - before.wal, detail: detail)
-    }
-
-    /// An `Email Captured` of a shopper never seen (each side drains its own topic into its own database), consented,
-    /// with an offer code, in the last hour.
-    static func capture(_ index: Int, of count: Int, now: Date, round: Int, topic: String) -> KafkaOutboundMessage {
-        let anonymous = "anon-\(round)-\(index)"
-        let at = now.addingTimeInterval(-3600 + 3000 * Double(index) / Double(max(count, 1))).rfc3339
-        let json =
-            #"{"type":"track","event":"Email Captured","messageId":"cap-\#(round)-\#(index)","timestamp":"\#(at)","anonymousId":"\#(anonymous)","context":{"storeId":"bench","ip":"203.0.113.7","userAgent":"bench/1"},"properties":{"email":"cap-\#(round)-\#(index)@example.com","source":"popup","offer_code":"WELCOME10","consent":{"marketing":true,"opt_in_level":"single","text":"Yes please","text_version":"1"}}}"#
-        return KafkaOutboundMessage(topic: topic, key: Array("bench/\(anonymous)".utf8), value: Array(json.utf8))
-    }
-
-    /// Order `index` of `count`: shopper `index % (count / 5)` (five orders each), three products, in the last hour,
-    /// so that every shopper's first order starts the post-purchase journey.
-    static func order(_ index: Int, of count: Int, now: Date, round: Int, topic: String) -> KafkaOutboundMessage {
-        var generator = SplitMix(state: UInt64(index) &* 7919)
-        let customer = index % max(count / 5, 1)
-        var products = Set<Int>()
-        while products.count < 3 {
-            let u = Double(generator.next() % 1_000_000) / 1_000_000
-            products.insert(Int(u * u * 2000))
-        }
-        let items = products.sorted().map { #"{"product_id":"p-\#($0)","name":"Product \#($0)","category":"c-\#($0 % 50)","price":12.5,"quantity":1}"# }
-        let at = now.addingTimeInterval(-3600 + 3000 * Double(index) / Double(max(count, 1))).rfc3339
-        let json =
-            #"{"type":"track","event":"Order Completed","messageId":"m-\#(round)-\#(index)","timestamp":"\#(at)","userId":"c-\#(customer)","context":{"storeId":"bench","traits":{"firstName":"Ana"}},"properties":{"order_id":"o-\#(round)-\#(index)","currency":"EUR","email":"c-\#(customer)@example.com","products":[\#(items.joined(separator: ","))]}}"#
-        return KafkaOutboundMessage(topic: topic, key: Array("bench/c-\(customer)".utf8), value: Array(json.utf8))
     }
 }
 
